@@ -1,0 +1,37 @@
+"""keras_llm: transformer language models for TensorFlow and Keras 3.
+
+Build a model with `keras_llm.build_bert(...)` or `keras_llm.build_gpt(...)`,
+train it with `model.fit`, save it with `model.save("x.keras")`.
+"""
+
+import os
+
+# Keras 3 on TensorFlow is what keras_llm is built for.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from keras_llm import layers, models, tokenizers, training  # noqa: E402
+from keras_llm.models import (  # noqa: E402
+    BERT_PRESETS,
+    GPT_PRESETS,
+    build_bert,
+    build_bert_classifier,
+    build_bert_pretrainer,
+    build_gpt,
+)
+from keras_llm.training import compile_model  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BERT_PRESETS",
+    "GPT_PRESETS",
+    "build_bert",
+    "build_bert_classifier",
+    "build_bert_pretrainer",
+    "build_gpt",
+    "compile_model",
+    "layers",
+    "models",
+    "tokenizers",
+    "training",
+]

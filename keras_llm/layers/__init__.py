@@ -1,0 +1,19 @@
+"""Reusable Keras layers: attention blocks, embeddings and position encodings.
+
+One public layer per file. Every layer is registered as serializable under the
+`keras_llm>` package, so models that use them save to `.keras` and load with
+`keras.saving.load_model` once `keras_llm` is imported, with `safe_mode` on.
+"""
+
+from keras_llm.layers.position_embedding import PositionEmbedding
+from keras_llm.layers.positional_encoding import PositionalEncoding
+from keras_llm.layers.token_and_position_embedding import TokenAndPositionEmbedding
+from keras_llm.layers.transformer_block import TransformerBlock, gelu_approximate
+
+__all__ = [
+    "PositionEmbedding",
+    "PositionalEncoding",
+    "TokenAndPositionEmbedding",
+    "TransformerBlock",
+    "gelu_approximate",
+]

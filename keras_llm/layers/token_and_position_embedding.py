@@ -1,0 +1,143 @@
+"""Token embedding plus learned position embedding, reversible for LM heads."""
+
+import keras
+from keras import ops
+
+from keras_llm.layers.position_embedding import PositionEmbedding
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """Embeds token ids and adds learned position embeddings.
+
+    Called with `reverse=True` on hidden states it projects them back to the
+    vocabulary with the transposed token table (the tied input/output
+    embedding of GPT-2 and BERT, Press and Wolf 2016), plus an optional
+    per-token output bias (BERT's masked-LM head has one, GPT-2 has none).
+    Calling the same layer forwards at the bottom of a model and in reverse
+    at the top is how the builders tie the weights; the functional model
+    records one shared layer, so the tie survives saving and loading.
+
+    The token table is Keras's own `keras.layers.ReversibleEmbedding`; the
+    reverse projection is computed in the layer's compute dtype.
+
+    Args:
+        vocabulary_size: Number of token ids.
+        max_sequence_length: Number of positions.
+        hidden_dim: Width of the embeddings.
+        use_output_bias: Whether the reverse projection adds a learned bias
+            of shape `(vocabulary_size,)`.
+        embeddings_initializer: Initializer of both tables. Defaults to a
+            truncated normal with standard deviation 0.02.
+        **kwargs: Passed to `keras.layers.Layer` (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: int token ids `(batch_size, sequence_length)`, or with
+            `reverse=True` float hidden states `(..., hidden_dim)`.
+        start_index: The position of the first token, for cached decoding.
+        reverse: Whether to project hidden states to vocabulary logits.
+
+    Returns:
+        `(batch_size, sequence_length, hidden_dim)` embeddings, or with
+        `reverse=True`, `(..., vocabulary_size)` logits.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    layer = keras_llm.layers.TokenAndPositionEmbedding(
+        vocabulary_size=10, max_sequence_length=8, hidden_dim=4
+    )
+    hidden = layer(np.array([[1, 2, 3]]))
+    logits = layer(hidden, reverse=True)
+    assert logits.shape == (1, 3, 10)
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        max_sequence_length,
+        hidden_dim,
+        use_output_bias=False,
+        embeddings_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("max_sequence_length", max_sequence_length),
+            ("hidden_dim", hidden_dim),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"`{name}` must be a positive int. Received: {name}={value}"
+                )
+        self.vocabulary_size = vocabulary_size
+        self.max_sequence_length = max_sequence_length
+        self.hidden_dim = hidden_dim
+        self.use_output_bias = use_output_bias
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer
+            or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocabulary_size,
+            hidden_dim,
+            embeddings_initializer=self._clone_initializer(),
+            dtype=self.dtype_policy,
+            name="token_embedding",
+        )
+        self.position_embedding = PositionEmbedding(
+            max_sequence_length,
+            initializer=self._clone_initializer(),
+            dtype=self.dtype_policy,
+            name="position_embedding",
+        )
+
+    def _clone_initializer(self):
+        return self.embeddings_initializer.__class__.from_config(
+            self.embeddings_initializer.get_config()
+        )
+
+    def build(self, input_shape=None):
+        self.token_embedding.build()
+        self.position_embedding.build((None, None, self.hidden_dim))
+        if self.use_output_bias:
+            self.output_bias = self.add_weight(
+                name="output_bias", shape=(self.vocabulary_size,), initializer="zeros"
+            )
+
+    def call(self, inputs, start_index=0, reverse=False):
+        if reverse:
+            # [..., hidden_dim] -> [..., vocabulary_size]
+            logits = self.token_embedding(inputs, reverse=True)
+            if self.use_output_bias:
+                logits = logits + ops.cast(self.output_bias, logits.dtype)
+            return logits
+        embedded = self.token_embedding(inputs)  # [B, T, hidden_dim]
+        return self.position_embedding(embedded, start_index=start_index)
+
+    def compute_output_spec(self, inputs, start_index=0, reverse=False):
+        if reverse:
+            shape = tuple(inputs.shape[:-1]) + (self.vocabulary_size,)
+        else:
+            shape = tuple(inputs.shape) + (self.hidden_dim,)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "max_sequence_length": self.max_sequence_length,
+                "hidden_dim": self.hidden_dim,
+                "use_output_bias": self.use_output_bias,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,361 @@
+"""The Transformer block: attention, feed-forward network, residuals, LayerNorm."""
+
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+def gelu_approximate(x):
+    """GELU with the tanh approximation, as GPT-2 was trained with.
+
+    A named, registered function (not a lambda) so that a model using it
+    saves to `.keras` and loads with `safe_mode` on.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    x = np.array([-1.0, 0.0, 2.0], "float32")
+    y = np.asarray(keras_llm.layers.gelu_approximate(x))
+    expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    assert np.allclose(y, expected, atol=1e-6)
+    ```
+    """
+    return keras.activations.gelu(x, approximate=True)
+
+
+def _clone(initializer):
+    return initializer.__class__.from_config(initializer.get_config())
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class TransformerBlock(keras.layers.Layer):
+    """One Transformer layer: multi-head attention and a feed-forward network.
+
+    Attention is scaled dot-product attention, softmax(Q K^T / sqrt(d_k)) V,
+    with per-head query, key and value projections (each `hidden_dim ->
+    num_heads x head_dim`, with bias) and an output projection back to
+    `hidden_dim`, where `head_dim = hidden_dim // num_heads`. The
+    position-wise feed-forward network is `Dense(intermediate_dim,
+    activation)` then `Dense(hidden_dim)`. Each sub-layer has a residual
+    connection and a LayerNorm:
+
+    - post-norm (`normalize_first=False`, BERT and the original Transformer):
+      `x = LN(x + Attention(x)); x = LN(x + FFN(x))`
+    - pre-norm (`normalize_first=True`, GPT-2): `x = x + Attention(LN(x));
+      x = x + FFN(LN(x))`; a pre-norm stack needs a final LayerNorm after its
+      last block, which the GPT builder adds.
+
+    With `cross_attention=True` a second attention sub-layer sits between
+    self-attention and the feed-forward network, with queries from the
+    sequence and keys and values from `encoder_outputs` (the decoder block of
+    an encoder-decoder model).
+
+    Under mixed precision the attention logits, the softmax and the LayerNorms
+    are computed in float32 (the softmax sums over the whole sequence and the
+    masked logits need float32's range); the matrix products follow the
+    layer's compute dtype.
+
+    Args:
+        num_heads: Number of attention heads; must divide the input width.
+        intermediate_dim: Width of the feed-forward network's hidden layer.
+        dropout: Dropout rate on the attention probabilities and on each
+            sub-layer's output before its residual addition.
+        activation: Activation of the feed-forward network: a name
+            (`"gelu"` is the exact erf GELU of BERT, `"relu"`, ...), or a
+            registered function such as `keras_llm.layers.gelu_approximate`.
+        layer_norm_epsilon: Epsilon of every LayerNorm.
+        normalize_first: Pre-norm (`True`) or post-norm (`False`).
+        causal: Whether position `t` may attend only to positions `<= t`.
+        cross_attention: Whether the block has an encoder-attention sub-layer.
+        kernel_initializer: Initializer of every projection kernel. Defaults
+            to a truncated normal with standard deviation 0.02 (BERT, GPT-2).
+        bias_initializer: Initializer of every projection bias.
+        **kwargs: Passed to `keras.layers.Layer` (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: Float tensor `(batch_size, sequence_length, hidden_dim)`.
+        padding_mask: Optional `(batch_size, sequence_length)` tensor, 1 (or
+            True) for real tokens and 0 for padding; padded keys get no
+            attention. Outputs at padded positions are not meaningful.
+        attention_mask: Optional `(batch_size, sequence_length,
+            sequence_length)` tensor; query `t` may attend to key `s` where it
+            is 1. Combined (logical and) with `padding_mask` and `causal`.
+        encoder_outputs: `(batch_size, encoder_length, encoder_dim)`, needed
+            when `cross_attention=True`.
+        encoder_padding_mask: Optional `(batch_size, encoder_length)` mask of
+            `encoder_outputs`.
+        return_attention_scores: Whether to also return the attention
+            probabilities.
+        training: Whether dropout is active.
+
+    Returns:
+        The output `(batch_size, sequence_length, hidden_dim)`. With
+        `return_attention_scores=True`, a tuple `(outputs, scores)`, or
+        `(outputs, scores, cross_scores)` with cross-attention, each of shape
+        `(batch_size, num_heads, query_length, key_length)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    block = keras_llm.layers.TransformerBlock(
+        num_heads=2, intermediate_dim=32, causal=True, normalize_first=True
+    )
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    outputs, scores = block(x, return_attention_scores=True)
+    assert outputs.shape == (2, 5, 8) and scores.shape == (2, 2, 5, 5)
+    # Causal: no attention to later positions.
+    assert np.allclose(np.triu(np.asarray(scores)[0, 0], k=1), 0.0)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        dropout=0.0,
+        activation="gelu",
+        layer_norm_epsilon=1e-5,
+        normalize_first=False,
+        causal=False,
+        cross_attention=False,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("num_heads", num_heads),
+            ("intermediate_dim", intermediate_dim),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"`{name}` must be a positive int. Received: {name}={value}"
+                )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.activation = keras.activations.get(activation)
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.normalize_first = normalize_first
+        self.causal = causal
+        self.cross_attention = cross_attention
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or keras.initializers.TruncatedNormal(stddev=0.02)
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    # -- construction --------------------------------------------------------
+
+    def _dense(self, equation, output_shape, bias_axes, name):
+        return keras.layers.EinsumDense(
+            equation,
+            output_shape=output_shape,
+            bias_axes=bias_axes,
+            kernel_initializer=_clone(self.kernel_initializer),
+            bias_initializer=_clone(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _layer_norm(self, name):
+        return keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
+        )
+
+    def _build_attention(self, prefix, query_shape, key_shape):
+        """Creates and builds `<prefix>_{query,key,value,output}` projections."""
+        hidden_dim = query_shape[-1]
+        heads, head_dim = self.num_heads, hidden_dim // self.num_heads
+        projections = {}
+        for part, shape in (("query", query_shape), ("key", key_shape), ("value", key_shape)):
+            layer = self._dense("btd,dnh->btnh", (None, heads, head_dim), "nh", f"{prefix}_{part}")
+            layer.build(shape)
+            projections[part] = layer
+        output = self._dense("btnh,nhd->btd", (None, hidden_dim), "d", f"{prefix}_output")
+        output.build((None, None, heads, head_dim))
+        projections["output"] = output
+        return projections
+
+    def build(self, inputs_shape, encoder_outputs_shape=None):
+        hidden_dim = inputs_shape[-1]
+        if hidden_dim is None or hidden_dim % self.num_heads != 0:
+            raise ValueError(
+                "The input width (hidden_dim) must be divisible by `num_heads`. "
+                f"Received: hidden_dim={hidden_dim}, num_heads={self.num_heads}"
+            )
+        self.head_dim = hidden_dim // self.num_heads
+        self._self_attention = self._build_attention(
+            "self_attention", inputs_shape, inputs_shape
+        )
+        self._self_attention_layer_norm = self._layer_norm("self_attention_layer_norm")
+        self._self_attention_layer_norm.build(inputs_shape)
+        if self.cross_attention:
+            if encoder_outputs_shape is None:
+                raise ValueError(
+                    "A TransformerBlock with cross_attention=True must be "
+                    "called with `encoder_outputs`."
+                )
+            self._cross_attention = self._build_attention(
+                "cross_attention", inputs_shape, encoder_outputs_shape
+            )
+            self._cross_attention_layer_norm = self._layer_norm(
+                "cross_attention_layer_norm"
+            )
+            self._cross_attention_layer_norm.build(inputs_shape)
+        self._feedforward_intermediate_dense = self._dense(
+            "btd,df->btf", (None, self.intermediate_dim), "f",
+            "feedforward_intermediate_dense",
+        )
+        self._feedforward_intermediate_dense.build(inputs_shape)
+        self._feedforward_output_dense = self._dense(
+            "btf,fd->btd", (None, hidden_dim), "d", "feedforward_output_dense"
+        )
+        self._feedforward_output_dense.build((None, None, self.intermediate_dim))
+        self._feedforward_layer_norm = self._layer_norm("feedforward_layer_norm")
+        self._feedforward_layer_norm.build(inputs_shape)
+        self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    # -- forward pass ----------------------------------------------------------
+
+    def _attend(self, projections, query_input, key_input, mask, training):
+        # query_input = [B, T, D], key_input = [B, S, D'], mask = [B, T, S] bool
+        query = projections["query"](query_input)  # [B, T, N, H]
+        key = projections["key"](key_input)  # [B, S, N, H]
+        value = projections["value"](key_input)  # [B, S, N, H]
+        query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
+        scores = ops.einsum("btnh,bsnh->bnts", query, key)  # [B, N, T, S]
+        # float32 on purpose: the masked fill and the softmax's sum over S
+        # need its range and precision under mixed precision.
+        scores = ops.cast(scores, "float32")
+        if mask is not None:
+            scores = ops.where(mask[:, None, :, :], scores, -1e9)
+        probabilities = ops.softmax(scores, axis=-1)
+        weights = ops.cast(probabilities, self.compute_dtype)
+        dropped = self._dropout_layer(weights, training=training)
+        attended = ops.einsum("bnts,bsnh->btnh", dropped, value)  # [B, T, N, H]
+        return projections["output"](attended), probabilities  # [B, T, D]
+
+    def _sublayer(self, x, layer_norm, fn, training):
+        """One residual sub-layer, pre- or post-norm."""
+        if self.normalize_first:
+            y, extra = fn(layer_norm(x))
+            return x + self._dropout_layer(y, training=training), extra
+        y, extra = fn(x)
+        return layer_norm(x + self._dropout_layer(y, training=training)), extra
+
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        encoder_outputs=None,
+        encoder_padding_mask=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        # inputs = [B, T, D]
+        length = ops.shape(inputs)[1]
+        self_mask = _merge_masks(
+            query_length=length,
+            key_length=length,
+            key_padding_mask=padding_mask,
+            attention_mask=attention_mask,
+            causal=self.causal,
+        )
+        x, scores = self._sublayer(
+            inputs,
+            self._self_attention_layer_norm,
+            lambda h: self._attend(self._self_attention, h, h, self_mask, training),
+            training,
+        )
+        cross_scores = None
+        if self.cross_attention:
+            if encoder_outputs is None:
+                raise ValueError(
+                    "This TransformerBlock has cross_attention=True: pass "
+                    "`encoder_outputs`. Received: encoder_outputs=None"
+                )
+            cross_mask = _merge_masks(
+                query_length=length,
+                key_length=ops.shape(encoder_outputs)[1],
+                key_padding_mask=encoder_padding_mask,
+            )
+            x, cross_scores = self._sublayer(
+                x,
+                self._cross_attention_layer_norm,
+                lambda h: self._attend(
+                    self._cross_attention, h, encoder_outputs, cross_mask, training
+                ),
+                training,
+            )
+        x, _ = self._sublayer(
+            x,
+            self._feedforward_layer_norm,
+            lambda h: (
+                self._feedforward_output_dense(
+                    self.activation(self._feedforward_intermediate_dense(h))
+                ),
+                None,
+            ),
+            training,
+        )
+        if not return_attention_scores:
+            return x
+        if self.cross_attention:
+            return x, scores, cross_scores
+        return x, scores
+
+    def compute_output_shape(self, inputs_shape, encoder_outputs_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalize_first": self.normalize_first,
+                "causal": self.causal,
+                "cross_attention": self.cross_attention,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config
+
+
+def _merge_masks(
+    query_length, key_length, key_padding_mask=None, attention_mask=None, causal=False
+):
+    """Returns a `[B or 1, T, S]` bool mask (True = may attend), or None."""
+    mask = None
+    if key_padding_mask is not None:
+        mask = ops.cast(key_padding_mask, "bool")[:, None, :]  # [B, 1, S]
+    if attention_mask is not None:
+        attention_mask = ops.cast(attention_mask, "bool")  # [B, T, S]
+        mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
+    if causal:
+        rows = ops.arange(query_length)[:, None]
+        columns = ops.arange(key_length)[None, :]
+        causal_mask = (rows >= columns)[None, :, :]  # [1, T, S]
+        mask = causal_mask if mask is None else ops.logical_and(mask, causal_mask)
+    return mask

@@ -1,0 +1,319 @@
+"""BERT: a bidirectional encoder (Devlin et al., 2019), its pre-trainer and classifier."""
+
+import keras
+from keras import ops
+
+from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
+from keras_llm.models._config import resolve_config
+from keras_llm.training import compile_model
+
+# The published BERT sizes (Devlin et al. 2019; the small ones from Turc et
+# al. 2019, "Well-Read Students Learn Better"). The feed-forward network is
+# always 4x the hidden width.
+BERT_PRESETS = {
+    name: dict(
+        vocabulary_size=30522,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=4 * hidden,
+        max_sequence_length=512,
+        dropout=0.1,
+    )
+    for name, layers, hidden, heads in (
+        ("bert_tiny", 2, 128, 2),
+        ("bert_mini", 4, 256, 4),
+        ("bert_small", 4, 512, 8),
+        ("bert_medium", 8, 512, 8),
+        ("bert_base", 12, 768, 12),
+        ("bert_large", 24, 1024, 16),
+    )
+}
+
+_BERT_DEFAULTS = dict(dropout=0.1, layer_norm_epsilon=1e-12, num_segments=2)
+
+_ARGS_DOC = """
+    Args:
+        preset: A key of `keras_llm.models.BERT_PRESETS` (`"bert_tiny"`,
+            `"bert_mini"`, `"bert_small"`, `"bert_medium"`, `"bert_base"`,
+            `"bert_large"`), or None to give every size below.
+        vocabulary_size: Number of token ids.
+        num_layers: Number of Transformer blocks.
+        num_heads: Attention heads per block.
+        hidden_dim: Width of the hidden states.
+        intermediate_dim: Width of the feed-forward hidden layer.
+        dropout: Dropout rate (embeddings, attention, residual branches).
+        max_sequence_length: Number of learned positions.
+        layer_norm_epsilon: LayerNorm epsilon (1e-12 as in BERT).
+        num_segments: Number of segment (token type) ids.
+        dtype: A dtype policy for every layer, e.g. `"mixed_bfloat16"`.
+        name: The model's name.
+"""
+
+
+def _bert_graph(config, dtype, use_output_bias):
+    """Inputs, the embedding layer, sequence and pooled outputs of a BERT encoder."""
+    inputs = {
+        key: keras.Input(shape=(None,), dtype="int32", name=key)
+        for key in ("token_ids", "segment_ids", "padding_mask")
+    }
+    embedding = TokenAndPositionEmbedding(
+        vocabulary_size=config["vocabulary_size"],
+        max_sequence_length=config["max_sequence_length"],
+        hidden_dim=config["hidden_dim"],
+        use_output_bias=use_output_bias,
+        dtype=dtype,
+        name="embeddings",
+    )
+    segment_embedding = keras.layers.Embedding(
+        config["num_segments"],
+        config["hidden_dim"],
+        embeddings_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="segment_embedding",
+    )
+    x = embedding(inputs["token_ids"]) + segment_embedding(inputs["segment_ids"])
+    x = keras.layers.LayerNormalization(
+        epsilon=config["layer_norm_epsilon"], dtype=dtype, name="embeddings_layer_norm"
+    )(x)
+    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
+    for i in range(config["num_layers"]):
+        x = TransformerBlock(
+            num_heads=config["num_heads"],
+            intermediate_dim=config["intermediate_dim"],
+            dropout=config["dropout"],
+            activation="gelu",  # BERT uses the exact (erf) GELU.
+            layer_norm_epsilon=config["layer_norm_epsilon"],
+            normalize_first=False,
+            causal=False,
+            dtype=dtype,
+            name=f"transformer_layer_{i}",
+        )(x, padding_mask=inputs["padding_mask"])
+    sequence_output = x  # [B, T, D]
+    # The pooled output is a tanh projection of the first ([CLS]) token.
+    pooled_output = keras.layers.Dense(
+        config["hidden_dim"],
+        activation="tanh",
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="pooled_dense",
+    )(sequence_output[:, 0, :])
+    return inputs, embedding, sequence_output, pooled_output
+
+
+def _resolve(builder, preset, overrides):
+    return resolve_config(builder, BERT_PRESETS, preset, overrides, _BERT_DEFAULTS)
+
+
+def build_bert(
+    preset=None,
+    *,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    num_segments=None,
+    dtype=None,
+    name="bert",
+):
+    """Builds a BERT encoder (the backbone, with no training objective).
+
+    Token, segment and learned position embeddings, a LayerNorm, then
+    `num_layers` post-norm bidirectional `TransformerBlock`s with the exact
+    GELU. The backbone is returned uncompiled because it has no objective:
+    train it through `build_bert_pretrainer` or `build_bert_classifier`, or
+    put your own head on `sequence_output` / `pooled_output`.
+    {args}
+    Returns:
+        A functional `keras.Model` with int32 inputs `token_ids`,
+        `segment_ids` and `padding_mask` (`(batch_size, sequence_length)`)
+        and a dict of outputs: `sequence_output` `(batch_size,
+        sequence_length, hidden_dim)` and `pooled_output` `(batch_size,
+        hidden_dim)` (tanh projection of the first token).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_bert("bert_tiny", vocabulary_size=100)
+    outputs = model({{
+        "token_ids": np.array([[2, 5, 9, 3]], "int32"),
+        "segment_ids": np.zeros((1, 4), "int32"),
+        "padding_mask": np.ones((1, 4), "int32"),
+    }})
+    assert outputs["sequence_output"].shape == (1, 4, 128)
+    assert outputs["pooled_output"].shape == (1, 128)
+    ```
+    """
+    config = _resolve("build_bert", preset, dict(
+        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
+        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
+        max_sequence_length=max_sequence_length,
+        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
+    ))
+    inputs, _, sequence_output, pooled_output = _bert_graph(config, dtype, False)
+    return keras.Model(
+        inputs=inputs,
+        outputs={"sequence_output": sequence_output, "pooled_output": pooled_output},
+        name=name,
+    )
+
+
+def build_bert_pretrainer(
+    preset=None,
+    *,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    num_segments=None,
+    dtype=None,
+    name="bert_pretrainer",
+):
+    """Builds BERT with its masked-LM and next-sentence heads, compiled.
+
+    The masked-LM head gathers the hidden states at `mask_positions`, applies
+    `Dense(hidden_dim, gelu)` and a LayerNorm, and projects to the vocabulary
+    with the transposed token embedding (tied) plus a bias, as in BERT. The
+    next-sentence head is `Dense(2)` on the pooled output. The model comes
+    compiled with `keras_llm.compile_model(model, "bert_pretraining")`: train
+    it on `(inputs, {{"mlm_logits": masked_ids, "nsp_logits": is_random_next}},
+    {{"mlm_logits": mask_weights, "nsp_logits": ones}})`, where the masked-LM
+    weights are 0 for padded prediction slots.
+    {args}
+    Returns:
+        A functional `keras.Model` with the three BERT inputs plus
+        `mask_positions` (int32 `(batch_size, num_predictions)`) and outputs
+        `mlm_logits` `(batch_size, num_predictions, vocabulary_size)` and
+        `nsp_logits` `(batch_size, 2)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=100)
+    outputs = model({{
+        "token_ids": np.array([[2, 5, 4, 3]], "int32"),
+        "segment_ids": np.zeros((1, 4), "int32"),
+        "padding_mask": np.ones((1, 4), "int32"),
+        "mask_positions": np.array([[2]], "int32"),
+    }})
+    assert outputs["mlm_logits"].shape == (1, 1, 100)
+    assert outputs["nsp_logits"].shape == (1, 2)
+    ```
+    """
+    config = _resolve("build_bert_pretrainer", preset, dict(
+        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
+        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
+        max_sequence_length=max_sequence_length,
+        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
+    ))
+    inputs, embedding, sequence_output, pooled_output = _bert_graph(config, dtype, True)
+    mask_positions = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
+    # [B, T, D] gathered at [B, P] -> [B, P, D]
+    masked = ops.take_along_axis(sequence_output, mask_positions[:, :, None], axis=1)
+    masked = keras.layers.Dense(
+        config["hidden_dim"],
+        activation="gelu",
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="mlm_dense",
+    )(masked)
+    masked = keras.layers.LayerNormalization(
+        epsilon=config["layer_norm_epsilon"], dtype=dtype, name="mlm_layer_norm"
+    )(masked)
+    mlm_logits = embedding(masked, reverse=True)  # [B, P, V], tied + bias
+    nsp_logits = keras.layers.Dense(
+        2,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="nsp_dense",
+    )(pooled_output)
+    model = keras.Model(
+        inputs={**inputs, "mask_positions": mask_positions},
+        outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits},
+        name=name,
+    )
+    return compile_model(model, "bert_pretraining")
+
+
+def build_bert_classifier(
+    preset=None,
+    *,
+    num_classes,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    num_segments=None,
+    dtype=None,
+    name="bert_classifier",
+):
+    """Builds BERT with a sequence-classification head, compiled.
+
+    Dropout then `Dense(num_classes)` on the pooled output. The model comes
+    compiled with `keras_llm.compile_model(model, "classification")`: train
+    it on `(inputs, integer_labels)`.
+
+    num_classes is required (an int >= 2).
+    {args}
+    Returns:
+        A functional `keras.Model` with the three BERT inputs and class
+        logits `(batch_size, num_classes)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_bert_classifier("bert_tiny", num_classes=3, vocabulary_size=100)
+    logits = model({{
+        "token_ids": np.array([[2, 5, 9, 3]], "int32"),
+        "segment_ids": np.zeros((1, 4), "int32"),
+        "padding_mask": np.ones((1, 4), "int32"),
+    }})
+    assert logits.shape == (1, 3)
+    ```
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            "build_bert_classifier: `num_classes` must be an int >= 2. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    config = _resolve("build_bert_classifier", preset, dict(
+        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
+        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
+        max_sequence_length=max_sequence_length,
+        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
+    ))
+    inputs, _, _, pooled_output = _bert_graph(config, dtype, False)
+    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="classifier_dropout")(pooled_output)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="logits",
+    )(x)
+    model = keras.Model(inputs=inputs, outputs=logits, name=name)
+    return compile_model(model, "classification")
+
+
+for _builder in (build_bert, build_bert_pretrainer, build_bert_classifier):
+    _builder.__doc__ = _builder.__doc__.replace("{args}", _ARGS_DOC).replace("{{", "{").replace("}}", "}")

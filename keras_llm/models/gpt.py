@@ -1,0 +1,172 @@
+"""GPT: a decoder-only causal language model (Radford et al., 2019)."""
+
+import keras
+
+from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
+from keras_llm.models._config import resolve_config
+from keras_llm.tokenizers import ByteTokenizer
+from keras_llm.training import compile_model
+
+# Sizes of the four published GPT-2 models, plus a tiny one for CPUs.
+GPT_PRESETS = {
+    # Trains on a 2-core CPU in minutes; sized for the byte-level tokenizer.
+    "gpt_nano": dict(
+        vocabulary_size=ByteTokenizer.vocabulary_size,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=128,
+        intermediate_dim=512,
+        max_sequence_length=256,
+        dropout=0.0,
+    ),
+    "gpt2_small": dict(
+        vocabulary_size=50257,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        intermediate_dim=3072,
+        max_sequence_length=1024,
+        dropout=0.1,
+    ),
+    "gpt2_medium": dict(
+        vocabulary_size=50257,
+        num_layers=24,
+        num_heads=16,
+        hidden_dim=1024,
+        intermediate_dim=4096,
+        max_sequence_length=1024,
+        dropout=0.1,
+    ),
+    "gpt2_large": dict(
+        vocabulary_size=50257,
+        num_layers=36,
+        num_heads=20,
+        hidden_dim=1280,
+        intermediate_dim=5120,
+        max_sequence_length=1024,
+        dropout=0.1,
+    ),
+    "gpt2_xl": dict(
+        vocabulary_size=50257,
+        num_layers=48,
+        num_heads=25,
+        hidden_dim=1600,
+        intermediate_dim=6400,
+        max_sequence_length=1024,
+        dropout=0.1,
+    ),
+}
+
+_GPT_DEFAULTS = dict(dropout=0.0, layer_norm_epsilon=1e-5)
+
+
+def build_gpt(
+    preset=None,
+    *,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    dtype=None,
+    name="gpt",
+):
+    """Builds a GPT-2-style causal language model, compiled for training.
+
+    Token and learned position embeddings, `num_layers` pre-norm causal
+    `TransformerBlock`s with the tanh GELU, a final LayerNorm, and output
+    logits from the transposed token embedding (input and output embeddings
+    are tied, as in GPT-2). The model comes compiled with
+    `keras_llm.compile_model(model, "causal_lm")` (see
+    `keras_llm/training/defaults.py`), so `fit` works at once on batches of
+    `({"token_ids", "padding_mask"}, next_token_ids, padding_mask)`.
+
+    Args:
+        preset: A key of `keras_llm.models.GPT_PRESETS` (`"gpt_nano"`,
+            `"gpt2_small"`, `"gpt2_medium"`, `"gpt2_large"`, `"gpt2_xl"`), or
+            None to give every size below.
+        vocabulary_size: Number of token ids.
+        num_layers: Number of Transformer blocks.
+        num_heads: Attention heads per block.
+        hidden_dim: Width of the residual stream.
+        intermediate_dim: Width of the feed-forward hidden layer.
+        dropout: Dropout rate (embeddings, attention, residual branches).
+        max_sequence_length: Number of learned positions.
+        layer_norm_epsilon: LayerNorm epsilon (1e-5 as in GPT-2).
+        dtype: A dtype policy for every layer, e.g. `"mixed_bfloat16"`.
+        name: The model's name.
+
+    Returns:
+        A compiled functional `keras.Model` with inputs `token_ids` and
+        `padding_mask` (int32, `(batch_size, sequence_length)`; padding on the
+        right) and output logits `(batch_size, sequence_length,
+        vocabulary_size)`: position `t` predicts token `t + 1`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=2)
+    token_ids = np.array([[72, 105, 33, 0]], "int32")
+    padding_mask = np.array([[1, 1, 1, 0]], "int32")
+    logits = model({"token_ids": token_ids, "padding_mask": padding_mask})
+    assert logits.shape == (1, 4, model.get_layer("embeddings").vocabulary_size)
+    ```
+    """
+    config = resolve_config(
+        "build_gpt",
+        GPT_PRESETS,
+        preset,
+        dict(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            layer_norm_epsilon=layer_norm_epsilon,
+        ),
+        _GPT_DEFAULTS,
+    )
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+
+    embedding = TokenAndPositionEmbedding(
+        vocabulary_size=config["vocabulary_size"],
+        max_sequence_length=config["max_sequence_length"],
+        hidden_dim=config["hidden_dim"],
+        dtype=dtype,
+        name="embeddings",
+    )
+    x = embedding(token_ids)  # [B, T, D]
+    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
+    for i in range(config["num_layers"]):
+        x = TransformerBlock(
+            num_heads=config["num_heads"],
+            intermediate_dim=config["intermediate_dim"],
+            dropout=config["dropout"],
+            activation=gelu_approximate,
+            layer_norm_epsilon=config["layer_norm_epsilon"],
+            normalize_first=True,
+            causal=True,
+            dtype=dtype,
+            name=f"transformer_layer_{i}",
+        )(x, padding_mask=padding_mask)
+    # Pre-norm blocks leave the residual stream un-normalized: GPT-2 adds a
+    # LayerNorm after the last block.
+    x = keras.layers.LayerNormalization(
+        epsilon=config["layer_norm_epsilon"], dtype=dtype, name="final_layer_norm"
+    )(x)
+    logits = embedding(x, reverse=True)  # [B, T, V], tied to the input table
+    model = keras.Model(
+        inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+        outputs=logits,
+        name=name,
+    )
+    return compile_model(model, "causal_lm")

@@ -1,0 +1,133 @@
+"""Byte-level tokenizer: one id per UTF-8 byte, plus two special tokens."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class ByteTokenizer(keras.layers.Layer):
+    """Maps text to its UTF-8 bytes (ids 0-255) and back.
+
+    Needs no vocabulary file and can encode any string, so it is what the
+    default `keras-llm train` job uses. Two special ids follow the bytes:
+
+    | id | token | use |
+    |---|---|---|
+    | 0-255 | the byte itself | text |
+    | 256 | `<|endoftext|>` | separates documents |
+    | 257 | `<pad>` | padding |
+
+    It uses only ops registered by TensorFlow itself (`tf.strings`,
+    `tf.io.decode_raw`, `tf.gather`), so it runs inside `tf.data` and in a
+    SavedModel with no extra op libraries.
+
+    Call arguments:
+        inputs: A string, a list of strings or a string tensor of any rank.
+
+    Returns:
+        A `tf.RaggedTensor` of int32 ids with one more ragged dimension than
+        `inputs` (a dense 1-D tensor for a scalar string).
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    ids = tokenizer(["hé!", ""])
+    assert ids.to_list() == [[104, 195, 169, 33], []]
+    assert tokenizer.detokenize(ids).numpy().tolist() == ["hé!".encode(), b""]
+    ```
+    """
+
+    vocabulary_size = 258
+    end_token_id = 256
+    pad_token_id = 257
+    special_tokens = {"<|endoftext|>": 256, "<pad>": 257}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "int32")
+        super().__init__(**kwargs)
+        self._byte_strings = tf.constant([bytes([b]) for b in range(256)])
+        self.built = True
+
+    def __call__(self, inputs, *args, **kwargs):
+        # Keras layers take only tensors positionally: accept Python strings.
+        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
+            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def call(self, inputs):
+        pieces = tf.strings.bytes_split(inputs)  # one 1-byte string per byte
+        flat = pieces if isinstance(pieces, tf.Tensor) else pieces.flat_values
+        ids = tf.cast(tf.reshape(tf.io.decode_raw(flat, tf.uint8), [-1]), tf.int32)
+        if isinstance(pieces, tf.Tensor):
+            return ids
+        return pieces.with_flat_values(ids)
+
+    def tokenize(self, inputs):
+        """Same as calling the layer."""
+        return self(inputs)
+
+    def detokenize(self, ids):
+        """Joins byte ids back into UTF-8 strings, dropping special ids.
+
+        Args:
+            ids: int ids, `[..., length]`, dense or ragged.
+
+        Returns:
+            A string tensor with the last dimension joined. Byte sequences
+            that are not valid UTF-8 are returned as they are.
+        """
+        if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
+            ids = tf.ragged.constant(ids, dtype=tf.int32) if _is_ragged_list(ids) else tf.convert_to_tensor(ids)
+        ids = tf.cast(ids, tf.int32)
+        if isinstance(ids, tf.Tensor):
+            ids = tf.RaggedTensor.from_tensor(ids) if ids.shape.rank > 1 else ids
+        if isinstance(ids, tf.RaggedTensor):
+            kept = tf.ragged.boolean_mask(ids, ids < 256)
+            return tf.strings.reduce_join(
+                kept.with_flat_values(tf.gather(self._byte_strings, kept.flat_values)),
+                axis=-1,
+            )
+        kept = tf.boolean_mask(ids, ids < 256)
+        return tf.strings.reduce_join(tf.gather(self._byte_strings, kept), axis=-1)
+
+    def id_to_token(self, token_id):
+        """The token of an id: a 1-byte `bytes` object or a special token."""
+        if not 0 <= token_id < self.vocabulary_size:
+            raise ValueError(
+                f"`token_id` must be in [0, {self.vocabulary_size}). "
+                f"Received: token_id={token_id}"
+            )
+        if token_id < 256:
+            return bytes([token_id])
+        return {v: k for k, v in self.special_tokens.items()}[token_id]
+
+    def token_to_id(self, token):
+        """The id of a 1-byte `bytes` token or a special token's name."""
+        if isinstance(token, bytes) and len(token) == 1:
+            return token[0]
+        if token in self.special_tokens:
+            return self.special_tokens[token]
+        raise ValueError(
+            "`token` must be a single byte or one of "
+            f"{sorted(self.special_tokens)}. Received: token={token!r}"
+        )
+
+    def encode_numpy(self, text):
+        """Encodes one Python string to a NumPy int32 array, without TensorFlow."""
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32")
+
+
+def _is_ragged_list(value):
+    return (
+        isinstance(value, (list, tuple))
+        and value
+        and isinstance(value[0], (list, tuple))
+        and len({len(v) for v in value}) > 1
+    )

@@ -1,0 +1,234 @@
+"""Every training default of keras_llm, in one place.
+
+The builders call `compile_model` with these values, so a freshly built model
+trains well with a bare `model.fit(dataset)`. To change anything, call
+`keras_llm.compile_model(model, task, **overrides)` again, or
+`model.compile(...)` with your own objects.
+
+| setting | value | why |
+|---|---|---|
+| optimizer | AdamW, beta_1 0.9, beta_2 0.999, epsilon 1e-6 | BERT and GPT-2 |
+| weight decay | 0.01, none on LayerNorm, biases, embeddings | BERT's recipe |
+| gradient clipping | global norm 1.0 | BERT, GPT-2, nanoGPT |
+| learning rate | linear warm-up for `warmup_steps`, then linear decay to 10% of the peak at `total_steps`, then constant | BERT (decay to a floor rather than zero so a longer `fit` still learns) |
+| peak learning rate | causal LM 6e-4, BERT pre-training 1e-4, classification 5e-5 | nanoGPT/GPT-3 small, BERT, BERT fine-tuning |
+| steps | `warmup_steps=100`, `total_steps=10000` | pass the real `total_steps` when you know it |
+| loss | sparse cross-entropy on logits, averaged over the tokens whose sample weight is non-zero | padding never counts |
+| metrics | accuracy (and perplexity for language models), weighted by the same sample weights | |
+
+Padding is excluded through Keras's standard `sample_weight`: datasets for
+language models yield `(inputs, labels, sample_weight)` with the padding mask
+as the weight, as keras-hub's preprocessors do.
+"""
+
+import keras
+
+TRAINING_DEFAULTS = {
+    "beta_1": 0.9,
+    "beta_2": 0.999,
+    "epsilon": 1e-6,
+    "weight_decay": 0.01,
+    "global_clipnorm": 1.0,
+    "warmup_steps": 100,
+    "total_steps": 10_000,
+    "final_learning_rate_fraction": 0.1,
+}
+
+# Names (regex-matched against variable names) that get no weight decay.
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "embeddings"]
+
+PEAK_LEARNING_RATE = {
+    "causal_lm": 6e-4,
+    "bert_pretraining": 1e-4,
+    "classification": 5e-5,
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak`, then linear decay to a floor.
+
+    lr(step) = peak * step / warmup_steps                     for step < warmup_steps
+             = peak * (1 - (1 - f) * (step - w) / (total - w))  up to total_steps
+             = peak * f                                         afterwards
+
+    with `f = final_fraction`.
+
+    Args:
+        peak: The learning rate at the end of warm-up.
+        warmup_steps: Steps of linear warm-up (0 for none).
+        total_steps: The step at which the decay reaches the floor.
+        final_fraction: The floor, as a fraction of `peak`.
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    schedule = keras_llm.training.WarmupLinearDecay(
+        peak=1e-3, warmup_steps=10, total_steps=110, final_fraction=0.1
+    )
+    assert abs(float(schedule(5)) - 5e-4) < 1e-9
+    assert abs(float(schedule(60)) - 1e-3 * (1 - 0.9 * 0.5)) < 1e-9
+    assert abs(float(schedule(500)) - 1e-4) < 1e-9
+    ```
+    """
+
+    def __init__(self, peak, warmup_steps, total_steps, final_fraction=0.1):
+        if peak <= 0:
+            raise ValueError(f"`peak` must be positive. Received: peak={peak}")
+        if warmup_steps < 0 or total_steps <= warmup_steps:
+            raise ValueError(
+                "Expected 0 <= warmup_steps < total_steps. Received: "
+                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
+            )
+        if not 0.0 <= final_fraction <= 1.0:
+            raise ValueError(
+                "`final_fraction` must be in [0, 1]. "
+                f"Received: final_fraction={final_fraction}"
+            )
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        self.final_fraction = float(final_fraction)
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        warmup = ops.cast(self.warmup_steps, "float32")
+        warm = self.peak * step / ops.maximum(warmup, 1.0)
+        progress = ops.clip(
+            (step - warmup) / float(self.total_steps - self.warmup_steps), 0.0, 1.0
+        )
+        decayed = self.peak * (1.0 - (1.0 - self.final_fraction) * progress)
+        return ops.where(step < warmup, warm, decayed)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "final_fraction": self.final_fraction,
+        }
+
+
+def make_optimizer(learning_rate, **overrides):
+    """AdamW with keras_llm's defaults and the warm-up/decay schedule.
+
+    Args:
+        learning_rate: The peak learning rate.
+        **overrides: Any key of `TRAINING_DEFAULTS`.
+
+    Returns:
+        A `keras.optimizers.AdamW` that applies no weight decay to LayerNorm
+        parameters, biases or embeddings.
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    optimizer = keras_llm.training.make_optimizer(1e-3, total_steps=500)
+    assert optimizer.global_clipnorm == 1.0
+    ```
+    """
+    unknown = set(overrides) - set(TRAINING_DEFAULTS)
+    if unknown:
+        raise ValueError(
+            f"Unknown training settings {sorted(unknown)}. "
+            f"Expected some of {sorted(TRAINING_DEFAULTS)}."
+        )
+    settings = {**TRAINING_DEFAULTS, **overrides}
+    total_steps = settings["total_steps"]
+    warmup_steps = min(settings["warmup_steps"], max(total_steps // 10, 0))
+    schedule = WarmupLinearDecay(
+        peak=learning_rate,
+        warmup_steps=warmup_steps,
+        total_steps=total_steps,
+        final_fraction=settings["final_learning_rate_fraction"],
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=settings["weight_decay"],
+        beta_1=settings["beta_1"],
+        beta_2=settings["beta_2"],
+        epsilon=settings["epsilon"],
+        global_clipnorm=settings["global_clipnorm"],
+    )
+    optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+    return optimizer
+
+
+def _token_loss():
+    # Mean over tokens with non-zero weight, not over all B*T positions: a
+    # batch with much padding must not get a smaller loss and gradient.
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+
+
+def _lm_metrics():
+    from keras_hub.metrics import Perplexity
+
+    return [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        Perplexity(from_logits=True, name="perplexity"),
+    ]
+
+
+def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrides):
+    """Compiles `model` with keras_llm's training defaults for `task`.
+
+    Args:
+        model: A model from one of the builders.
+        task: `"causal_lm"` (outputs next-token logits), `"bert_pretraining"`
+            (outputs `mlm_logits` and `nsp_logits`) or `"classification"`
+            (outputs class logits).
+        learning_rate: Peak learning rate; defaults to `PEAK_LEARNING_RATE[task]`.
+        jit_compile: Passed to `keras.Model.compile`.
+        **overrides: Any key of `TRAINING_DEFAULTS`.
+
+    Returns:
+        `model`, compiled.
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano")
+    keras_llm.compile_model(model, "causal_lm", learning_rate=1e-3, total_steps=300)
+    assert float(model.optimizer.learning_rate) == 0.0  # warm-up starts at 0
+    ```
+    """
+    if task not in PEAK_LEARNING_RATE:
+        raise ValueError(
+            f"Unknown task. Received: task={task!r}; expected one of "
+            f"{sorted(PEAK_LEARNING_RATE)}."
+        )
+    optimizer = make_optimizer(learning_rate or PEAK_LEARNING_RATE[task], **overrides)
+    if task == "causal_lm":
+        model.compile(
+            optimizer=optimizer,
+            loss=_token_loss(),
+            weighted_metrics=_lm_metrics(),
+            jit_compile=jit_compile,
+        )
+    elif task == "bert_pretraining":
+        model.compile(
+            optimizer=optimizer,
+            loss={"mlm_logits": _token_loss(), "nsp_logits": _token_loss()},
+            weighted_metrics={
+                "mlm_logits": _lm_metrics(),
+                "nsp_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            },
+            jit_compile=jit_compile,
+        )
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+    return model
