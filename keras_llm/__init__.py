@@ -9,7 +9,7 @@ import os
 # Keras 3 on TensorFlow is what keras_llm is built for.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from keras_llm import layers, models, tokenizers, training  # noqa: E402
+from keras_llm import data, generation, layers, models, tokenizers, training  # noqa: E402
 from keras_llm.models import (  # noqa: E402
     BERT_PRESETS,
     GPT_PRESETS,
@@ -30,6 +30,8 @@ __all__ = [
     "build_bert_pretrainer",
     "build_gpt",
     "compile_model",
+    "data",
+    "generation",
     "layers",
     "models",
     "tokenizers",

@@ -1,0 +1,5 @@
+"""Generation: producing text from causal language models."""
+
+from keras_llm.generation.sampling import generate
+
+__all__ = ["generate"]
