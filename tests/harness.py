@@ -1,0 +1,80 @@
+"""The shared layer harness: config, `.keras`, XLA and mixed-precision checks."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _as_tensors(inputs):
+    return keras.tree.map_structure(tf.convert_to_tensor, inputs)
+
+
+def _numpy(outputs):
+    return [np.asarray(o, dtype="float32") for o in keras.tree.flatten(outputs)]
+
+
+def check_layer(layer_cls, init_kwargs, inputs, call_kwargs=None, tmp_path=None, atol=1e-6):
+    """Checks what every keras_llm layer must do.
+
+    - `get_config` / `from_config` gives a layer with the same config and, with
+      the same weights, the same outputs;
+    - a functional model around it saves to `.keras` and loads with
+      `keras.saving.load_model` with no `custom_objects` and `safe_mode` on,
+      giving the same outputs;
+    - under `tf.function(jit_compile=True)` it gives the same outputs as eagerly;
+    - built with the `mixed_bfloat16` policy it computes in bfloat16 and gives
+      finite outputs within bfloat16 tolerance of float32.
+
+    `inputs` is one tensor (the first positional argument); `call_kwargs` may
+    hold further tensors (masks, encoder outputs).
+    """
+    call_kwargs = dict(call_kwargs or {})
+    tensor_kwargs = {k: v for k, v in call_kwargs.items() if isinstance(v, (np.ndarray, tf.Tensor))}
+    static_kwargs = {k: v for k, v in call_kwargs.items() if k not in tensor_kwargs}
+    layer = layer_cls(**init_kwargs)
+    expected = _numpy(layer(inputs, **call_kwargs))
+
+    # Config round trip.
+    clone = layer_cls.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone(inputs, **call_kwargs)
+    clone.set_weights(layer.get_weights())
+    for got, want in zip(_numpy(clone(inputs, **call_kwargs)), expected):
+        np.testing.assert_allclose(got, want, atol=atol)
+
+    # `.keras` round trip of a functional model holding the layer.
+    def spec(x):
+        x = np.asarray(x)
+        return keras.Input(shape=x.shape[1:], dtype=str(x.dtype), batch_size=x.shape[0])
+
+    symbolic = spec(inputs)
+    symbolic_kwargs = {k: spec(v) for k, v in tensor_kwargs.items()}
+    model = keras.Model(
+        [symbolic, *symbolic_kwargs.values()],
+        layer(symbolic, **symbolic_kwargs, **static_kwargs),
+    )
+    model_inputs = [inputs, *tensor_kwargs.values()]
+    path = os.path.join(str(tmp_path), f"{layer.name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for got, want in zip(_numpy(loaded(model_inputs)), expected):
+        np.testing.assert_allclose(got, want, atol=atol)
+
+    # XLA.
+    compiled = tf.function(lambda *a: model(list(a)), jit_compile=True)
+    for got, want in zip(_numpy(compiled(*_as_tensors(model_inputs))), expected):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+    # Mixed precision: same weights, bfloat16 compute.
+    mixed = layer_cls(**{**init_kwargs, "dtype": "mixed_bfloat16"})
+    mixed(inputs, **call_kwargs)
+    mixed.set_weights(layer.get_weights())
+    outputs = keras.tree.flatten(mixed(inputs, **call_kwargs))
+    for out, want in zip(outputs, expected):
+        if "float" in str(out.dtype) and out.ndim == np.ndim(want):
+            got = np.asarray(tf.cast(out, tf.float32))
+            assert np.all(np.isfinite(got))
+            np.testing.assert_allclose(got, want, atol=0.1, rtol=0.05)
+    return layer
