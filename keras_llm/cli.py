@@ -11,12 +11,13 @@ import time
 
 TRAIN_FLAGS = {
     "--preset": dict(default="gpt_nano", help="A GPT preset (keras_llm.GPT_PRESETS)."),
-    "--steps": dict(type=int, default=600, help="Training steps (batches)."),
+    "--steps": dict(type=int, default=800, help="Training steps (batches)."),
     "--batch-size": dict(type=int, default=32, help="Sequences per batch."),
     "--sequence-length": dict(type=int, default=128, help="Tokens per sequence."),
     "--learning-rate": dict(
-        type=float, default=None,
-        help="Peak learning rate; default: keras_llm.training.PEAK_LEARNING_RATE['causal_lm'].",
+        type=float, default=2e-3,
+        help="Peak learning rate. 2e-3 suits gpt_nano; larger models want "
+        "keras_llm.training.PEAK_LEARNING_RATE['causal_lm'] (6e-4) or less.",
     ),
     "--output": dict(default="gpt_nano.keras", help="Where to save the trained model (.keras)."),
     "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
