@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
-from keras_llm.models._config import resolve_config
+from keras_llm.models._config import ARCHITECTURE_ARGUMENTS, resolve_config
 from keras_llm.training import compile_model
 
 # The published BERT sizes (Devlin et al. 2019; the small ones from Turc et
@@ -101,8 +101,11 @@ def _bert_graph(config, dtype, use_output_bias):
     return inputs, embedding, sequence_output, pooled_output
 
 
-def _resolve(builder, preset, overrides):
-    return resolve_config(builder, BERT_PRESETS, preset, overrides, _BERT_DEFAULTS)
+def _resolve(builder, arguments):
+    """The builder's config from its `locals()`: preset, defaults and overrides."""
+    names = set(ARCHITECTURE_ARGUMENTS) | set(_BERT_DEFAULTS)
+    overrides = {k: v for k, v in arguments.items() if k in names}
+    return resolve_config(builder, BERT_PRESETS, arguments["preset"], overrides, _BERT_DEFAULTS)
 
 
 def build_bert(
@@ -151,12 +154,7 @@ def build_bert(
     assert outputs["pooled_output"].shape == (1, 128)
     ```
     """
-    config = _resolve("build_bert", preset, dict(
-        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
-        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
-        max_sequence_length=max_sequence_length,
-        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
-    ))
+    config = _resolve("build_bert", locals())
     inputs, _, sequence_output, pooled_output = _bert_graph(config, dtype, False)
     return keras.Model(
         inputs=inputs,
@@ -214,12 +212,7 @@ def build_bert_pretrainer(
     assert outputs["nsp_logits"].shape == (1, 2)
     ```
     """
-    config = _resolve("build_bert_pretrainer", preset, dict(
-        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
-        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
-        max_sequence_length=max_sequence_length,
-        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
-    ))
+    config = _resolve("build_bert_pretrainer", locals())
     inputs, embedding, sequence_output, pooled_output = _bert_graph(config, dtype, True)
     mask_positions = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
     # [B, T, D] gathered at [B, P] -> [B, P, D]
@@ -297,12 +290,7 @@ def build_bert_classifier(
             "build_bert_classifier: `num_classes` must be an int >= 2. "
             f"Received: num_classes={num_classes!r}"
         )
-    config = _resolve("build_bert_classifier", preset, dict(
-        vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
-        hidden_dim=hidden_dim, intermediate_dim=intermediate_dim, dropout=dropout,
-        max_sequence_length=max_sequence_length,
-        layer_norm_epsilon=layer_norm_epsilon, num_segments=num_segments,
-    ))
+    config = _resolve("build_bert_classifier", locals())
     inputs, _, _, pooled_output = _bert_graph(config, dtype, False)
     x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="classifier_dropout")(pooled_output)
     logits = keras.layers.Dense(
