@@ -1,0 +1,377 @@
+"""BERT's WordPiece tokenizer written with core TensorFlow ops only."""
+
+import functools
+import os
+import sys
+import unicodedata
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# CJK Unified Ideographs blocks that BERT surrounds with spaces (the ranges
+# of google-research/bert's `_is_chinese_char`, which Hugging Face copies).
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+# Unicode's White_Space property (what Rust's `char::is_whitespace` tests).
+_WHITESPACE = frozenset(
+    [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+    + list(range(0x2000, 0x200B))
+)
+
+
+def _is_punctuation(char):
+    """BERT's punctuation: all ASCII punctuation (incl. $+<=>^`|~) and Unicode P*."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def _is_removed(cp):
+    """Characters BERT's text cleaning drops: NUL, U+FFFD and categories C*."""
+    if cp in (0x09, 0x0A, 0x0D):
+        return False
+    return cp == 0 or cp == 0xFFFD or unicodedata.category(chr(cp)).startswith("C")
+
+
+def _ranges(predicate):
+    """Sorted [start, end) boundaries of the code points where `predicate` holds."""
+    boundaries, inside = [], False
+    for cp in range(sys.maxunicode + 1):
+        if predicate(cp) != inside:
+            boundaries.append(cp)
+            inside = not inside
+    if inside:
+        boundaries.append(sys.maxunicode + 1)
+    return boundaries
+
+
+@functools.lru_cache(maxsize=4)
+def _character_tables(lowercase, strip_accents):
+    """What BERT's normalizer and pre-tokenizer do to each code point.
+
+    Hugging Face's `BertNormalizer` (clean text, space out CJK, strip accents,
+    lowercase) and `BertPreTokenizer` (split on whitespace, isolate
+    punctuation) act on each character independently, so together they are a
+    function from one code point to a string. Returns the code points removed
+    (as range boundaries) and, for the others whose result is not the
+    character itself, the result with spaces marking word breaks.
+    """
+    removed = _ranges(_is_removed)
+    changed_keys, changed_values = [], []
+    for cp in range(sys.maxunicode + 1):
+        if _is_removed(cp):
+            continue
+        char = chr(cp)
+        if cp in _WHITESPACE:
+            result = " "
+        elif any(start <= cp <= end for start, end in _CJK_RANGES):
+            result = f" {char} "
+        else:
+            result = char
+            if strip_accents:
+                decomposed = unicodedata.normalize("NFD", result)
+                result = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+            if lowercase:
+                result = result.lower()
+            result = "".join(f" {c} " if _is_punctuation(c) else c for c in result)
+        if result != char:
+            changed_keys.append(cp)
+            changed_values.append(result.encode("utf-8"))
+    return removed, changed_keys, changed_values
+
+
+def _read_vocabulary(vocabulary):
+    if isinstance(vocabulary, (str, os.PathLike)):
+        path = os.fspath(vocabulary)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"WordPiece vocabulary file not found: {path!r}")
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise ValueError(
+                f"{path}:{line}: the vocabulary file is not valid UTF-8; expected one "
+                "WordPiece token per line."
+            ) from None
+        tokens = text.split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        tokens = [t.rstrip("\r") for t in tokens]
+        source = path
+    else:
+        tokens, source = list(vocabulary), "vocabulary"
+    if not tokens:
+        raise ValueError(f"{source}: the vocabulary is empty; expected one token per line.")
+    seen = {}
+    for line, token in enumerate(tokens, start=1):
+        if token == "" or any(c.isspace() for c in token.strip()) or token != token.strip():
+            raise ValueError(
+                f"{source}:{line}: expected one WordPiece token per line without "
+                f"whitespace. Received: {token!r}"
+            )
+        if token in seen:
+            raise ValueError(
+                f"{source}:{line}: token {token!r} repeats line {seen[token]}; a "
+                "vocabulary lists each token once."
+            )
+        seen[token] = line
+    return tokens
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class CoreOpsWordPieceTokenizer(keras.layers.Layer):
+    """BERT's WordPiece tokenizer in ops that every TensorFlow build has.
+
+    Gives the ids of Hugging Face's `BertWordPieceTokenizer` (and of the
+    original BERT): text cleaning (NUL, U+FFFD and control/format
+    characters dropped, whitespace unified), spaces around CJK ideographs,
+    optional accent stripping (NFD, then combining marks dropped) and
+    lower-casing, splitting on whitespace and around punctuation, then
+    greedy longest-match-first WordPiece with `##` continuations; a word with
+    no segmentation, or longer than `max_input_chars_per_word` characters,
+    becomes the unknown token.
+
+    It uses only ops registered by TensorFlow itself (`tf.strings`,
+    `tf.lookup.StaticHashTable`, `tf.searchsorted`, `tf.while_loop`), no
+    tensorflow-text, so a SavedModel holding it loads in any TF Serving
+    binary. Every per-character step of BERT's normalization is one
+    precomputed table over all Unicode code points (from Python's
+    `unicodedata`, Unicode 14 on Python 3.11; characters assigned in later
+    Unicode versions may differ from a reference built on newer data).
+    Bytes that are not valid UTF-8 decode to U+FFFD and are dropped.
+
+    Args:
+        vocabulary: A path to a BERT `vocab.txt` (one token per line) or a
+            list of tokens; a token's id is its line number from 0.
+        lowercase: Lower-case the text (uncased BERT). Cased BERT: False.
+        strip_accents: Strip accents; defaults to `lowercase`, as in BERT.
+        unknown_token: The token of words that cannot be segmented.
+        suffix_indicator: The prefix of word-continuation pieces.
+        max_input_chars_per_word: Longer words become the unknown token.
+        **kwargs: Passed to `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: A string or a 1-D batch of strings (str, bytes, list or tensor).
+
+    Returns:
+        int32 ids: 1-D for a scalar input, a `tf.RaggedTensor` `[batch, None]`
+        for a batch.
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    vocab = ["[UNK]", "[CLS]", "[SEP]", "the", "cat", "##s", "sat", "!", "cafe"]
+    tokenizer = keras_llm.tokenizers.CoreOpsWordPieceTokenizer(vocab, lowercase=True)
+    assert tokenizer(["The cats sat!", "Café dogs"]).to_list() == [[3, 4, 5, 6, 7], [8, 0]]
+    assert tokenizer.detokenize([3, 4, 5]).numpy() == b"the cats"
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary,
+        lowercase=True,
+        strip_accents=None,
+        unknown_token="[UNK]",
+        suffix_indicator="##",
+        max_input_chars_per_word=100,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "int32")
+        super().__init__(**kwargs)
+        self.vocabulary = _read_vocabulary(vocabulary)
+        if unknown_token not in self.vocabulary:
+            raise ValueError(
+                f"The unknown token is not in the vocabulary. Received: unknown_token={unknown_token!r}"
+            )
+        if max_input_chars_per_word <= 0:
+            raise ValueError(
+                "`max_input_chars_per_word` must be positive. "
+                f"Received: max_input_chars_per_word={max_input_chars_per_word}"
+            )
+        self.lowercase = bool(lowercase)
+        self.strip_accents = self.lowercase if strip_accents is None else bool(strip_accents)
+        self.unknown_token = unknown_token
+        self.suffix_indicator = suffix_indicator
+        self.max_input_chars_per_word = int(max_input_chars_per_word)
+        self.vocabulary_size = len(self.vocabulary)
+        self.unknown_token_id = self.vocabulary.index(unknown_token)
+
+        removed, keys, values = _character_tables(self.lowercase, self.strip_accents)
+        self._removed_boundaries = tf.constant(removed, tf.int32)
+        self._char_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, tf.int32), tf.constant(values, tf.string)
+            ),
+            default_value="\x00",  # never a result: marks "unchanged"
+        )
+        self._token_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(self.vocabulary, tf.string),
+                tf.range(self.vocabulary_size, dtype=tf.int32),
+            ),
+            default_value=-1,
+        )
+        self._tokens = tf.constant(self.vocabulary, tf.string)
+        self.built = True
+
+    def __call__(self, inputs, *args, **kwargs):
+        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
+            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        return super().__call__(inputs, *args, **kwargs)
+
+    # -- normalization and pre-tokenization ------------------------------------
+
+    def _words(self, texts):
+        """[B] strings -> [B, None] words, BERT-normalized and split."""
+        codepoints = tf.strings.unicode_decode(
+            texts, "UTF-8", errors="replace", replacement_char=0xFFFD
+        )  # [B, None]
+        cps = codepoints.flat_values
+        chars = tf.strings.unicode_encode(tf.expand_dims(cps, -1), "UTF-8")
+        removed = tf.math.floormod(
+            tf.searchsorted(self._removed_boundaries, cps, side="right"), 2
+        ) == 1
+        mapped = self._char_table.lookup(cps)
+        mapped = tf.where(tf.equal(mapped, "\x00"), chars, mapped)
+        mapped = tf.where(removed, tf.constant(""), mapped)
+        normalized = tf.strings.reduce_join(codepoints.with_flat_values(mapped), axis=-1)
+        return tf.strings.split(normalized)  # whitespace-separated words
+
+    # -- WordPiece -----------------------------------------------------------------
+
+    def _word_piece(self, words):
+        """[W] words -> [W, None] ids, greedy longest-match-first."""
+        lengths = tf.strings.length(words, unit="UTF8_CHAR")  # [W]
+        num_words = tf.shape(words)[0]
+        too_long = lengths > self.max_input_chars_per_word
+        max_length = tf.reduce_max(tf.concat([[1], tf.where(too_long, 0, lengths)], 0))
+        candidate_lengths = tf.range(1, max_length + 1)  # [L]
+
+        def step(i, start, unknown, pieces):
+            active = tf.logical_and(start < lengths, tf.logical_not(unknown))
+            position = tf.minimum(start, lengths)
+            # [W, L] substrings word[start : start + l] for every length l.
+            substrings = tf.strings.substr(
+                tf.broadcast_to(words[:, None], [num_words, max_length]),
+                tf.broadcast_to(position[:, None], [num_words, max_length]),
+                tf.broadcast_to(candidate_lengths[None, :], [num_words, max_length]),
+                unit="UTF8_CHAR",
+            )
+            prefixed = tf.where(
+                (start > 0)[:, None], tf.strings.join([self.suffix_indicator, substrings]), substrings
+            )
+            ids = self._token_table.lookup(prefixed)
+            fits = (start[:, None] + candidate_lengths[None, :]) <= lengths[:, None]
+            found = tf.logical_and(ids >= 0, fits)
+            best = tf.reduce_max(tf.where(found, candidate_lengths[None, :], 0), axis=1)  # [W]
+            best_id = tf.reduce_sum(
+                tf.where(tf.equal(candidate_lengths[None, :], best[:, None]), ids, 0), axis=1
+            )
+            matched = tf.logical_and(active, best > 0)
+            unknown = tf.logical_or(unknown, tf.logical_and(active, best == 0))
+            pieces = pieces.write(i, tf.where(matched, best_id, -1))
+            return i + 1, start + tf.where(matched, best, 0), unknown, pieces
+
+        def keep_going(i, start, unknown, pieces):
+            return tf.reduce_any(tf.logical_and(start < lengths, tf.logical_not(unknown)))
+
+        _, _, unknown, pieces = tf.while_loop(
+            keep_going,
+            step,
+            (
+                tf.constant(1),
+                tf.zeros_like(lengths),
+                too_long,
+                # Column 0 is padding (-1), so stacking works when no word
+                # needs a step (an empty batch, or only empty strings).
+                tf.TensorArray(tf.int32, size=1, dynamic_size=True, element_shape=[None]).write(
+                    0, tf.fill([num_words], -1)
+                ),
+            ),
+        )
+        pieces = tf.transpose(pieces.stack())  # [W, steps]
+        pieces = tf.reshape(pieces, [num_words, -1])
+        ragged = tf.ragged.boolean_mask(pieces, pieces >= 0)
+        unknown_ids = tf.RaggedTensor.from_tensor(
+            tf.fill([num_words, 1], self.unknown_token_id)
+        )
+        # A word that fails anywhere is one unknown token (as BERT does).
+        return _select_rows(unknown, unknown_ids, ragged)
+
+    def call(self, inputs):
+        inputs = tf.convert_to_tensor(inputs, tf.string)
+        scalar = inputs.shape.rank == 0
+        texts = tf.reshape(inputs, [-1])
+        words = self._words(texts)  # [B, None]
+        ids = self._word_piece(words.flat_values)  # [W, None]
+        ids = words.with_flat_values(ids).merge_dims(1, 2)  # [B, None]
+        return ids.flat_values if scalar else ids
+
+    def tokenize(self, inputs):
+        """Same as calling the layer."""
+        return self(inputs)
+
+    def detokenize(self, ids):
+        """Joins tokens with spaces and glues `##` continuations to the previous one.
+
+        Args:
+            ids: int ids, `[length]` or `[batch, None]`, dense or ragged.
+
+        Returns:
+            A string, or a `[batch]` string tensor.
+        """
+        if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
+            ids = tf.ragged.constant(ids, dtype=tf.int32)
+        tokens = tf.gather(self._tokens, ids)
+        text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+        return tf.strings.regex_replace(text, " " + self.suffix_indicator, "")
+
+    def id_to_token(self, token_id):
+        """The token string of an id."""
+        if not 0 <= token_id < self.vocabulary_size:
+            raise ValueError(
+                f"`token_id` must be in [0, {self.vocabulary_size}). Received: token_id={token_id}"
+            )
+        return self.vocabulary[token_id]
+
+    def token_to_id(self, token):
+        """The id of a token string."""
+        try:
+            return self.vocabulary.index(token)
+        except ValueError:
+            raise ValueError(f"Token not in the vocabulary. Received: token={token!r}") from None
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32", ragged=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary": self.vocabulary,
+                "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents,
+                "unknown_token": self.unknown_token,
+                "suffix_indicator": self.suffix_indicator,
+                "max_input_chars_per_word": self.max_input_chars_per_word,
+            }
+        )
+        return config
+
+
+def _select_rows(condition, if_true, if_false):
+    """Row-wise choice between two `[N, None]` ragged tensors."""
+    true_rows = tf.where(condition)[:, 0]
+    false_rows = tf.where(tf.logical_not(condition))[:, 0]
+    order = tf.argsort(tf.concat([tf.cast(true_rows, tf.int32), tf.cast(false_rows, tf.int32)], 0))
+    stacked = tf.concat([tf.gather(if_true, true_rows), tf.gather(if_false, false_rows)], 0)
+    return tf.gather(stacked, order)
