@@ -1,40 +1,18 @@
 """CoreOpsWordPieceTokenizer against Hugging Face `tokenizers` (the reference)."""
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 import tokenizers as hf
 
 from keras_llm.tokenizers import CoreOpsWordPieceTokenizer
+from tests.tokenizers.serving_check import (
+    STRESS,
+    TRAINING_CORPUS,
+    run_in_tensorflow_only_process,
+    shared_lines,
+)
 
-SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
-
-STRESS = [
-    "", " ", "   \t\n ", "Hello, WORLD!!", "naïve café résumé", "Ǆ ǅ ﬁ Å Ω ŉ",
-    "漢字テスト 日本語の文章", "한국어 텍스트", "emoji 🙂👍🏽 family 👨‍👩‍👧", "zero\u200bwidth\u200d joiner",
-    "ctrl\x00\x07\x1bchars\x7f", "tab\tnew\nline\r\nend", "x\x85y\u2028z\u3000w\xa0v",
-    "a" * 150, "supercalifragilisticexpialidocious", "12,345.67 and 3.14159e-10",
-    "https://example.com/path?q=1&r=two#frag", "user@example.org", "don't «quote» „this“",
-    "\u0301combining at start", "İstanbul ΣΑΣ straße", "$5+3=8^2|~`", "ﬀ ﬃ ½ ² №",
-    "\ufffdreplacement", "Ελληνικά Русский עברית العربية हिन्दी",
-]
-
-
-def corpus():
-    base = [
-        "The quick brown fox jumps over the lazy dog. Café déjà vu, naïve résumé!",
-        "漢字 日本語 한국어 Ελληνικά Русский עברית العربية हिन्दी 🙂 https://example.com/a?b=1",
-        "Numbers 123,456.78 and emails user@example.org; quotes «like» „these“.",
-    ]
-    rng = np.random.default_rng(0)
-    words = " ".join(base).split()
-    return base * 5 + [" ".join(rng.choice(words, 12)) for _ in range(300)]
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
@@ -42,7 +20,7 @@ def pair(request, tmp_path_factory):
     """A vocabulary trained by Hugging Face, loaded by both implementations."""
     lowercase = request.param
     reference = hf.BertWordPieceTokenizer(lowercase=lowercase)
-    reference.train_from_iterator(corpus(), vocab_size=600)
+    reference.train_from_iterator(TRAINING_CORPUS, vocab_size=600)
     directory = tmp_path_factory.mktemp("vocab")
     reference.save_model(str(directory))
     ours = CoreOpsWordPieceTokenizer(str(directory / "vocab.txt"), lowercase=lowercase)
@@ -60,12 +38,10 @@ def test_stress_set_matches_hugging_face(pair):
 
 @pytest.mark.parametrize("name", ["sst2_train.tsv", "sst2_dev.tsv", "tinyshakespeare.txt"])
 def test_shared_corpora_match_hugging_face(pair, name):
-    path = os.path.join(SHARED_DATA, name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} is absent (it exists only beside the project's checkout)")
+    lines = shared_lines(name)
+    if lines is None:
+        pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
     ours, reference, _ = pair
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
     for start in range(0, len(lines), 4096):
         chunk = lines[start : start + 4096]
         assert ours(chunk).to_list() == reference_ids(reference, chunk), start
@@ -104,46 +80,8 @@ def test_keras_round_trip(pair, tmp_path):
 
 def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(pair, tmp_path):
     ours, reference, _ = pair
-
-    class Serving(tf.Module):
-        def __init__(self, tokenizer):
-            super().__init__()
-            self.tokenizer = tokenizer
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-        def tokenize(self, texts):
-            ids = self.tokenizer(texts)
-            return {"ids": ids.to_tensor(-1)}
-
-    export_dir = str(tmp_path / "saved")
-    tf.saved_model.save(Serving(ours), export_dir)
-    script = textwrap.dedent(
-        f"""
-        import sys, json
-        import tensorflow as tf
-        loaded = tf.saved_model.load({export_dir!r})
-        ids = loaded.tokenize(tf.constant(json.loads(sys.stdin.read())))["ids"].numpy()
-        forbidden = [m for m in ("tensorflow_text", "keras_llm", "keras_hub") if m in sys.modules]
-        from tensorflow.python.framework import op_def_registry
-        graph = loaded.tokenize.concrete_functions[0].graph.as_graph_def()
-        ops = {{n.op for n in graph.node}}
-        ops |= {{n.op for f in graph.library.function for n in f.node_def}}
-        ops -= {{f.signature.name for f in graph.library.function}}
-        unregistered = sorted(op for op in ops if op_def_registry.get(op) is None)
-        print(json.dumps({{"ids": [[int(i) for i in row if i >= 0] for row in ids],
-                          "forbidden": forbidden, "unregistered": unregistered,
-                          "ops": len(ops)}}))
-        """
-    )
-    import json
-
-    result = subprocess.run(
-        [sys.executable, "-c", script], input=json.dumps(STRESS), capture_output=True,
-        text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["forbidden"] == []
+    answer = run_in_tensorflow_only_process(ours, STRESS, tmp_path)
+    assert answer["imported"] == []
     assert answer["unregistered"] == [] and answer["ops"] > 20  # op audit
     assert answer["ids"] == reference_ids(reference, STRESS)
 

@@ -1,0 +1,87 @@
+"""Shared checks for tokenizers meant for serving: stress strings, a TF-only process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import tensorflow as tf
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+
+STRESS = [
+    "", " ", "   \t\n ", "Hello, WORLD!!", "naïve café résumé", "Ǆ ǅ ﬁ Å Ω ŉ",
+    "漢字テスト 日本語の文章", "한국어 텍스트", "emoji 🙂👍🏽 family 👨‍👩‍👧", "zero\u200bwidth\u200d joiner",
+    "ctrl\x00\x07\x1bchars\x7f", "tab\tnew\nline\r\nend", "x\x85y\u2028z\u3000w\xa0v",
+    "a" * 150, "supercalifragilisticexpialidocious", "12,345.67 and 3.14159e-10",
+    "https://example.com/path?q=1&r=two#frag", "user@example.org", "don't «quote» „this“",
+    "\u0301combining at start", "İstanbul ΣΑΣ straße", "$5+3=8^2|~`", "ﬀ ﬃ ½ ² №",
+    "\ufffdreplacement", "Ελληνικά Русский עברית العربية हिन्दी", "  two  spaces  ",
+    "tab\t\tthen\t x", "we'll  's it's", "trailing   ", "\u3000\u3000ideographic", " \t x",
+]
+
+TRAINING_CORPUS = [
+    "The quick brown fox jumps over the lazy dog. Café déjà vu, naïve résumé!",
+    "漢字 日本語 한국어 Ελληνικά Русский עברית العربية हिन्दी 🙂 https://example.com/a?b=1",
+    "Numbers 123,456.78 and emails user@example.org; quotes «like» „these“. Don't, it's, we'll.",
+] * 20
+
+
+def shared_lines(name):
+    """Lines of a file in ../shared/data, or None when it is absent."""
+    path = os.path.join(SHARED_DATA, name)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):
+    """Saves `tokenizer` in a SavedModel, runs it in a fresh `python` that
+    imports only tensorflow, and audits the graph's ops.
+
+    Returns the ids per text, which of tensorflow_text, keras, keras_llm and
+    keras_hub loading and running imported (beyond what `import tensorflow`
+    imports by itself), the ops TensorFlow's registry does not know, and the
+    number of distinct ops.
+    """
+
+    class Serving(tf.Module):
+        def __init__(self, tokenizer):
+            super().__init__()
+            self.tokenizer = tokenizer
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def tokenize(self, texts):
+            return {"ids": self.tokenizer(texts).to_tensor(-1)}
+
+    export_dir = str(tmp_path / "saved")
+    tf.saved_model.save(Serving(tokenizer), export_dir)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import tensorflow as tf
+        from tensorflow.python.framework import op_def_registry
+        before = set(sys.modules)  # `import tensorflow` itself brings parts of keras
+        loaded = tf.saved_model.load({export_dir!r})
+        ids = loaded.tokenize(tf.constant(json.loads(sys.stdin.read())))["ids"].numpy()
+        graph = loaded.tokenize.concrete_functions[0].graph.as_graph_def()
+        ops = {{n.op for n in graph.node}}
+        ops |= {{n.op for f in graph.library.function for n in f.node_def}}
+        ops -= {{f.signature.name for f in graph.library.function}}
+        print(json.dumps({{
+            "ids": [[int(i) for i in row if i >= 0] for row in ids],
+            "imported": sorted({{m.split(".")[0] for m in set(sys.modules) - before}}
+                               & {{"tensorflow_text", "keras", "keras_llm", "keras_hub"}}),
+            "unregistered": sorted(op for op in ops if op_def_registry.get(op) is None),
+            "ops": len(ops),
+        }}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(texts), capture_output=True,
+        text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,0 +1,102 @@
+"""CoreOpsBytePairTokenizer against Hugging Face `tokenizers` (the reference)."""
+
+import json
+
+import keras
+import pytest
+import tensorflow as tf
+import tokenizers as hf
+
+from keras_llm.tokenizers import CoreOpsBytePairTokenizer
+from tests.tokenizers.serving_check import (
+    STRESS,
+    TRAINING_CORPUS,
+    run_in_tensorflow_only_process,
+    shared_lines,
+)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A GPT-2-style vocabulary trained by Hugging Face, loaded by both."""
+    reference = hf.ByteLevelBPETokenizer()
+    reference.train_from_iterator(TRAINING_CORPUS, vocab_size=700)
+    directory = tmp_path_factory.mktemp("bpe")
+    reference.save_model(str(directory))
+    ours = CoreOpsBytePairTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    return ours, reference, directory
+
+
+def reference_ids(reference, texts):
+    return [e.ids for e in reference.encode_batch(texts)]
+
+
+def test_stress_set_matches_hugging_face(pair):
+    ours, reference, _ = pair
+    assert ours(STRESS).to_list() == reference_ids(reference, STRESS)
+
+
+@pytest.mark.parametrize("name", ["sst2_train.tsv", "sst2_dev.tsv", "tinyshakespeare.txt"])
+def test_shared_corpora_match_hugging_face(pair, name):
+    lines = shared_lines(name)
+    if lines is None:
+        pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
+    ours, reference, _ = pair
+    for start in range(0, len(lines), 4096):
+        chunk = lines[start : start + 4096]
+        assert ours(chunk).to_list() == reference_ids(reference, chunk), start
+
+
+def test_round_trips_text(pair):
+    ours, _, _ = pair
+    for text in STRESS:
+        if "\x00" in text or "\ufffd" in text:
+            continue
+        assert ours.detokenize(ours(text)).numpy().decode("utf-8") == text
+
+
+def test_invalid_utf8_becomes_replacement_character(pair):
+    ours, _, _ = pair
+    assert ours([b"caf\xffe"]).to_list() == ours(["caf\ufffde"]).to_list()
+
+
+def test_tf_data_and_keras_round_trip(pair, tmp_path):
+    ours, reference, _ = pair
+    ds = tf.data.Dataset.from_tensor_slices(STRESS[:6]).batch(3).map(ours)
+    assert [r for b in ds for r in b.to_list()] == reference_ids(reference, STRESS[:6])
+    inputs = keras.Input(shape=(), dtype="string")
+    keras.Model(inputs, ours(inputs)).save(tmp_path / "bpe.keras")
+    loaded = keras.saving.load_model(tmp_path / "bpe.keras")
+    assert loaded(tf.constant(STRESS)).to_list() == ours(STRESS).to_list()
+
+
+def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(pair, tmp_path):
+    ours, reference, _ = pair
+    answer = run_in_tensorflow_only_process(ours, STRESS, tmp_path)
+    assert answer["imported"] == []
+    assert answer["unregistered"] == [] and answer["ops"] > 20  # op audit
+    assert answer["ids"] == reference_ids(reference, STRESS)
+
+
+def test_bad_files_are_named(pair, tmp_path):
+    _, _, directory = pair
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        CoreOpsBytePairTokenizer(str(tmp_path / "nope.json"), str(merges))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json: expected a JSON object"):
+        CoreOpsBytePairTokenizer(str(broken), str(merges))
+    bad_merges = tmp_path / "merges.txt"
+    first_merge = merges.read_text(encoding="utf-8").splitlines()[1]
+    bad_merges.write_text(f"#version: 0.2\n{first_merge}\nzzz qqq\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"merges.txt:3: the merge 'zzz qqq' needs 'zzz'.*do not match"):
+        CoreOpsBytePairTokenizer(str(vocab), str(bad_merges))
+    malformed = tmp_path / "malformed.txt"
+    malformed.write_text("a b c\n")
+    with pytest.raises(ValueError, match=r"malformed.txt:1: expected two tokens"):
+        CoreOpsBytePairTokenizer(str(vocab), str(malformed))
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps({"a": 0}))
+    with pytest.raises(ValueError, match="lacks 255 of GPT-2's 256 byte symbols"):
+        CoreOpsBytePairTokenizer(str(small), [])
