@@ -305,16 +305,25 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
             tf.fill([num_words, 1], self.unknown_token_id)
         )
         # A word that fails anywhere is one unknown token (as BERT does).
-        return _select_rows(unknown, unknown_ids, ragged)
+        return select_rows(unknown, unknown_ids, ragged)
 
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs, tf.string)
-        scalar = inputs.shape.rank == 0
-        texts = tf.reshape(inputs, [-1])
+        if tf.executing_eagerly():
+            # The WordPiece loop runs op by op when eager; trace it once instead.
+            ids = self._tokenize_graph(tf.reshape(inputs, [-1]))
+        else:
+            ids = self._tokenize(tf.reshape(inputs, [-1]))
+        return ids.flat_values if inputs.shape.rank == 0 else ids
+
+    def _tokenize(self, texts):
         words = self._words(texts)  # [B, None]
         ids = self._word_piece(words.flat_values)  # [W, None]
-        ids = words.with_flat_values(ids).merge_dims(1, 2)  # [B, None]
-        return ids.flat_values if scalar else ids
+        return words.with_flat_values(ids).merge_dims(1, 2)  # [B, None]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def _tokenize_graph(self, texts):
+        return self._tokenize(texts)
 
     def tokenize(self, inputs):
         """Same as calling the layer."""
@@ -368,7 +377,7 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
         return config
 
 
-def _select_rows(condition, if_true, if_false):
+def select_rows(condition, if_true, if_false):
     """Row-wise choice between two `[N, None]` ragged tensors."""
     true_rows = tf.where(condition)[:, 0]
     false_rows = tf.where(tf.logical_not(condition))[:, 0]

@@ -103,3 +103,18 @@ def test_bad_vocabulary_files_are_named(tmp_path):
         CoreOpsWordPieceTokenizer(str(repeated))
     with pytest.raises(ValueError, match="unknown_token='<unk>'"):
         CoreOpsWordPieceTokenizer(["[UNK]", "a"], unknown_token="<unk>")
+
+
+@pytest.mark.parametrize("name", [None, "sst2_dev.tsv", "tinyshakespeare.txt"])
+def test_tensorflow_text_variant_matches_core_ops_variant(pair, name):
+    """WordPieceTokenizer (tensorflow-text kernel) == CoreOpsWordPieceTokenizer."""
+    from keras_llm.tokenizers import WordPieceTokenizer
+
+    ours, reference, vocab_path = pair
+    texts = STRESS if name is None else shared_lines(name)
+    if texts is None:
+        pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
+    fast = WordPieceTokenizer(str(vocab_path), lowercase=ours.lowercase)
+    assert fast(texts).to_list() == ours(texts).to_list()
+    if name is None:
+        assert fast(texts).to_list() == reference_ids(reference, texts)
