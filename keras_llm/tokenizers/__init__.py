@@ -1,8 +1,35 @@
-"""Tokenizers: Keras layers that turn strings into token ids and back."""
+"""Tokenizers: Keras layers that turn strings into token ids and back.
+
+| tokenizer | vocabulary | ops |
+|---|---|---|
+| `ByteTokenizer` | none (UTF-8 bytes + 2 specials) | core TensorFlow |
+| `WordPieceTokenizer` | BERT `vocab.txt` | core + tensorflow-text (fast) |
+| `CoreOpsWordPieceTokenizer` | BERT `vocab.txt` | core TensorFlow only (for serving) |
+| `CoreOpsBytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow only (for serving) |
+| `SentencePieceTokenizer` | SentencePiece `.model` | tensorflow-text (keras-hub's layer) |
+
+`train_word_piece`, `train_byte_pair` and `train_sentence_piece` learn the
+files these load.
+"""
 
 from keras_llm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import CoreOpsBytePairTokenizer
 from keras_llm.tokenizers.core_ops_word_piece_tokenizer import CoreOpsWordPieceTokenizer
+from keras_llm.tokenizers.sentence_piece_tokenizer import SentencePieceTokenizer
+from keras_llm.tokenizers.vocabulary_training import (
+    train_byte_pair,
+    train_sentence_piece,
+    train_word_piece,
+)
 from keras_llm.tokenizers.word_piece_tokenizer import WordPieceTokenizer
 
-__all__ = ["ByteTokenizer", "CoreOpsBytePairTokenizer", "CoreOpsWordPieceTokenizer", "WordPieceTokenizer"]
+__all__ = [
+    "ByteTokenizer",
+    "CoreOpsBytePairTokenizer",
+    "CoreOpsWordPieceTokenizer",
+    "SentencePieceTokenizer",
+    "WordPieceTokenizer",
+    "train_byte_pair",
+    "train_sentence_piece",
+    "train_word_piece",
+]
