@@ -4,9 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class ByteTokenizer(keras.layers.Layer):
+class ByteTokenizer(StringTokenizer):
     """Maps text to its UTF-8 bytes (ids 0-255) and back.
 
     Needs no vocabulary file and can encode any string, so it is what the
@@ -23,11 +25,11 @@ class ByteTokenizer(keras.layers.Layer):
     SavedModel with no extra op libraries.
 
     Call arguments:
-        inputs: A string, a list of strings or a string tensor of any rank.
+        inputs: A string, or a 1-D batch of strings (list or tensor).
 
     Returns:
-        A `tf.RaggedTensor` of int32 ids with one more ragged dimension than
-        `inputs` (a dense 1-D tensor for a scalar string).
+        int32 ids: 1-D for a scalar string, a `tf.RaggedTensor` `[batch,
+        None]` for a batch.
 
     Example:
 
@@ -47,28 +49,14 @@ class ByteTokenizer(keras.layers.Layer):
     special_tokens = {"<|endoftext|>": 256, "<pad>": 257}
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         self._byte_strings = tf.constant([bytes([b]) for b in range(256)])
         self.built = True
 
-    def __call__(self, inputs, *args, **kwargs):
-        # Keras layers take only tensors positionally: accept Python strings.
-        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
-            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        return super().__call__(inputs, *args, **kwargs)
-
-    def call(self, inputs):
-        pieces = tf.strings.bytes_split(inputs)  # one 1-byte string per byte
-        flat = pieces if isinstance(pieces, tf.Tensor) else pieces.flat_values
-        ids = tf.cast(tf.reshape(tf.io.decode_raw(flat, tf.uint8), [-1]), tf.int32)
-        if isinstance(pieces, tf.Tensor):
-            return ids
-        return pieces.with_flat_values(ids)
-
-    def tokenize(self, inputs):
-        """Same as calling the layer."""
-        return self(inputs)
+    def _tokenize(self, texts):
+        pieces = tf.strings.bytes_split(texts)  # [B, None], one 1-byte string per byte
+        ids = tf.io.decode_raw(pieces.flat_values, tf.uint8)
+        return pieces.with_flat_values(tf.cast(tf.reshape(ids, [-1]), tf.int32))
 
     def detokenize(self, ids):
         """Joins byte ids back into UTF-8 strings, dropping special ids.
@@ -120,8 +108,6 @@ class ByteTokenizer(keras.layers.Layer):
         """Encodes one Python string to a NumPy int32 array, without TensorFlow."""
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
 
-    def compute_output_spec(self, inputs):
-        return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32")
 
 
 def _is_ragged_list(value):

@@ -6,6 +6,8 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer
+
 # Unicode's White_Space property, which Oniguruma's `\s` (used by GPT-2's
 # pattern in Hugging Face `tokenizers`) matches and RE2's ASCII `\s` does not.
 _SPACE = r"\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
@@ -98,7 +100,7 @@ def _load_files(vocabulary, merges):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class CoreOpsBytePairTokenizer(keras.layers.Layer):
+class CoreOpsBytePairTokenizer(StringTokenizer):
     """GPT-2's byte-level BPE in ops that every TensorFlow build has.
 
     Gives the ids of Hugging Face's `ByteLevelBPETokenizer` (GPT-2, RoBERTa
@@ -144,7 +146,6 @@ class CoreOpsBytePairTokenizer(keras.layers.Layer):
     """
 
     def __init__(self, vocabulary, merges, **kwargs):
-        kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         self.vocabulary, self.merges = _load_files(vocabulary, merges)
         byte_symbols = bytes_to_unicode()
@@ -177,11 +178,6 @@ class CoreOpsBytePairTokenizer(keras.layers.Layer):
             id_bytes[token_id] = b"".join(symbol_to_byte.get(c, c.encode()) for c in token)
         self._id_bytes = tf.constant(id_bytes)
         self.built = True
-
-    def __call__(self, inputs, *args, **kwargs):
-        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
-            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        return super().__call__(inputs, *args, **kwargs)
 
     def _pretokenize(self, texts):
         """[B] strings -> [B, None] words, as GPT-2's pattern splits them."""
@@ -256,36 +252,16 @@ class CoreOpsBytePairTokenizer(keras.layers.Layer):
         )
         return symbols.with_flat_values(self._token_table.lookup(symbols.flat_values))
 
-    def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs, tf.string)
-        if tf.executing_eagerly():
-            # The merge loop runs op by op when eager; trace it once instead.
-            ids = self._tokenize_graph(tf.reshape(inputs, [-1]))
-        else:
-            ids = self._tokenize(tf.reshape(inputs, [-1]))
-        return ids.flat_values if inputs.shape.rank == 0 else ids
-
     def _tokenize(self, texts):
         words = self._pretokenize(texts)  # [B, None]
         ids = self._bpe(words.flat_values)  # [W, None]
         return words.with_flat_values(ids).merge_dims(1, 2)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def _tokenize_graph(self, texts):
-        return self._tokenize(texts)
-
-    def tokenize(self, inputs):
-        """Same as calling the layer."""
-        return self(inputs)
 
     def detokenize(self, ids):
         """The UTF-8 text of the ids (a string, or `[batch]` strings)."""
         if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
             ids = tf.ragged.constant(ids, dtype=tf.int32)
         return tf.strings.reduce_join(tf.gather(self._id_bytes, ids), axis=-1)
-
-    def compute_output_spec(self, inputs):
-        return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32", ragged=True)
 
     def get_config(self):
         config = super().get_config()

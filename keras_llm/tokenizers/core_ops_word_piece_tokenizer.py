@@ -6,8 +6,9 @@ import sys
 import unicodedata
 
 import keras
-import numpy as np
 import tensorflow as tf
+
+from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 # CJK Unified Ideographs blocks that BERT surrounds with spaces (the ranges
 # of google-research/bert's `_is_chinese_char`, which Hugging Face copies).
@@ -125,7 +126,7 @@ def _read_vocabulary(vocabulary):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class CoreOpsWordPieceTokenizer(keras.layers.Layer):
+class CoreOpsWordPieceTokenizer(StringTokenizer):
     """BERT's WordPiece tokenizer in ops that every TensorFlow build has.
 
     Gives the ids of Hugging Face's `BertWordPieceTokenizer` (and of the
@@ -185,7 +186,6 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
         max_input_chars_per_word=100,
         **kwargs,
     ):
-        kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         self.vocabulary = _read_vocabulary(vocabulary)
         if unknown_token not in self.vocabulary:
@@ -222,11 +222,6 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
         )
         self._tokens = tf.constant(self.vocabulary, tf.string)
         self.built = True
-
-    def __call__(self, inputs, *args, **kwargs):
-        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
-            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-        return super().__call__(inputs, *args, **kwargs)
 
     # -- normalization and pre-tokenization ------------------------------------
 
@@ -307,27 +302,10 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
         # A word that fails anywhere is one unknown token (as BERT does).
         return select_rows(unknown, unknown_ids, ragged)
 
-    def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs, tf.string)
-        if tf.executing_eagerly():
-            # The WordPiece loop runs op by op when eager; trace it once instead.
-            ids = self._tokenize_graph(tf.reshape(inputs, [-1]))
-        else:
-            ids = self._tokenize(tf.reshape(inputs, [-1]))
-        return ids.flat_values if inputs.shape.rank == 0 else ids
-
     def _tokenize(self, texts):
         words = self._words(texts)  # [B, None]
         ids = self._word_piece(words.flat_values)  # [W, None]
         return words.with_flat_values(ids).merge_dims(1, 2)  # [B, None]
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def _tokenize_graph(self, texts):
-        return self._tokenize(texts)
-
-    def tokenize(self, inputs):
-        """Same as calling the layer."""
-        return self(inputs)
 
     def detokenize(self, ids):
         """Joins tokens with spaces and glues `##` continuations to the previous one.
@@ -358,9 +336,6 @@ class CoreOpsWordPieceTokenizer(keras.layers.Layer):
             return self.vocabulary.index(token)
         except ValueError:
             raise ValueError(f"Token not in the vocabulary. Received: token={token!r}") from None
-
-    def compute_output_spec(self, inputs):
-        return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32", ragged=True)
 
     def get_config(self):
         config = super().get_config()
