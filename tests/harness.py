@@ -36,13 +36,17 @@ def check_layer(layer_cls, init_kwargs, inputs, call_kwargs=None, tmp_path=None,
     layer = layer_cls(**init_kwargs)
     expected = _numpy(layer(inputs, **call_kwargs))
 
+    def same(got, want, **tolerance):
+        assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, **tolerance)
+
     # Config round trip.
     clone = layer_cls.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     clone(inputs, **call_kwargs)
     clone.set_weights(layer.get_weights())
-    for got, want in zip(_numpy(clone(inputs, **call_kwargs)), expected):
-        np.testing.assert_allclose(got, want, atol=atol)
+    same(_numpy(clone(inputs, **call_kwargs)), expected, atol=atol)
 
     # `.keras` round trip of a functional model holding the layer.
     def spec(x):
@@ -59,19 +63,18 @@ def check_layer(layer_cls, init_kwargs, inputs, call_kwargs=None, tmp_path=None,
     path = os.path.join(str(tmp_path), f"{layer.name}.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    for got, want in zip(_numpy(loaded(model_inputs)), expected):
-        np.testing.assert_allclose(got, want, atol=atol)
+    same(_numpy(loaded(model_inputs)), expected, atol=atol)
 
     # XLA.
     compiled = tf.function(lambda *a: model(list(a)), jit_compile=True)
-    for got, want in zip(_numpy(compiled(*_as_tensors(model_inputs))), expected):
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    same(_numpy(compiled(*_as_tensors(model_inputs))), expected, atol=1e-5, rtol=1e-5)
 
     # Mixed precision: same weights, bfloat16 compute.
     mixed = layer_cls(**{**init_kwargs, "dtype": "mixed_bfloat16"})
     mixed(inputs, **call_kwargs)
     mixed.set_weights(layer.get_weights())
     outputs = keras.tree.flatten(mixed(inputs, **call_kwargs))
+    assert len(outputs) == len(expected)
     for out, want in zip(outputs, expected):
         if "float" in str(out.dtype) and out.ndim == np.ndim(want):
             got = np.asarray(tf.cast(out, tf.float32))

@@ -317,8 +317,20 @@ class TransformerBlock(keras.layers.Layer):
             return x, scores, cross_scores
         return x, scores
 
-    def compute_output_shape(self, inputs_shape, encoder_outputs_shape=None):
-        return inputs_shape
+    def compute_output_spec(
+        self, inputs, encoder_outputs=None, return_attention_scores=False, **kwargs
+    ):
+        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return outputs
+        batch, length = inputs.shape[0], inputs.shape[1]
+        scores = [keras.KerasTensor((batch, self.num_heads, length, length), dtype="float32")]
+        if self.cross_attention:
+            source = encoder_outputs.shape[1]
+            scores.append(
+                keras.KerasTensor((batch, self.num_heads, length, source), dtype="float32")
+            )
+        return (outputs, *scores)
 
     def get_config(self):
         config = super().get_config()
