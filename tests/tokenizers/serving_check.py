@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import tensorflow as tf
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
@@ -35,6 +36,23 @@ def shared_lines(name):
         return None
     with open(path, encoding="utf-8") as f:
         return f.read().splitlines()
+
+
+SHARED_FILES = ["sst2_train.tsv", "sst2_dev.tsv", "tinyshakespeare.txt"]
+
+
+def assert_same_ids_on_shared_file(name, tokenize, reference_ids, chunk=4096):
+    """Every line of ../shared/data/NAME gives the same ids from both functions.
+
+    Skips when the file is absent: shared/data exists only beside the
+    project's checkout (CI has it), never on a user's machine.
+    """
+    lines = shared_lines(name)
+    if lines is None:
+        pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
+    for start in range(0, len(lines), chunk):
+        texts = lines[start : start + chunk]
+        assert tokenize(texts) == reference_ids(texts), f"{name}, lines {start + 1}-{start + len(texts)}"
 
 
 def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):

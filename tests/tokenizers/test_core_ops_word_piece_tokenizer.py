@@ -7,8 +7,10 @@ import tokenizers as hf
 
 from keras_llm.tokenizers import CoreOpsWordPieceTokenizer
 from tests.tokenizers.serving_check import (
+    SHARED_FILES,
     STRESS,
     TRAINING_CORPUS,
+    assert_same_ids_on_shared_file,
     run_in_tensorflow_only_process,
     shared_lines,
 )
@@ -36,15 +38,12 @@ def test_stress_set_matches_hugging_face(pair):
     assert ours(STRESS).to_list() == reference_ids(reference, STRESS)
 
 
-@pytest.mark.parametrize("name", ["sst2_train.tsv", "sst2_dev.tsv", "tinyshakespeare.txt"])
+@pytest.mark.parametrize("name", SHARED_FILES)
 def test_shared_corpora_match_hugging_face(pair, name):
-    lines = shared_lines(name)
-    if lines is None:
-        pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
     ours, reference, _ = pair
-    for start in range(0, len(lines), 4096):
-        chunk = lines[start : start + 4096]
-        assert ours(chunk).to_list() == reference_ids(reference, chunk), start
+    assert_same_ids_on_shared_file(
+        name, lambda texts: ours(texts).to_list(), lambda texts: reference_ids(reference, texts)
+    )
 
 
 def test_scalar_input_and_tf_data(pair):
