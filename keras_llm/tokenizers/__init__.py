@@ -5,13 +5,15 @@
 | `ByteTokenizer` | none (UTF-8 bytes + 2 specials) | core TensorFlow |
 | `WordPieceTokenizer` | BERT `vocab.txt` | core + tensorflow-text (fast) |
 | `CoreOpsWordPieceTokenizer` | BERT `vocab.txt` | core TensorFlow only (for serving) |
-| `CoreOpsBytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow only (for serving) |
+| `BytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow + a word cache (fast) |
+| `CoreOpsBytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow only, stateless (for serving) |
 | `SentencePieceTokenizer` | SentencePiece `.model` | tensorflow-text (keras-hub's layer) |
 
 `train_word_piece`, `train_byte_pair` and `train_sentence_piece` learn the
 files these load.
 """
 
+from keras_llm.tokenizers.byte_pair_tokenizer import BytePairTokenizer
 from keras_llm.tokenizers.byte_tokenizer import ByteTokenizer
 from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import CoreOpsBytePairTokenizer
 from keras_llm.tokenizers.core_ops_word_piece_tokenizer import CoreOpsWordPieceTokenizer
@@ -24,6 +26,7 @@ from keras_llm.tokenizers.vocabulary_training import (
 from keras_llm.tokenizers.word_piece_tokenizer import WordPieceTokenizer
 
 __all__ = [
+    "BytePairTokenizer",
     "ByteTokenizer",
     "CoreOpsBytePairTokenizer",
     "CoreOpsWordPieceTokenizer",

@@ -20,6 +20,7 @@ _PATTERN = (
 )
 # A byte that never occurs in valid UTF-8 marks the cuts.
 _CUT = b"\xff"
+_END_TOKEN = "<|endoftext|>"
 
 
 def bytes_to_unicode():
@@ -114,7 +115,9 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
     Only ops registered by TensorFlow itself are used (`tf.strings` with
     RE2, `tf.lookup.StaticHashTable`, `tf.while_loop`), so a SavedModel
     holding it loads in any TF Serving binary. Bytes that are not valid
-    UTF-8 are replaced by U+FFFD first.
+    UTF-8 are replaced by U+FFFD first. `<|endoftext|>`, when the vocabulary
+    has it, is `end_token_id`; like Hugging Face with `add_special_tokens`
+    off, it is not recognised inside text, so pipelines append it by id.
 
     Args:
         vocabulary: A path to `vocab.json` or a dict from token to id.
@@ -177,6 +180,10 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         for token, token_id in self.vocabulary.items():
             id_bytes[token_id] = b"".join(symbol_to_byte.get(c, c.encode()) for c in token)
         self._id_bytes = tf.constant(id_bytes)
+        self._id_to_token = {i: t for t, i in self.vocabulary.items()}
+        # GPT-2's one special token, when the vocabulary has it.
+        self.special_tokens = {t: i for t, i in self.vocabulary.items() if t == _END_TOKEN}
+        self.end_token_id = self.special_tokens.get(_END_TOKEN)
         self.built = True
 
     def _pretokenize(self, texts):
@@ -262,6 +269,20 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
             ids = tf.ragged.constant(ids, dtype=tf.int32)
         return tf.strings.reduce_join(tf.gather(self._id_bytes, ids), axis=-1)
+
+    def id_to_token(self, token_id):
+        """The token string of an id (in GPT-2's byte symbols)."""
+        if token_id not in self._id_to_token:
+            raise ValueError(
+                f"`token_id` is not an id of the vocabulary. Received: token_id={token_id}"
+            )
+        return self._id_to_token[token_id]
+
+    def token_to_id(self, token):
+        """The id of a token string (in GPT-2's byte symbols, e.g. `"Ġthe"`)."""
+        if token not in self.vocabulary:
+            raise ValueError(f"Token not in the vocabulary. Received: token={token!r}")
+        return self.vocabulary[token]
 
     def get_config(self):
         config = super().get_config()

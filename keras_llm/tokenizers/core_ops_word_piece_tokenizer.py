@@ -125,6 +125,9 @@ def _read_vocabulary(vocabulary):
     return tokens
 
 
+_BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
 @keras.saving.register_keras_serializable(package="keras_llm")
 class CoreOpsWordPieceTokenizer(StringTokenizer):
     """BERT's WordPiece tokenizer in ops that every TensorFlow build has.
@@ -137,6 +140,12 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
     greedy longest-match-first WordPiece with `##` continuations; a word with
     no segmentation, or longer than `max_input_chars_per_word` characters,
     becomes the unknown token.
+
+    BERT's special tokens that the vocabulary holds are listed in
+    `special_tokens` and as `pad_token_id`, `cls_token_id`, `sep_token_id`,
+    `mask_token_id` (None when absent). As in the original BERT, they are not
+    recognised inside text (`"[MASK]"` in a string is split as punctuation);
+    the data pipelines insert them by id.
 
     It uses only ops registered by TensorFlow itself (`tf.strings`,
     `tf.lookup.StaticHashTable`, `tf.searchsorted`, `tf.while_loop`), no
@@ -221,6 +230,14 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
             default_value=-1,
         )
         self._tokens = tf.constant(self.vocabulary, tf.string)
+        # BERT's special tokens that this vocabulary has, by name.
+        self.special_tokens = {
+            t: self.vocabulary.index(t) for t in _BERT_SPECIAL_TOKENS if t in self.vocabulary
+        }
+        self.pad_token_id = self.special_tokens.get("[PAD]")
+        self.cls_token_id = self.special_tokens.get("[CLS]")
+        self.sep_token_id = self.special_tokens.get("[SEP]")
+        self.mask_token_id = self.special_tokens.get("[MASK]")
         self.built = True
 
     # -- normalization and pre-tokenization ------------------------------------

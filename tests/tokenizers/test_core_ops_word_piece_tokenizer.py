@@ -117,3 +117,12 @@ def test_tensorflow_text_variant_matches_core_ops_variant(pair, name):
     assert fast(texts).to_list() == ours(texts).to_list()
     if name is None:
         assert fast(texts).to_list() == reference_ids(reference, texts)
+
+
+def test_special_token_ids_follow_the_vocabulary(pair):
+    ours, reference, _ = pair
+    for name in ["pad", "cls", "sep", "mask"]:
+        token = f"[{name.upper()}]"
+        assert getattr(ours, f"{name}_token_id") == reference.token_to_id(token)
+        assert ours.special_tokens[token] == reference.token_to_id(token)
+    assert CoreOpsWordPieceTokenizer(["[UNK]", "a"]).mask_token_id is None

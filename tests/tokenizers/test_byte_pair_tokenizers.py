@@ -1,4 +1,4 @@
-"""CoreOpsBytePairTokenizer against Hugging Face `tokenizers` (the reference)."""
+"""The byte-level BPE tokenizers against Hugging Face `tokenizers` (the reference)."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tokenizers as hf
 
-from keras_llm.tokenizers import CoreOpsBytePairTokenizer
+from keras_llm.tokenizers import BytePairTokenizer, CoreOpsBytePairTokenizer
 from tests.tokenizers.serving_check import (
     SHARED_FILES,
     STRESS,
@@ -18,13 +18,20 @@ from tests.tokenizers.serving_check import (
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """A GPT-2-style vocabulary trained by Hugging Face, loaded by both."""
+def trained(tmp_path_factory):
+    """A GPT-2-style vocabulary trained by Hugging Face, and its files."""
     reference = hf.ByteLevelBPETokenizer()
-    reference.train_from_iterator(TRAINING_CORPUS, vocab_size=700)
+    reference.train_from_iterator(TRAINING_CORPUS, vocab_size=700, special_tokens=["<|endoftext|>"])
     directory = tmp_path_factory.mktemp("bpe")
     reference.save_model(str(directory))
-    ours = CoreOpsBytePairTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
+    return reference, directory
+
+
+@pytest.fixture(scope="module", params=[CoreOpsBytePairTokenizer, BytePairTokenizer])
+def pair(request, trained):
+    """Each of our BPE tokenizers loaded from the reference's files."""
+    reference, directory = trained
+    ours = request.param(str(directory / "vocab.json"), str(directory / "merges.txt"))
     return ours, reference, directory
 
 
@@ -68,16 +75,17 @@ def test_tf_data_and_keras_round_trip(pair, tmp_path):
     assert loaded(tf.constant(STRESS)).to_list() == ours(STRESS).to_list()
 
 
-def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(pair, tmp_path):
-    ours, reference, _ = pair
+def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(trained, tmp_path):
+    reference, directory = trained
+    ours = CoreOpsBytePairTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))
     answer = run_in_tensorflow_only_process(ours, STRESS, tmp_path)
     assert answer["imported"] == []
     assert answer["unregistered"] == [] and answer["ops"] > 20  # op audit
     assert answer["ids"] == reference_ids(reference, STRESS)
 
 
-def test_bad_files_are_named(pair, tmp_path):
-    _, _, directory = pair
+def test_bad_files_are_named(trained, tmp_path):
+    _, directory = trained
     vocab, merges = directory / "vocab.json", directory / "merges.txt"
     with pytest.raises(FileNotFoundError, match="nope.json"):
         CoreOpsBytePairTokenizer(str(tmp_path / "nope.json"), str(merges))
@@ -98,3 +106,29 @@ def test_bad_files_are_named(pair, tmp_path):
     small.write_text(json.dumps({"a": 0}))
     with pytest.raises(ValueError, match="lacks 255 of GPT-2's 256 byte symbols"):
         CoreOpsBytePairTokenizer(str(small), [])
+
+
+def test_special_token_and_vocabulary_lookups(pair):
+    ours, reference, _ = pair
+    assert ours.end_token_id == reference.token_to_id("<|endoftext|>")
+    assert ours.special_tokens == {"<|endoftext|>": ours.end_token_id}
+    for token in ["Ġthe", "a", "<|endoftext|>"]:
+        token_id = reference.token_to_id(token)
+        assert ours.token_to_id(token) == token_id and ours.id_to_token(token_id) == token
+    with pytest.raises(ValueError, match="token='nope'"):
+        ours.token_to_id("nope")
+    with pytest.raises(ValueError, match="token_id=100000"):
+        ours.id_to_token(100000)
+
+
+def test_cached_tokenizer_equals_core_ops_one_and_survives_collisions(trained):
+    _, directory = trained
+    files = (str(directory / "vocab.json"), str(directory / "merges.txt"))
+    core, cached = CoreOpsBytePairTokenizer(*files), BytePairTokenizer(*files)
+    expected = core(STRESS).to_list()
+    assert cached(STRESS).to_list() == expected  # cold cache
+    assert cached(STRESS).to_list() == expected  # every word now cached
+    # A fingerprint collision stores another word under a key: it must be a miss.
+    key = tf.strings.to_hash_bucket_fast([" the"], 2**63 - 1)
+    cached._cache.insert(key, tf.constant([b" tha\xff1 2 3"]))
+    assert cached([" the"]).to_list() == core([" the"]).to_list()
