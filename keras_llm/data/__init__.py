@@ -1,13 +1,27 @@
-"""Data: corpora and `tf.data` pipelines that feed the models.
+"""Data: sources of text and the `tf.data` pipelines that feed the models.
 
-- `default_corpus.py`: the embedded default corpus (the standard library's
-  docstrings), which needs no download.
-- `causal_lm.py`: packing token streams into next-token training windows.
-- `masked_lm.py`: BERT's masked-LM dynamic masking.
+- `sources.py`: `load_texts` from TFDS, local .txt/.csv/.tsv/.jsonl files,
+  Python lists, or the embedded default corpus (`default_corpus.py`, the
+  standard library's docstrings, which needs no download).
+- `causal_lm.py`: packing documents into next-token training windows.
+- `masked_lm.py`: BERT's dynamic masking and pre-training batches
+  (masked LM + next sentence).
+- `fine_tuning.py`: classification and token-tagging batches with padding
+  and length bucketing.
 """
 
 from keras_llm.data.causal_lm import causal_lm_dataset
 from keras_llm.data.default_corpus import stdlib_docstrings
-from keras_llm.data.masked_lm import mask_tokens
+from keras_llm.data.fine_tuning import classification_dataset, token_tagging_dataset
+from keras_llm.data.masked_lm import mask_tokens, masked_lm_dataset
+from keras_llm.data.sources import load_texts
 
-__all__ = ["causal_lm_dataset", "mask_tokens", "stdlib_docstrings"]
+__all__ = [
+    "causal_lm_dataset",
+    "classification_dataset",
+    "load_texts",
+    "mask_tokens",
+    "masked_lm_dataset",
+    "stdlib_docstrings",
+    "token_tagging_dataset",
+]

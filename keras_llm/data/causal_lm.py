@@ -1,33 +1,47 @@
-"""Causal-LM windows: a token stream cut into (inputs, next-token labels)."""
+"""Causal-LM packing: documents joined by an end token, cut into next-token windows."""
 
-import numpy as np
 import tensorflow as tf
+
+from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, special_id
 
 
 def causal_lm_dataset(
-    token_ids,
+    texts,
+    tokenizer,
     sequence_length,
     batch_size,
-    shuffle=True,
+    *,
+    end_token_id=None,
     seed=0,
+    shuffle=True,
+    shuffle_buffer=10_000,
     repeat=False,
     drop_remainder=True,
 ):
-    """A `tf.data.Dataset` of next-token training batches from one token stream.
+    """A `tf.data.Dataset` of packed next-token training batches.
 
-    The stream (documents already joined with an end-of-text id) is cut into
-    consecutive windows of `sequence_length + 1` tokens that overlap by one;
-    each gives inputs `window[:-1]` and labels `window[1:]`. Every position
-    of such a window is real text, so the padding mask and the sample weights
-    are all ones. Order is deterministic given `seed`.
+    Each document is tokenized and followed by `end_token_id`; the documents
+    form one stream, cut into consecutive windows of `sequence_length + 1`
+    tokens that overlap by one, each giving inputs `window[:-1]` and labels
+    `window[1:]` (GPT-2 and nanoGPT's packing: no padding, every token is a
+    target once; a window may span two documents). The stream is built
+    while iterating, so the corpus need not fit in memory as ids.
+
+    With `shuffle`, documents are shuffled before packing and windows after
+    it, both through buffers of `shuffle_buffer` elements, every epoch
+    differently and the same for the same `seed`.
 
     Args:
-        token_ids: A 1-D int array, the whole stream.
+        texts: A dataset of strings (`keras_llm.data.load_texts`) or a list.
+        tokenizer: A keras_llm tokenizer (any layer mapping `[B]` strings to
+            ragged `[B, None]` ids).
         sequence_length: Tokens per training sequence.
         batch_size: Sequences per batch.
-        shuffle: Whether to shuffle the windows (each epoch, from `seed`).
+        end_token_id: The separator id; defaults to `tokenizer.end_token_id`.
         seed: The shuffling seed.
-        repeat: Whether to repeat forever.
+        shuffle: Whether to shuffle.
+        shuffle_buffer: Elements held by each shuffle buffer.
+        repeat: Whether to repeat forever (the stream flows across epochs).
         drop_remainder: Whether to drop a last, smaller batch.
 
     Returns:
@@ -37,41 +51,46 @@ def causal_lm_dataset(
     Example:
 
     ```python
-    import numpy as np
     import keras_llm
 
-    ds = keras_llm.data.causal_lm_dataset(np.arange(100), 9, batch_size=2, shuffle=False)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    ds = keras_llm.data.causal_lm_dataset(["abc", "de"], tokenizer, 3, batch_size=2, shuffle=False)
     x, y, w = next(iter(ds))
-    assert x["token_ids"][0].numpy().tolist() == list(range(9))
-    assert y[0].numpy().tolist() == list(range(1, 10))
+    assert x["token_ids"].numpy().tolist() == [[97, 98, 99], [256, 100, 101]]  # 256: end
+    assert y.numpy().tolist() == [[98, 99, 256], [100, 101, 256]]
     ```
     """
-    token_ids = np.asarray(token_ids)
-    if token_ids.ndim != 1 or not np.issubdtype(token_ids.dtype, np.integer):
-        raise ValueError(
-            "`token_ids` must be a 1-D array of ints. "
-            f"Received: shape={token_ids.shape}, dtype={token_ids.dtype}"
-        )
-    if sequence_length <= 0 or batch_size <= 0:
-        raise ValueError(
-            "`sequence_length` and `batch_size` must be positive. Received: "
-            f"sequence_length={sequence_length}, batch_size={batch_size}"
-        )
-    num_windows = (len(token_ids) - 1) // sequence_length
-    if num_windows < (batch_size if drop_remainder else 1):
-        raise ValueError(
-            f"{len(token_ids)} tokens make {num_windows} windows of "
-            f"sequence_length={sequence_length}, fewer than one batch of "
-            f"batch_size={batch_size}."
-        )
-    starts = np.arange(num_windows) * sequence_length
-    windows = token_ids[starts[:, None] + np.arange(sequence_length + 1)].astype("int32")
-    dataset = tf.data.Dataset.from_tensor_slices(windows)
+    check_positive(sequence_length=sequence_length, batch_size=batch_size)
+    end_token_id = special_id(tokenizer, end_token_id, "end_token_id")
+    texts = as_dataset(texts)
     if shuffle:
-        dataset = dataset.shuffle(num_windows, seed=seed, reshuffle_each_iteration=True)
+        texts = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        texts = texts.repeat()
+
+    def stream(chunk):
+        ids = tf.cast(tokenizer(chunk), tf.int32)  # [C, None]
+        end = tf.fill([tf.shape(chunk)[0], 1], end_token_id)
+        return tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1).flat_values
+
+    def cut(leftover, ids):
+        # Windows start every `sequence_length` tokens; the tail from the last
+        # start (including the overlap token) waits for the next chunk.
+        ids = tf.concat([leftover, ids], 0)
+        count = (tf.shape(ids)[0] - 1) // sequence_length
+        starts = tf.range(count) * sequence_length
+        windows = tf.gather(ids, starts[:, None] + tf.range(sequence_length + 1))
+        return ids[count * sequence_length :], windows  # [count, L + 1]
+
+    windows = (
+        texts.batch(TOKENIZE_CHUNK)
+        .map(stream, num_parallel_calls=tf.data.AUTOTUNE)
+        .scan(tf.zeros([0], tf.int32), cut)
+        .unbatch()
+    )
+    if shuffle:
+        windows = windows.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    batches = windows.batch(batch_size, drop_remainder=drop_remainder)
 
     def split(window):
         inputs = window[:, :-1]
@@ -82,4 +101,4 @@ def causal_lm_dataset(
             tf.cast(ones, tf.float32),
         )
 
-    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

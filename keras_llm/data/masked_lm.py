@@ -116,3 +116,143 @@ def mask_tokens(
         "mask_ids": tf.where(valid, original, 0),
         "mask_weights": tf.cast(valid, tf.float32),
     }
+
+
+def masked_lm_dataset(
+    texts,
+    tokenizer,
+    sequence_length,
+    batch_size,
+    *,
+    seed=0,
+    shuffle=True,
+    shuffle_buffer=10_000,
+    repeat=False,
+    drop_remainder=True,
+    max_predictions=None,
+    mask_rate=0.15,
+    cls_token_id=None,
+    sep_token_id=None,
+    pad_token_id=None,
+    mask_token_id=None,
+):
+    """BERT pre-training batches: sentence pairs, next-sentence labels, dynamic masks.
+
+    Consecutive elements of `texts` are consecutive segments (sentences or
+    lines, as in BERT's one-sentence-per-line pre-training files). Each
+    segment A is paired with the segment that follows it (label 0) or, with
+    probability 1/2, with a random segment drawn from a shuffle buffer of
+    `shuffle_buffer` segments of the whole corpus (label 1, "is random
+    next"). The pair becomes `[CLS] A [SEP] B [SEP]` with segment ids 0 then
+    1, truncated longest-first to `sequence_length` (BERT's
+    `truncate_seq_pair`), padded to `sequence_length` (static shapes, as TPUs
+    want), and masked by `mask_tokens` with a fresh seed per batch and epoch.
+    Everything is deterministic given `seed`.
+
+    Args:
+        texts: A dataset of strings (`keras_llm.data.load_texts`) or a list.
+        tokenizer: A WordPiece or SentencePiece tokenizer.
+        sequence_length: Tokens per example, specials included.
+        batch_size: Examples per batch.
+        seed: Seed of the shuffles, the pairing and the masks.
+        shuffle: Whether to shuffle the pairs.
+        shuffle_buffer: Elements held by each shuffle buffer.
+        repeat: Whether to repeat forever.
+        drop_remainder: Whether to drop a last, smaller batch.
+        max_predictions: Masked positions per example; defaults to
+            `ceil(mask_rate * sequence_length)` (20 for 128, BERT's choice).
+        mask_rate: The share of real, non-special tokens that are predicted.
+        cls_token_id, sep_token_id, pad_token_id, mask_token_id: Default to
+            the tokenizer's attributes of the same names.
+
+    Returns:
+        A dataset of `(x, y, sample_weight)` for `build_bert_pretrainer`: `x`
+        has `token_ids`, `segment_ids`, `padding_mask` `[B, sequence_length]`
+        and `mask_positions` `[B, max_predictions]`; `y` has `mlm_logits`
+        (the original ids at the masked positions) and `nsp_logits` (1 when
+        B is random); `sample_weight` has `mlm_logits` (0 for unused
+        prediction slots) and `nsp_logits` (ones).
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"]
+    tokenizer = keras_llm.tokenizers.WordPieceTokenizer(vocab)
+    ds = keras_llm.data.masked_lm_dataset(["a b", "c d", "a c", "b d"], tokenizer, 8, batch_size=3)
+    x, y, w = next(iter(ds))
+    assert x["token_ids"].shape == (3, 8) and x["mask_positions"].shape == (3, 2)
+    assert set(y["nsp_logits"].numpy().tolist()) <= {0, 1}
+    ```
+    """
+    import math
+
+    from keras_llm.data._pipeline import as_dataset, check_positive, special_id, with_batch_seeds
+
+    check_positive(sequence_length=sequence_length, batch_size=batch_size)
+    if sequence_length < 4:
+        raise ValueError(
+            "`sequence_length` must be at least 4 ([CLS] A [SEP] B [SEP]). "
+            f"Received: sequence_length={sequence_length}"
+        )
+    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
+    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
+    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
+    mask_id = special_id(tokenizer, mask_token_id, "mask_token_id")
+    if max_predictions is None:
+        max_predictions = math.ceil(mask_rate * sequence_length)
+    texts = as_dataset(texts)
+    # (segment, the segment after it, a random segment), per element.
+    partners = texts.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    pairs = tf.data.Dataset.zip(texts, texts.skip(1), partners)
+    if shuffle:
+        pairs = pairs.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    if repeat:
+        pairs = pairs.repeat()
+    budget = sequence_length - 3
+
+    def build(triples, seed_pair):
+        first, following, random_text = triples
+        size = tf.shape(first)[0]
+        is_random = tf.random.stateless_uniform([size], seed_pair) < 0.5
+        second = tf.where(is_random, random_text, following)
+        a = tf.cast(tokenizer(first), tf.int32)  # [B, None]
+        b = tf.cast(tokenizer(second), tf.int32)
+        # truncate_seq_pair, longest first (ties trim B), in closed form.
+        len_a = tf.cast(a.row_lengths(), tf.int32)
+        len_b = tf.cast(b.row_lengths(), tf.int32)
+        keep_b = tf.minimum(len_b, tf.maximum(budget // 2, budget - len_a))
+        keep_a = tf.minimum(len_a, budget - keep_b)
+        a = tf.ragged.boolean_mask(a, tf.ragged.range(len_a) < keep_a[:, None])
+        b = tf.ragged.boolean_mask(b, tf.ragged.range(len_b) < keep_b[:, None])
+        column = lambda value: tf.RaggedTensor.from_tensor(tf.fill([size, 1], value))
+        token_ids = tf.concat([column(cls_id), a, column(sep_id), b, column(sep_id)], axis=1)
+        segment_ids = tf.concat(
+            [column(0), tf.zeros_like(a), column(0), tf.ones_like(b), column(1)], axis=1
+        )
+        shape = [size, sequence_length]
+        padding_mask = tf.ones_like(token_ids).to_tensor(0, shape=shape)
+        token_ids = token_ids.to_tensor(pad_id, shape=shape)
+        masked = mask_tokens(
+            token_ids,
+            padding_mask,
+            seed_pair + [0, 7],
+            vocabulary_size=tokenizer.vocabulary_size,
+            mask_token_id=mask_id,
+            special_token_ids=(cls_id, sep_id, pad_id),
+            max_predictions=max_predictions,
+            mask_rate=mask_rate,
+        )
+        x = {
+            "token_ids": masked["token_ids"],
+            "segment_ids": segment_ids.to_tensor(0, shape=shape),
+            "padding_mask": padding_mask,
+            "mask_positions": masked["mask_positions"],
+        }
+        y = {"mlm_logits": masked["mask_ids"], "nsp_logits": tf.cast(is_random, tf.int32)}
+        w = {"mlm_logits": masked["mask_weights"], "nsp_logits": tf.ones([size], tf.float32)}
+        return x, y, w
+
+    batches = with_batch_seeds(pairs.batch(batch_size, drop_remainder=drop_remainder), seed)
+    return batches.map(build, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

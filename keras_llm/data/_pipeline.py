@@ -1,0 +1,59 @@
+"""Pieces the pipelines share: input checks, special ids, per-batch seeds."""
+
+import tensorflow as tf
+
+# Texts tokenized per call inside the pipelines: large enough to amortise the
+# tokenizer's per-call cost, small enough to keep the first batch quick.
+TOKENIZE_CHUNK = 256
+
+
+def as_dataset(texts, argument="texts"):
+    """A `tf.data.Dataset` from a dataset or a Python list of strings/records."""
+    from keras_llm.data.sources import load_texts
+
+    if isinstance(texts, tf.data.Dataset):
+        return texts
+    if isinstance(texts, (list, tuple)):
+        return load_texts(list(texts))
+    raise TypeError(
+        f"`{argument}` must be a tf.data.Dataset (e.g. from keras_llm.data.load_texts) or a "
+        f"list. Received: {argument}={type(texts).__name__}"
+    )
+
+
+def special_id(tokenizer, value, attribute):
+    """`value`, else `tokenizer.<attribute>`; a clear error when neither exists."""
+    if value is None:
+        value = getattr(tokenizer, attribute, None)
+    if value is None:
+        raise ValueError(
+            f"The tokenizer has no `{attribute}`; pass `{attribute}=` explicitly. "
+            f"Received: tokenizer={type(tokenizer).__name__}"
+        )
+    return int(value)
+
+
+def check_positive(**values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+
+
+def with_batch_seeds(dataset, seed):
+    """Pairs each element with a `[2]` int64 seed, new every epoch, fixed by `seed`.
+
+    `Dataset.random(rerandomize_each_iteration=True)` gives another sequence
+    on each pass over the dataset but the same sequence of sequences for the
+    same `seed`: masks differ between epochs and runs repeat exactly.
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(dataset, seeds)
+
+
+def bucket_boundaries(sequence_length):
+    """Powers of two from 16 below `sequence_length`, then `sequence_length` + 1."""
+    boundaries, edge = [], 16
+    while edge < sequence_length:
+        boundaries.append(edge + 1)
+        edge *= 2
+    return boundaries + [sequence_length + 1]
