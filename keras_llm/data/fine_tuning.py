@@ -200,7 +200,7 @@ def token_tagging_dataset(
     Each example is a list of words and one tag per word (CoNLL style, as
     `load_texts` reads from a `.jsonl` file with list fields or a TFDS
     sequence feature). Every word is tokenized on its own; its tag goes to
-    its first piece and the other pieces get sample weight 0, as BERT's NER
+    its first piece and the other pieces get tag 0 and weight 0, as BERT's NER
     fine-tuning does (Devlin et al. 2019, section 5.3). `[CLS]` and `[SEP]`
     have weight 0, and padding too. A word that tokenizes to nothing loses
     its tag. Bucketing as in `classification_dataset`.
@@ -264,7 +264,8 @@ def token_tagging_dataset(
         )
         pieces = tf.cast(tokenizer(words.flat_values), tf.int32)  # [W, None pieces]
         first = tf.equal(tf.ragged.range(pieces.row_lengths()).flat_values, 0)  # [N]
-        piece_tags = tf.gather(tags.flat_values, pieces.value_rowids())  # [N]
+        # The word's tag on its first piece, 0 (with weight 0) on the others.
+        piece_tags = tf.where(first, tf.gather(tags.flat_values, pieces.value_rowids()), 0)
         splits = tf.gather(pieces.row_splits, words.row_splits)  # example -> piece splits
         by_example = lambda values: tf.RaggedTensor.from_row_splits(values, splits)
         ids = _add_specials(by_example(pieces.flat_values), cls_id, sep_id, sequence_length)

@@ -4,12 +4,23 @@ import pytest
 import keras_llm
 
 
+BYTES = keras_llm.tokenizers.ByteTokenizer()
+
+
+def byte_stream(documents):
+    """The packed stream in NumPy: each document's UTF-8 bytes, then the end id."""
+    parts = [np.r_[np.frombuffer(d.encode("utf-8"), np.uint8).astype(np.int64), 256] for d in documents]
+    return np.concatenate(parts)
+
+
 def test_causal_lm_windows_against_numpy():
-    stream = np.random.default_rng(0).integers(0, 50, size=203)
-    ds = keras_llm.data.causal_lm_dataset(stream, 10, batch_size=4, shuffle=False)
-    windows = [stream[i * 10 : i * 10 + 11] for i in range(20)]
+    rng = np.random.default_rng(0)
+    documents = ["".join(rng.choice(list("abcdé "), size=n)) for n in rng.integers(0, 700, 40)]
+    stream = byte_stream(documents)
+    ds = keras_llm.data.causal_lm_dataset(documents, BYTES, 10, batch_size=4, shuffle=False)
+    windows = [stream[i * 10 : i * 10 + 11] for i in range((len(stream) - 1) // 10)]
     batches = list(ds)
-    assert len(batches) == 5
+    assert len(batches) == len(windows) // 4
     for b, (x, y, w) in enumerate(batches):
         for row in range(4):
             window = windows[b * 4 + row]
@@ -18,16 +29,25 @@ def test_causal_lm_windows_against_numpy():
         assert np.all(x["padding_mask"].numpy() == 1) and np.all(w.numpy() == 1.0)
 
 
-def test_causal_lm_shuffle_is_deterministic_given_seed():
-    stream = np.arange(1000)
-    first = lambda seed: [x["token_ids"].numpy().tolist() for x, _, _ in keras_llm.data.causal_lm_dataset(stream, 9, 4, seed=seed)]
-    assert first(3) == first(3)
-    assert first(3) != first(4)
+def test_causal_lm_shuffle_is_deterministic_and_new_each_epoch():
+    documents = [f"document {i} " * (i % 7 + 1) for i in range(60)]
+    def epochs(seed):
+        ds = keras_llm.data.causal_lm_dataset(documents, BYTES, 9, 4, seed=seed)
+        return [[x["token_ids"].numpy().tolist() for x, _, _ in ds] for _ in range(2)]
+    first = epochs(3)
+    assert first == epochs(3)
+    assert first != epochs(4)
+    assert first[0] != first[1]  # reshuffled each epoch
+    unshuffled = keras_llm.data.causal_lm_dataset(documents, BYTES, 9, 4, shuffle=False)
+    assert len(first[0]) == len(list(unshuffled))
 
 
-def test_causal_lm_rejects_too_little_data():
-    with pytest.raises(ValueError, match="batch_size=8"):
-        keras_llm.data.causal_lm_dataset(np.arange(20), 9, batch_size=8)
+def test_causal_lm_needs_an_end_token():
+    word_piece = keras_llm.tokenizers.WordPieceTokenizer(["[UNK]", "a"])
+    with pytest.raises(ValueError, match="no `end_token_id`; pass `end_token_id=`"):
+        keras_llm.data.causal_lm_dataset(["a"], word_piece, 4, 2)
+    with pytest.raises(ValueError, match="sequence_length=0"):
+        keras_llm.data.causal_lm_dataset(["a"], BYTES, 0, 2)
 
 
 def test_stdlib_docstrings_reads_what_ast_finds(tmp_path):
