@@ -86,6 +86,7 @@ def pipeline_and_model_speed(dataset, model, args):
     pipeline = args.batches * tokens_per_batch / (time.perf_counter() - start)
 
     held = [next(batches) for _ in range(args.warmup + args.steps)]  # in memory
+    del batches  # stop the pipeline's threads: the model is timed alone
     for x, y, w in held[: args.warmup]:
         model.train_on_batch(x, y, sample_weight=w)
     start = time.perf_counter()
@@ -107,7 +108,8 @@ def main():
     print(
         f"corpus: {corpus}, {int(texts.cardinality()):,} elements; batch {args.batch}, "
         f"sequence {args.seq}; pipeline: {args.batches} batches, model: {args.steps} "
-        f"train_on_batch steps, after {args.warmup} warm-up each\n"
+        f"train_on_batch steps, after {args.warmup} warm-up each; "
+        f"load average before: {os.getloadavg()[0]:.2f}\n"
     )
     pipeline_options = dict(
         sequence_length=args.seq, batch_size=args.batch, seed=args.seed, repeat=True
@@ -139,6 +141,9 @@ def main():
     print("|" + "---|" * 5)
     for config, label, pipeline, consumed in rows:
         print(f"| {config} | {label} | {pipeline:,.0f} | {consumed:,.0f} | {pipeline / consumed:,.1f} |")
+    # Other processes on the machine slow both columns; a load average well
+    # above the run's own share says the numbers were taken on a busy machine.
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,26 +4,55 @@ Every flag is declared once, in `TRAIN_FLAGS`, with its default and help text.
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
 
 TRAIN_FLAGS = {
-    "--preset": dict(default="gpt_nano", help="A GPT preset (keras_llm.GPT_PRESETS)."),
+    "--preset": dict(
+        default="gpt_nano",
+        help="A GPT preset (keras_llm.GPT_PRESETS: causal-LM training) or a BERT preset "
+        "(keras_llm.BERT_PRESETS: masked-LM + next-sentence pre-training).",
+    ),
+    "--data": dict(
+        default=None,
+        help="A .txt/.csv/.tsv/.jsonl file, a glob of them, or tfds:NAME. Default: the "
+        "embedded corpus (the Python standard library's docstrings).",
+    ),
+    "--text-field": dict(default=None, help="The text column/key/feature of --data."),
+    "--split": dict(default="train", help="The TFDS split of tfds:NAME, slicing allowed."),
+    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
+    "--tokenizer": dict(
+        default=None,
+        help="byte (GPT only), a BERT vocab.txt, a GPT-2 vocab.json (merges.txt beside it), "
+        "or train:SIZE to learn one from --data (WordPiece for BERT, byte-level BPE for "
+        "GPT). Default: byte for GPT, train:8192 for BERT.",
+    ),
     "--steps": dict(type=int, default=800, help="Training steps (batches)."),
     "--batch-size": dict(type=int, default=32, help="Sequences per batch."),
     "--sequence-length": dict(type=int, default=128, help="Tokens per sequence."),
     "--learning-rate": dict(
-        type=float, default=2e-3,
-        help="Peak learning rate. 2e-3 suits gpt_nano; larger models want "
-        "keras_llm.training.PEAK_LEARNING_RATE['causal_lm'] (6e-4) or less.",
+        type=float, default=None,
+        help="Peak learning rate. Default: 2e-3 for gpt_nano, 1e-3 for bert_tiny to "
+        "bert_small, else keras_llm.training.PEAK_LEARNING_RATE of the objective.",
     ),
-    "--output": dict(default="gpt_nano.keras", help="Where to save the trained model (.keras)."),
+    "--output": dict(
+        default=None,
+        help="Where to save the trained model (.keras); the tokenizer goes beside it as "
+        "NAME.tokenizer.json. Default: PRESET.keras.",
+    ),
     "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
-    "--prompt": dict(default="Return the ", help="Prompt of the sample printed after training."),
-    "--sample-length": dict(type=int, default=200, help="Tokens of generated sample."),
+    "--prompt": dict(default="Return the ", help="Prompt of the GPT sample printed after training."),
+    "--sample-length": dict(type=int, default=200, help="Tokens of the GPT sample."),
 }
+
+# Learning rates that suit the small presets trained for a few hundred steps.
+SMALL_PRESET_LEARNING_RATE = {
+    "gpt_nano": 2e-3, "bert_tiny": 1e-3, "bert_mini": 1e-3, "bert_small": 1e-3,
+}
+HELD_OUT_EVERY = 50  # one text in 50 is validation
 
 
 def _positive(parser, args, names):
@@ -33,52 +62,108 @@ def _positive(parser, args, names):
             parser.error(f"--{name.replace('_', '-')} must be positive; received {value}")
 
 
+def _load_tokenizer(spec, is_bert, texts, output, parser):
+    """The tokenizer that --tokenizer names, learning one if asked."""
+    import keras_llm
+
+    tokenizers = keras_llm.tokenizers
+    spec = spec or ("train:8192" if is_bert else "byte")
+    if spec == "byte":
+        if is_bert:
+            parser.error("--tokenizer byte has no [CLS]/[SEP]/[MASK] for BERT; use a vocab.txt or train:SIZE")
+        return tokenizers.ByteTokenizer()
+    if spec.startswith("train:"):
+        try:
+            size = int(spec[len("train:"):])
+        except ValueError:
+            parser.error(f"--tokenizer train:SIZE needs an int SIZE; received {spec!r}")
+        directory = os.path.splitext(output)[0] + "_vocabulary"
+        print(f"tokenizer: learning a {'WordPiece' if is_bert else 'byte-level BPE'} "
+              f"vocabulary of {size} from the training data into {directory}/")
+        if is_bert:
+            return tokenizers.WordPieceTokenizer(tokenizers.train_word_piece(texts, size, directory))
+        vocabulary, merges = tokenizers.train_byte_pair(texts, size, directory)
+        return tokenizers.BytePairTokenizer(vocabulary, merges)
+    if not os.path.isfile(spec):
+        parser.error(f"--tokenizer: no such file {spec!r} (expected byte, train:SIZE, a vocab.txt or a vocab.json)")
+    if spec.endswith(".json"):
+        if is_bert:
+            parser.error(f"--tokenizer {spec!r} is a GPT-2 BPE vocabulary; BERT needs a WordPiece vocab.txt")
+        merges = os.path.join(os.path.dirname(spec), "merges.txt")
+        if not os.path.isfile(merges):
+            parser.error(f"--tokenizer {spec!r} needs merges.txt beside it; {merges!r} does not exist")
+        return tokenizers.BytePairTokenizer(spec, merges)
+    if not is_bert:
+        parser.error(f"--tokenizer {spec!r}: GPT takes byte, train:SIZE or a GPT-2 vocab.json")
+    return tokenizers.WordPieceTokenizer(spec)
+
+
 def train(args, parser):
-    """Trains a GPT on the standard library's docstrings with the byte tokenizer."""
+    """Trains a GPT (next-token prediction) or a BERT (masked LM + next sentence)."""
     import keras
-    import numpy as np
+    import tensorflow as tf
 
     import keras_llm
 
     _positive(parser, args, ["steps", "batch_size", "sequence_length", "sample_length"])
+    is_bert = args.preset in keras_llm.BERT_PRESETS
+    if not is_bert and args.preset not in keras_llm.GPT_PRESETS:
+        parser.error(
+            f"--preset must be one of {', '.join(sorted(keras_llm.GPT_PRESETS))} or "
+            f"{', '.join(sorted(keras_llm.BERT_PRESETS))}; received {args.preset!r}"
+        )
+    args.output = args.output or f"{args.preset}.keras"
     if not args.output.endswith(".keras"):
         parser.error(f"--output must end in .keras; received {args.output!r}")
-    if args.preset not in keras_llm.GPT_PRESETS:
-        parser.error(
-            f"--preset must be one of {', '.join(sorted(keras_llm.GPT_PRESETS))}; "
-            f"received {args.preset!r}"
-        )
     keras.utils.set_random_seed(args.seed)
-    tokenizer = keras_llm.tokenizers.ByteTokenizer()
-    documents = keras_llm.data.stdlib_docstrings()
-    held_out = max(1, len(documents) // 50)
-    def stream(docs):
-        end = np.array([tokenizer.end_token_id], "int32")
-        return np.concatenate([part for d in docs for part in (tokenizer.encode_numpy(d), end)])
-    train_ids, validation_ids = stream(documents[:-held_out]), stream(documents[-held_out:])
-    print(
-        f"corpus: {len(documents)} docstrings of the Python standard library, "
-        f"{len(train_ids):,} training and {len(validation_ids):,} validation bytes"
-    )
 
-    model = keras_llm.build_gpt(
-        args.preset,
-        vocabulary_size=tokenizer.vocabulary_size,
-        max_sequence_length=max(args.sequence_length, keras_llm.GPT_PRESETS[args.preset]["max_sequence_length"]),
+    texts = keras_llm.data.load_texts(
+        args.data, text_field=args.text_field, split=args.split, data_dir=args.data_dir
     )
-    keras_llm.compile_model(
-        model, "causal_lm", learning_rate=args.learning_rate, total_steps=args.steps
-    )
-    print(f"model: {args.preset}, {model.count_params():,} parameters")
-    train_data = keras_llm.data.causal_lm_dataset(
-        train_ids, args.sequence_length, args.batch_size, seed=args.seed, repeat=True
-    )
-    validation_data = keras_llm.data.causal_lm_dataset(
-        validation_ids, args.sequence_length, args.batch_size, shuffle=False
-    ).take(8)
+    if is_bert:  # segments are lines (BERT's one-sentence-per-line files)
+        texts = texts.flat_map(
+            lambda t: tf.data.Dataset.from_tensor_slices(tf.strings.split(t, "\n"))
+        ).filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+    numbered = texts.enumerate()
+    pick = lambda held_out: lambda i, _: tf.equal(i % HELD_OUT_EVERY == 0, held_out)
+    train_texts = numbered.filter(pick(False)).map(lambda _, t: t)
+    validation_texts = numbered.filter(pick(True)).map(lambda _, t: t)
+    print(f"corpus: {args.data or 'the standard library docstrings (built in)'}")
+    tokenizer = _load_tokenizer(args.tokenizer, is_bert, train_texts, args.output, parser)
+    print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size:,} ids")
 
-    initial = model.evaluate(validation_data, verbose=0, return_dict=True)
-    print(f"validation loss before training: {initial['loss']:.3f}")
+    presets = keras_llm.BERT_PRESETS if is_bert else keras_llm.GPT_PRESETS
+    max_length = max(args.sequence_length, presets[args.preset]["max_sequence_length"])
+    learning_rate = args.learning_rate or SMALL_PRESET_LEARNING_RATE.get(args.preset)
+    build = keras_llm.build_bert_pretrainer if is_bert else keras_llm.build_gpt
+    model = build(args.preset, vocabulary_size=tokenizer.vocabulary_size, max_sequence_length=max_length)
+    task = "bert_pretraining" if is_bert else "causal_lm"
+    keras_llm.compile_model(model, task, learning_rate=learning_rate, total_steps=args.steps)
+    print(f"model: {args.preset}, {model.count_params():,} parameters, objective {task}")
+
+    pipeline = keras_llm.data.masked_lm_dataset if is_bert else keras_llm.data.causal_lm_dataset
+    shape = dict(sequence_length=args.sequence_length, batch_size=args.batch_size)
+    train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
+    validation_data = pipeline(
+        validation_texts, tokenizer, shuffle=False, drop_remainder=False, **shape
+    ).take(8).cache()
+    if next(iter(validation_data), None) is None:
+        parser.error(
+            f"--data holds too little text: its held-out part (one text in {HELD_OUT_EVERY}) "
+            f"does not fill one sequence of --sequence-length {args.sequence_length}"
+        )
+
+    def report():
+        metrics = model.evaluate(validation_data, verbose=0, return_dict=True)
+        if is_bert:
+            return metrics["loss"], (
+                f"masked-LM accuracy {metrics['mlm_logits_accuracy']:.3f}, next-sentence "
+                f"accuracy {metrics['nsp_logits_accuracy']:.3f}"
+            )
+        return metrics["loss"], f"perplexity {metrics['perplexity']:.2f}"
+
+    initial, _ = report()
+    print(f"validation loss before training: {initial:.3f}")
     epochs = min(10, args.steps)
     start = time.time()
     model.fit(
@@ -86,30 +171,43 @@ def train(args, parser):
         epochs=epochs,
         steps_per_epoch=args.steps // epochs,
         validation_data=validation_data,
-        shuffle=False,  # the dataset shuffles itself
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    final = model.evaluate(validation_data, verbose=0, return_dict=True)
-    print(
-        f"validation loss {initial['loss']:.3f} -> {final['loss']:.3f} "
-        f"(perplexity {final['perplexity']:.2f}) in {time.time() - start:.0f} s"
-    )
+    final, details = report()
+    print(f"validation loss {initial:.3f} -> {final:.3f} ({details}) in {time.time() - start:.0f} s")
 
-    sample = keras_llm.generation.generate(
-        model,
-        tokenizer.encode_numpy(args.prompt),
-        max_new_tokens=args.sample_length,
-        temperature=0.8,
-        top_k=40,
-        seed=args.seed,
-        end_token_id=tokenizer.end_token_id,
-    )
-    text = tokenizer.detokenize(sample).numpy().decode("utf-8", errors="replace")
-    print("sample:\n" + text)
+    if not is_bert:
+        end = getattr(tokenizer, "end_token_id", None)
+        sample = keras_llm.generation.generate(
+            model,
+            tokenizer(args.prompt).numpy(),
+            max_new_tokens=args.sample_length,
+            temperature=0.8,
+            top_k=40,
+            seed=args.seed,
+            end_token_id=end,
+        )
+        text = tokenizer.detokenize(sample).numpy().decode("utf-8", errors="replace")
+        print("sample:\n" + text)
 
     _save_atomically(model, args.output)
-    print(f"saved: {args.output}")
+    tokenizer_path = os.path.splitext(args.output)[0] + ".tokenizer.json"
+    _write_atomically(json.dumps(keras.saving.serialize_keras_object(tokenizer)), tokenizer_path)
+    print(f"saved: {args.output} and {tokenizer_path}")
     return 0
+
+
+def _write_atomically(text, path):
+    """Writes `text` to a temporary file beside `path`, then renames it into place."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 def _save_atomically(model, path):
@@ -134,7 +232,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser(
         "train",
-        help="Train a GPT on the built-in corpus (the standard library's docstrings).",
+        help="Train a GPT or a BERT; by default gpt_nano on the built-in corpus.",
         description=train.__doc__,
     )
     for flag, spec in TRAIN_FLAGS.items():
