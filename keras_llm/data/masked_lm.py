@@ -204,7 +204,8 @@ def masked_lm_dataset(
         max_predictions = math.ceil(mask_rate * sequence_length)
     texts = as_dataset(texts)
     # (segment, the segment after it, a random segment), per element.
-    partners = texts.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    # Shuffle, then repeat: filling the buffer never reads more than one pass.
+    partners = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     pairs = tf.data.Dataset.zip(texts, texts.skip(1), partners)
     if shuffle:
         pairs = pairs.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
