@@ -19,12 +19,14 @@ roughly the share of the CPU it takes away from training when both run
 together under `fit` (on this 2-core sandbox they share the same cores).
 Steps run through `train_on_batch`, the same compiled train function as
 `fit`, because `fit` step times on the sandbox are quantised to ~0.51 s
-(see `train_throughput.py`).
+(see `train_throughput.py`). The last line gives the CPU seconds that other
+processes used during the run: on a shared machine, a table is only clean
+when that is near 0.
 
 Configurations: `gpt_nano` on `causal_lm_dataset` with a byte-level BPE of
 `--vocab` tokens trained on the corpus (`train_byte_pair`,
-`BytePairTokenizer`) and with `ByteTokenizer` (258 ids, what `keras-llm
-train` uses); `bert_small` on `masked_lm_dataset` with a WordPiece
+`BytePairTokenizer`) and with `ByteTokenizer` (258 ids, `keras-llm
+train`'s default for GPT); `bert_small` on `masked_lm_dataset` with a WordPiece
 vocabulary trained on the corpus (`train_word_piece`,
 `WordPieceTokenizer`). The corpus is `--data` read by `load_texts` (one
 element per line: documents for causal LM, segments for masked LM), or the
@@ -38,6 +40,7 @@ Usage:
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 
@@ -57,12 +60,12 @@ FLAGS = {
         default=DEFAULT_DATA,
         help="Text file, one element per line; the embedded default corpus if absent.",
     ),
-    "--vocab": dict(type=int, default=8192, help="Size of the trained BPE and WordPiece vocabularies."),
+    "--vocab": dict(type=int, default=8192, help="Trained BPE and WordPiece vocabulary size."),
     "--batch": dict(type=int, default=32, help="Sequences per batch."),
     "--seq": dict(type=int, default=128, help="Tokens per sequence."),
     "--batches": dict(type=int, default=1000, help="Timed pipeline batches per row."),
     "--steps": dict(type=int, default=10, help="Timed train_on_batch steps per row."),
-    "--warmup": dict(type=int, default=3, help="Untimed batches (pipeline) and steps (model) per row."),
+    "--warmup": dict(type=int, default=3, help="Untimed batches and steps per row."),
     "--seed": dict(type=int, default=0, help="Seed of the pipelines and of the model weights."),
 }
 
@@ -72,6 +75,18 @@ def parse_args():
     for flag, spec in FLAGS.items():
         parser.add_argument(flag, **spec)
     return parser.parse_args()
+
+
+def cpu_seconds():
+    """(busy CPU seconds of the whole machine, of this process); None where /proc is absent."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    busy = sum(fields[:3]) + sum(fields[5:8])  # user nice system, irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
 
 
 def pipeline_and_model_speed(dataset, model, args):
@@ -108,9 +123,9 @@ def main():
     print(
         f"corpus: {corpus}, {int(texts.cardinality()):,} elements; batch {args.batch}, "
         f"sequence {args.seq}; pipeline: {args.batches} batches, model: {args.steps} "
-        f"train_on_batch steps, after {args.warmup} warm-up each; "
-        f"load average before: {os.getloadavg()[0]:.2f}\n"
+        f"train_on_batch steps, after {args.warmup} warm-up each\n"
     )
+    cpu_at_start = cpu_seconds()
     pipeline_options = dict(
         sequence_length=args.seq, batch_size=args.batch, seed=args.seed, repeat=True
     )
@@ -122,8 +137,9 @@ def main():
         vocab_txt = keras_llm.tokenizers.train_word_piece(
             texts, args.vocab, os.path.join(directory, "word_piece")
         )
+        byte_pair = keras_llm.tokenizers.BytePairTokenizer(vocab_json, merges_txt)
         gpt_tokenizers = [
-            (f"BytePairTokenizer ({args.vocab})", keras_llm.tokenizers.BytePairTokenizer(vocab_json, merges_txt)),
+            (f"BytePairTokenizer ({byte_pair.vocabulary_size})", byte_pair),
             ("ByteTokenizer (258)", keras_llm.tokenizers.ByteTokenizer()),
         ]
         for label, tokenizer in gpt_tokenizers:
@@ -133,17 +149,25 @@ def main():
             rows.append(("gpt_nano", label, *pipeline_and_model_speed(dataset, model, args)))
         tokenizer = keras_llm.tokenizers.WordPieceTokenizer(vocab_txt)
         dataset = keras_llm.data.masked_lm_dataset(texts, tokenizer, **pipeline_options)
-        model = keras_llm.build_bert_pretrainer("bert_small", vocabulary_size=tokenizer.vocabulary_size)
+        model = keras_llm.build_bert_pretrainer(
+            "bert_small", vocabulary_size=tokenizer.vocabulary_size
+        )
         label = f"WordPieceTokenizer ({tokenizer.vocabulary_size})"
         rows.append(("bert_small", label, *pipeline_and_model_speed(dataset, model, args)))
 
     print("| config | tokenizer | pipeline tokens/s | model tokens/s | pipeline/model |")
     print("|" + "---|" * 5)
     for config, label, pipeline, consumed in rows:
-        print(f"| {config} | {label} | {pipeline:,.0f} | {consumed:,.0f} | {pipeline / consumed:,.1f} |")
-    # Other processes on the machine slow both columns; a load average well
-    # above the run's own share says the numbers were taken on a busy machine.
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+        print(
+            f"| {config} | {label} | {pipeline:,.0f} | {consumed:,.0f} | "
+            f"{pipeline / consumed:,.1f} |"
+        )
+    # Other processes on the machine slow both columns: on a shared sandbox,
+    # trust a table only when they used next to no CPU during the run.
+    cpu_at_end = cpu_seconds()
+    if cpu_at_start and cpu_at_end:
+        others = (cpu_at_end[0] - cpu_at_start[0]) - (cpu_at_end[1] - cpu_at_start[1])
+        print(f"\nCPU seconds used by other processes during the run: {max(others, 0):.0f}")
 
 
 if __name__ == "__main__":
