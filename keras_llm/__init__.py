@@ -9,7 +9,15 @@ import os
 # Keras 3 on TensorFlow is what keras_llm is built for.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from keras_llm import data, generation, layers, models, tokenizers, training  # noqa: E402
+from keras_llm import (  # noqa: E402
+    data,
+    distribute,
+    generation,
+    layers,
+    models,
+    tokenizers,
+    training,
+)
 from keras_llm.models import (  # noqa: E402
     BERT_PRESETS,
     GPT_PRESETS,

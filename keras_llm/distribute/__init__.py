@@ -1,0 +1,9 @@
+"""Distribution: which `tf.distribute` strategy a run trains under.
+
+- `strategy.py`: `choose_strategy` (what "auto" picks, and why) and
+  `get_strategy` (creates it).
+"""
+
+from keras_llm.distribute.strategy import STRATEGY_NAMES, choose_strategy, get_strategy
+
+__all__ = ["STRATEGY_NAMES", "choose_strategy", "get_strategy"]
