@@ -1,7 +1,8 @@
 """Training defaults: optimizer, learning-rate schedule, losses and metrics.
 
 All of them live in `keras_llm/training/defaults.py`; its module docstring has
-the table of values and where each comes from.
+the table of values and where each comes from. `token_loss.py` holds the
+language-model loss, averaged over the global batch's real tokens.
 """
 
 from keras_llm.training.defaults import (
@@ -12,11 +13,13 @@ from keras_llm.training.defaults import (
     compile_model,
     make_optimizer,
 )
+from keras_llm.training.token_loss import TokenCrossEntropy
 
 __all__ = [
     "NO_WEIGHT_DECAY",
     "PEAK_LEARNING_RATE",
     "TRAINING_DEFAULTS",
+    "TokenCrossEntropy",
     "WarmupLinearDecay",
     "compile_model",
     "make_optimizer",

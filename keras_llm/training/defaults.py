@@ -161,10 +161,11 @@ def make_optimizer(learning_rate, **overrides):
 
 def _token_loss():
     # Mean over tokens with non-zero weight, not over all B*T positions: a
-    # batch with much padding must not get a smaller loss and gradient.
-    return keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True, reduction="mean_with_sample_weight"
-    )
+    # batch with much padding must not get a smaller loss and gradient; and
+    # over the global batch, not per replica (see TokenCrossEntropy).
+    from keras_llm.training.token_loss import TokenCrossEntropy
+
+    return TokenCrossEntropy()
 
 
 def _lm_metrics():

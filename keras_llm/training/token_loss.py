@@ -1,0 +1,55 @@
+"""The language-model loss: cross-entropy averaged over the global batch's real tokens."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class TokenCrossEntropy(keras.losses.Loss):
+    """Sparse cross-entropy on logits, averaged over tokens with non-zero weight.
+
+    `sum(weight * loss) / sum(weight)`, where both sums run over the whole
+    global batch: under a `tf.distribute` strategy, each replica divides its
+    sum by the all-reduced sum of weights, so a batch gives the same update
+    on one device or on many even when its replicas hold different amounts
+    of padding. Keras's
+    `reduction="mean_with_sample_weight"` divides by each replica's own sum
+    instead, which differs whenever padding is unevenly split. The loss is
+    computed in float32 whatever the logits' dtype.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    loss = keras_llm.training.TokenCrossEntropy()
+    logits = np.log(np.array([[[0.5, 0.5], [0.9, 0.1]]], "float32"))
+    value = loss(np.array([[0, 0]]), logits, sample_weight=np.array([[1.0, 0.0]]))
+    np.testing.assert_allclose(value, -np.log(0.5), rtol=1e-6)  # padding ignored
+    ```
+    """
+
+    def __init__(self, name="token_cross_entropy", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="sum", **kwargs)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.cast(y_pred, "float32")
+        losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        weights = (
+            ops.ones_like(losses) if sample_weight is None else ops.cast(sample_weight, "float32")
+        )
+        weights = ops.reshape(weights, ops.shape(losses))
+        total = ops.sum(losses * weights)
+        count = ops.sum(weights)
+        replica = tf.distribute.get_replica_context()
+        replicas = 1 if replica is None else replica.num_replicas_in_sync
+        if replicas > 1:
+            count = replica.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        # This replica's share of the global mean: summed over replicas (as
+        # the gradients are) it is the global mean. Keras's own losses scale
+        # by 1 / replicas inside their reduction and undo it for the logged
+        # loss; this share already is that scaled value.
+        return ops.divide_no_nan(total, count)
