@@ -190,39 +190,35 @@ def train(args, parser):
         text = tokenizer.detokenize(sample).numpy().decode("utf-8", errors="replace")
         print("sample:\n" + text)
 
-    _save_atomically(model, args.output)
+    _write_atomically(args.output, model.save, suffix=".keras")
     tokenizer_path = os.path.splitext(args.output)[0] + ".tokenizer.json"
-    _write_atomically(json.dumps(keras.saving.serialize_keras_object(tokenizer)), tokenizer_path)
+    config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
+    _write_atomically(tokenizer_path, _write_text(config))
     print(f"saved: {args.output} and {tokenizer_path}")
     return 0
 
 
-def _write_atomically(text, path):
-    """Writes `text` to a temporary file beside `path`, then renames it into place."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def _save_atomically(model, path):
-    """Saves to a temporary file beside `path`, then renames it into place."""
+def _write_atomically(path, write, suffix=""):
+    """Runs `write(temporary_path)` beside `path`, then renames the file into place."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".keras", dir=directory)
+    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=directory)
     os.close(handle)
     try:
-        model.save(temporary)
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _write_text(text):
+    def write(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write
 
 
 def build_parser():

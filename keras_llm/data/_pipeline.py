@@ -50,10 +50,6 @@ def with_batch_seeds(dataset, seed):
     return tf.data.Dataset.zip(dataset, seeds)
 
 
-def bucket_boundaries(sequence_length):
-    """Powers of two from 16 below `sequence_length`, then `sequence_length` + 1."""
-    boundaries, edge = [], 16
-    while edge < sequence_length:
-        boundaries.append(edge + 1)
-        edge *= 2
-    return boundaries + [sequence_length + 1]
+def column(rows, value):
+    """A `[rows, 1]` ragged column of `value`, to concatenate special ids onto rows."""
+    return tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value))

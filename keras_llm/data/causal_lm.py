@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, special_id
+from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column, special_id
 
 
 def causal_lm_dataset(
@@ -70,8 +70,7 @@ def causal_lm_dataset(
 
     def stream(chunk):
         ids = tf.cast(tokenizer(chunk), tf.int32)  # [C, None]
-        end = tf.fill([tf.shape(chunk)[0], 1], end_token_id)
-        return tf.concat([ids, tf.RaggedTensor.from_tensor(end)], axis=1).flat_values
+        return tf.concat([ids, column(tf.shape(chunk)[0], end_token_id)], axis=1).flat_values
 
     def cut(leftover, ids):
         # Windows start every `sequence_length` tokens; the tail from the last

@@ -2,13 +2,7 @@
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import (
-    TOKENIZE_CHUNK,
-    as_dataset,
-    bucket_boundaries,
-    check_positive,
-    special_id,
-)
+from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column, special_id
 
 
 def _label_ids(labels, label_names, argument):
@@ -37,8 +31,17 @@ def _label_ids(labels, label_names, argument):
 def _add_specials(ids, cls_id, sep_id, sequence_length):
     """[C, None] ids -> [CLS] ids[: sequence_length - 2] [SEP]."""
     ids = ids[:, : sequence_length - 2]
-    column = lambda value: tf.RaggedTensor.from_tensor(tf.fill([ids.nrows(), 1], value))
-    return tf.concat([column(cls_id), ids, column(sep_id)], axis=1)
+    rows = ids.nrows()
+    return tf.concat([column(rows, cls_id), ids, column(rows, sep_id)], axis=1)
+
+
+def _bucket_boundaries(sequence_length):
+    """Powers of two from 16 below `sequence_length`, then `sequence_length` + 1."""
+    boundaries, edge = [], 16
+    while edge < sequence_length:
+        boundaries.append(edge + 1)
+        edge *= 2
+    return boundaries + [sequence_length + 1]
 
 
 def _examples(structure):
@@ -58,12 +61,11 @@ def _examples(structure):
 
 def _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id):
     """Pads `{"token_ids", ...}` examples into batches, bucketed by length or not."""
-    padding_values = {"token_ids": pad_id, "padding_mask": 0, "segment_ids": 0}
-    element = examples.element_spec[0]
-    padding_values = ({k: padding_values.get(k, 0) for k in element},)
-    padding_values += tuple(
-        tf.constant(0, spec.dtype) for spec in examples.element_spec[1:]
+    # Zeros everywhere (padding mask, segment ids, labels, weights) but the ids.
+    padding_values = tf.nest.map_structure(
+        lambda spec: tf.constant(0, spec.dtype), examples.element_spec
     )
+    padding_values[0]["token_ids"] = tf.constant(pad_id, tf.int32)
     if not bucket:
         return examples.padded_batch(
             batch_size,
@@ -73,7 +75,7 @@ def _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id
             padding_values=padding_values,
             drop_remainder=drop_remainder,
         )
-    boundaries = bucket_boundaries(sequence_length)
+    boundaries = _bucket_boundaries(sequence_length)
     return examples.bucket_by_sequence_length(
         lambda x, *_: tf.shape(x["token_ids"])[0],
         bucket_boundaries=boundaries,

@@ -1,6 +1,16 @@
 """BERT's masked-LM dynamic masking, as a deterministic `tf.data`-friendly function."""
 
+import math
+
 import tensorflow as tf
+
+from keras_llm.data._pipeline import (
+    as_dataset,
+    check_positive,
+    column,
+    special_id,
+    with_batch_seeds,
+)
 
 
 def mask_tokens(
@@ -186,10 +196,6 @@ def masked_lm_dataset(
     assert set(y["nsp_logits"].numpy().tolist()) <= {0, 1}
     ```
     """
-    import math
-
-    from keras_llm.data._pipeline import as_dataset, check_positive, special_id, with_batch_seeds
-
     check_positive(sequence_length=sequence_length, batch_size=batch_size)
     if sequence_length < 4:
         raise ValueError(
@@ -227,10 +233,12 @@ def masked_lm_dataset(
         keep_a = tf.minimum(len_a, budget - keep_b)
         a = tf.ragged.boolean_mask(a, tf.ragged.range(len_a) < keep_a[:, None])
         b = tf.ragged.boolean_mask(b, tf.ragged.range(len_b) < keep_b[:, None])
-        column = lambda value: tf.RaggedTensor.from_tensor(tf.fill([size, 1], value))
-        token_ids = tf.concat([column(cls_id), a, column(sep_id), b, column(sep_id)], axis=1)
+        token_ids = tf.concat(
+            [column(size, cls_id), a, column(size, sep_id), b, column(size, sep_id)], axis=1
+        )
         segment_ids = tf.concat(
-            [column(0), tf.zeros_like(a), column(0), tf.ones_like(b), column(1)], axis=1
+            [column(size, 0), tf.zeros_like(a), column(size, 0), tf.ones_like(b), column(size, 1)],
+            axis=1,
         )
         shape = [size, sequence_length]
         padding_mask = tf.ones_like(token_ids).to_tensor(0, shape=shape)

@@ -9,7 +9,6 @@ import textwrap
 
 import pytest
 
-import keras_llm
 from keras_llm.distribute import choose_strategy, get_strategy
 
 TWO_WORKERS = json.dumps(
