@@ -2,7 +2,8 @@
 
 All of them live in `keras_llm/training/defaults.py`; its module docstring has
 the table of values and where each comes from. `token_loss.py` holds the
-language-model loss, averaged over the global batch's real tokens.
+language-model loss, averaged over the global batch's real tokens;
+`optimizer.py` the AdamW that clips the global batch's gradient.
 """
 
 from keras_llm.training.defaults import (
@@ -13,9 +14,11 @@ from keras_llm.training.defaults import (
     compile_model,
     make_optimizer,
 )
+from keras_llm.training.optimizer import AdamW
 from keras_llm.training.token_loss import TokenCrossEntropy
 
 __all__ = [
+    "AdamW",
     "NO_WEIGHT_DECAY",
     "PEAK_LEARNING_RATE",
     "TRAINING_DEFAULTS",

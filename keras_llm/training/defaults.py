@@ -9,7 +9,7 @@ trains well with a bare `model.fit(dataset)`. To change anything, call
 |---|---|---|
 | optimizer | AdamW, beta_1 0.9, beta_2 0.999, epsilon 1e-6 | BERT and GPT-2 |
 | weight decay | 0.01, none on LayerNorm, biases, embeddings | BERT's recipe |
-| gradient clipping | global norm 1.0 | BERT, GPT-2, nanoGPT |
+| gradient clipping | global norm 1.0, of the gradient summed over replicas | BERT, GPT-2, nanoGPT |
 | learning rate | linear warm-up for `warmup_steps`, then linear decay to 10% of the peak at `total_steps`, then constant | BERT (decay to a floor rather than zero so a longer `fit` still learns) |
 | peak learning rate | causal LM 6e-4, BERT pre-training 1e-4, classification 5e-5 | nanoGPT/GPT-3 small, BERT, BERT fine-tuning |
 | steps | `warmup_steps=100`, `total_steps=10000` | pass the real `total_steps` when you know it |
@@ -22,6 +22,8 @@ as the weight, as keras-hub's preprocessors do.
 """
 
 import keras
+
+from keras_llm.training.optimizer import AdamW
 
 TRAINING_DEFAULTS = {
     "beta_1": 0.9,
@@ -120,7 +122,8 @@ def make_optimizer(learning_rate, **overrides):
         **overrides: Any key of `TRAINING_DEFAULTS`.
 
     Returns:
-        A `keras.optimizers.AdamW` that applies no weight decay to LayerNorm
+        A `keras_llm.training.AdamW` (Keras's AdamW, clipping the gradient
+        summed over replicas) that applies no weight decay to LayerNorm
         parameters, biases or embeddings.
 
     Example:
@@ -147,7 +150,7 @@ def make_optimizer(learning_rate, **overrides):
         total_steps=total_steps,
         final_fraction=settings["final_learning_rate_fraction"],
     )
-    optimizer = keras.optimizers.AdamW(
+    optimizer = AdamW(
         learning_rate=schedule,
         weight_decay=settings["weight_decay"],
         beta_1=settings["beta_1"],
