@@ -87,6 +87,10 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             vocabulary_size,
             hidden_dim,
             embeddings_initializer=self._clone_initializer(),
+            # Embedding layers do not autocast their table: without this the
+            # projection to the vocabulary (the widest matmul) would run in
+            # float32 under mixed precision.
+            reverse_dtype=self.dtype_policy.compute_dtype,
             dtype=self.dtype_policy,
             name="token_embedding",
         )

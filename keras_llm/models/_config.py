@@ -1,5 +1,10 @@
 """Preset resolution and argument checks shared by every builder."""
 
+import keras
+
+# What a builder's `precision` takes: Keras dtype policy names.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 ARCHITECTURE_ARGUMENTS = (
     "vocabulary_size",
     "num_layers",
@@ -60,3 +65,15 @@ def resolve_config(builder, presets, preset, overrides, defaults):
             f"num_heads={config['num_heads']}"
         )
     return config
+
+
+def resolve_precision(builder, precision):
+    """The dtype policy of `precision`; None keeps Keras's global policy."""
+    if precision is None:
+        return keras.config.dtype_policy()
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"{builder}: unknown precision. Received: precision={precision!r}; "
+            f"expected one of {', '.join(PRECISIONS)} (or None for Keras's global policy)."
+        )
+    return keras.DTypePolicy(precision)

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
-from keras_llm.models._config import ARCHITECTURE_ARGUMENTS, resolve_config
+from keras_llm.models._config import ARCHITECTURE_ARGUMENTS, resolve_config, resolve_precision
 from keras_llm.training import compile_model
 
 # The published BERT sizes (Devlin et al. 2019; the small ones from Turc et
@@ -46,7 +46,12 @@ _ARGS_DOC = """
         max_sequence_length: Number of learned positions.
         layer_norm_epsilon: LayerNorm epsilon (1e-12 as in BERT).
         num_segments: Number of segment (token type) ids.
-        dtype: A dtype policy for every layer, e.g. `"mixed_bfloat16"`.
+        precision: `"float32"`, `"mixed_bfloat16"` (TPUs, recent GPUs, CPUs
+            with AVX-512 BF16) or `"mixed_float16"` (GPUs; the optimizer
+            then scales the loss), or None for Keras's global dtype policy.
+            Under mixed precision, weights stay float32 and matmuls run in
+            the low precision; LayerNorm statistics, the attention softmax
+            and the loss are computed in float32.
         name: The model's name.
 """
 
@@ -120,7 +125,7 @@ def build_bert(
     max_sequence_length=None,
     layer_norm_epsilon=None,
     num_segments=None,
-    dtype=None,
+    precision=None,
     name="bert",
 ):
     """Builds a BERT encoder (the backbone, with no training objective).
@@ -155,6 +160,7 @@ def build_bert(
     ```
     """
     config = _resolve("build_bert", locals())
+    dtype = resolve_precision("build_bert", precision)
     inputs, _, sequence_output, pooled_output = _bert_graph(config, dtype, False)
     return keras.Model(
         inputs=inputs,
@@ -175,7 +181,7 @@ def build_bert_pretrainer(
     max_sequence_length=None,
     layer_norm_epsilon=None,
     num_segments=None,
-    dtype=None,
+    precision=None,
     name="bert_pretrainer",
 ):
     """Builds BERT with its masked-LM and next-sentence heads, compiled.
@@ -213,6 +219,7 @@ def build_bert_pretrainer(
     ```
     """
     config = _resolve("build_bert_pretrainer", locals())
+    dtype = resolve_precision("build_bert_pretrainer", precision)
     inputs, embedding, sequence_output, pooled_output = _bert_graph(config, dtype, True)
     mask_positions = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
     # [B, T, D] gathered at [B, P] -> [B, P, D]
@@ -255,7 +262,7 @@ def build_bert_classifier(
     max_sequence_length=None,
     layer_norm_epsilon=None,
     num_segments=None,
-    dtype=None,
+    precision=None,
     name="bert_classifier",
 ):
     """Builds BERT with a sequence-classification head, compiled.
@@ -291,6 +298,7 @@ def build_bert_classifier(
             f"Received: num_classes={num_classes!r}"
         )
     config = _resolve("build_bert_classifier", locals())
+    dtype = resolve_precision("build_bert_classifier", precision)
     inputs, _, _, pooled_output = _bert_graph(config, dtype, False)
     x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="classifier_dropout")(pooled_output)
     logits = keras.layers.Dense(

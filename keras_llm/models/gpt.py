@@ -3,7 +3,7 @@
 import keras
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
-from keras_llm.models._config import resolve_config
+from keras_llm.models._config import resolve_config, resolve_precision
 from keras_llm.tokenizers import ByteTokenizer
 from keras_llm.training import compile_model
 
@@ -71,7 +71,7 @@ def build_gpt(
     dropout=None,
     max_sequence_length=None,
     layer_norm_epsilon=None,
-    dtype=None,
+    precision=None,
     name="gpt",
 ):
     """Builds a GPT-2-style causal language model, compiled for training.
@@ -96,7 +96,12 @@ def build_gpt(
         dropout: Dropout rate (embeddings, attention, residual branches).
         max_sequence_length: Number of learned positions.
         layer_norm_epsilon: LayerNorm epsilon (1e-5 as in GPT-2).
-        dtype: A dtype policy for every layer, e.g. `"mixed_bfloat16"`.
+        precision: `"float32"`, `"mixed_bfloat16"` (TPUs, recent GPUs, CPUs
+            with AVX-512 BF16) or `"mixed_float16"` (GPUs; the optimizer
+            then scales the loss), or None for Keras's global dtype policy.
+            Under mixed precision, weights stay float32 and matmuls run in
+            the low precision; LayerNorm statistics, the attention softmax
+            and the loss are computed in float32.
         name: The model's name.
 
     Returns:
@@ -134,6 +139,7 @@ def build_gpt(
         ),
         _GPT_DEFAULTS,
     )
+    dtype = resolve_precision("build_gpt", precision)
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
 

@@ -14,6 +14,7 @@ trains well with a bare `model.fit(dataset)`. To change anything, call
 | peak learning rate | causal LM 6e-4, BERT pre-training 1e-4, classification 5e-5 | nanoGPT/GPT-3 small, BERT, BERT fine-tuning |
 | steps | `warmup_steps=100`, `total_steps=10000` | pass the real `total_steps` when you know it |
 | loss | sparse cross-entropy on logits, averaged over the tokens whose sample weight is non-zero | padding never counts |
+| loss scaling | dynamic, for `mixed_float16` models only | float16's small range |
 | metrics | accuracy (and perplexity for language models), weighted by the same sample weights | |
 
 Padding is excluded through Keras's standard `sample_weight`: datasets for
@@ -189,8 +190,12 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             (outputs `mlm_logits` and `nsp_logits`) or `"classification"`
             (outputs class logits).
         learning_rate: Peak learning rate; defaults to `PEAK_LEARNING_RATE[task]`.
-        jit_compile: Passed to `keras.Model.compile`.
+        jit_compile: Passed to `keras.Model.compile`: `"auto"` (XLA on GPUs
+            and TPUs, not on CPUs), True or False.
         **overrides: Any key of `TRAINING_DEFAULTS`.
+
+    A model built with `precision="mixed_float16"` gets its optimizer
+    wrapped in `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling).
 
     Returns:
         `model`, compiled.
@@ -211,6 +216,9 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             f"{sorted(PEAK_LEARNING_RATE)}."
         )
     optimizer = make_optimizer(learning_rate or PEAK_LEARNING_RATE[task], **overrides)
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+        # float16 gradients underflow: scale the loss up, the gradients back down.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if task == "causal_lm":
         model.compile(
             optimizer=optimizer,
