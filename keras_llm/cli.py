@@ -5,6 +5,7 @@ Every flag is declared once, in `TRAIN_FLAGS`, with its default and help text.
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -44,6 +45,29 @@ TRAIN_FLAGS = {
         "NAME.tokenizer.json. Default: PRESET.keras.",
     ),
     "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
+    "--strategy": dict(
+        default="auto", choices=("auto", "default", "mirrored", "multi_worker", "tpu"),
+        help="The tf.distribute strategy (keras_llm.distribute.get_strategy); auto picks a TPU, "
+        "several workers (TF_CONFIG), several GPUs or one device, and says why. "
+        "--batch-size is the global batch, split across replicas.",
+    ),
+    "--precision": dict(
+        default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Weights stay float32; mixed_* run matmuls in bfloat16/float16 (float16 with loss scaling).",
+    ),
+    "--jit-compile": dict(
+        default="auto", nargs="?", const="on", choices=("auto", "on", "off"),
+        help="XLA compilation of the train step: auto (on for GPUs and TPUs, off on CPUs), "
+        "on (also plain --jit-compile) or off.",
+    ),
+    "--backup-dir": dict(
+        default=None,
+        help="Where training state is backed up, so that rerunning the same command after a "
+        "kill resumes where it stopped; removed once the model is saved. "
+        "Default: OUTPUT without .keras, plus _backup.",
+    ),
+    "--backup-every": dict(type=int, default=100, help="Steps between backups."),
+    "--logdir": dict(default=None, help="Write TensorBoard logs here (the chief only)."),
     "--prompt": dict(default="Return the ", help="Prompt of the GPT sample printed after training."),
     "--sample-length": dict(type=int, default=200, help="Tokens of the GPT sample."),
 }
@@ -62,8 +86,8 @@ def _positive(parser, args, names):
             parser.error(f"--{name.replace('_', '-')} must be positive; received {value}")
 
 
-def _load_tokenizer(spec, is_bert, texts, output, parser):
-    """The tokenizer that --tokenizer names, learning one if asked."""
+def _load_tokenizer(spec, is_bert, texts, directory, parser):
+    """The tokenizer that --tokenizer names, learning one (into `directory`) if asked."""
     import keras_llm
 
     tokenizers = keras_llm.tokenizers
@@ -77,7 +101,6 @@ def _load_tokenizer(spec, is_bert, texts, output, parser):
             size = int(spec[len("train:"):])
         except ValueError:
             parser.error(f"--tokenizer train:SIZE needs an int SIZE; received {spec!r}")
-        directory = os.path.splitext(output)[0] + "_vocabulary"
         print(f"tokenizer: learning a {'WordPiece' if is_bert else 'byte-level BPE'} "
               f"vocabulary of {size} from the training data into {directory}/")
         if is_bert:
@@ -99,22 +122,32 @@ def _load_tokenizer(spec, is_bert, texts, output, parser):
 
 
 def train(args, parser):
-    """Trains a GPT (next-token prediction) or a BERT (masked LM + next sentence)."""
+    """Trains a GPT (next-token prediction) or a BERT (masked LM + next sentence).
+
+    Rerunning the same command after the process was killed resumes from the
+    last backup (--backup-dir) and ends with the same model.
+    """
+    _positive(parser, args, ["steps", "batch_size", "sequence_length", "sample_length", "backup_every"])
+    args.output = args.output or f"{args.preset}.keras"
+    if not args.output.endswith(".keras"):
+        parser.error(f"--output must end in .keras; received {args.output!r}")
+    stem = os.path.splitext(args.output)[0]
+    args.backup_dir = args.backup_dir or stem + "_backup"
+
     import keras
     import tensorflow as tf
 
     import keras_llm
 
-    _positive(parser, args, ["steps", "batch_size", "sequence_length", "sample_length"])
     is_bert = args.preset in keras_llm.BERT_PRESETS
     if not is_bert and args.preset not in keras_llm.GPT_PRESETS:
         parser.error(
             f"--preset must be one of {', '.join(sorted(keras_llm.GPT_PRESETS))} or "
             f"{', '.join(sorted(keras_llm.BERT_PRESETS))}; received {args.preset!r}"
         )
-    args.output = args.output or f"{args.preset}.keras"
-    if not args.output.endswith(".keras"):
-        parser.error(f"--output must end in .keras; received {args.output!r}")
+    # First: a multi-worker strategy must exist before TensorFlow runs any op.
+    strategy = keras_llm.distribute.get_strategy(args.strategy)
+    chief = keras_llm.distribute.is_chief(strategy)
     keras.utils.set_random_seed(args.seed)
 
     texts = keras_llm.data.load_texts(
@@ -129,29 +162,50 @@ def train(args, parser):
     train_texts = numbered.filter(pick(False)).map(lambda _, t: t)
     validation_texts = numbered.filter(pick(True)).map(lambda _, t: t)
     print(f"corpus: {args.data or 'the standard library docstrings (built in)'}")
-    tokenizer = _load_tokenizer(args.tokenizer, is_bert, train_texts, args.output, parser)
+    backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
+    resuming = os.path.isfile(backup_tokenizer)
+    if resuming:  # a killed run's tokenizer, not a new one learned again
+        with open(backup_tokenizer, encoding="utf-8") as f:
+            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
+    else:
+        vocabulary_dir = stem + "_vocabulary" if chief else tempfile.mkdtemp()
+        tokenizer = _load_tokenizer(args.tokenizer, is_bert, train_texts, vocabulary_dir, parser)
     print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size:,} ids")
 
     presets = keras_llm.BERT_PRESETS if is_bert else keras_llm.GPT_PRESETS
     max_length = max(args.sequence_length, presets[args.preset]["max_sequence_length"])
     learning_rate = args.learning_rate or SMALL_PRESET_LEARNING_RATE.get(args.preset)
     build = keras_llm.build_bert_pretrainer if is_bert else keras_llm.build_gpt
-    model = build(args.preset, vocabulary_size=tokenizer.vocabulary_size, max_sequence_length=max_length)
     task = "bert_pretraining" if is_bert else "causal_lm"
-    keras_llm.compile_model(model, task, learning_rate=learning_rate, total_steps=args.steps)
-    print(f"model: {args.preset}, {model.count_params():,} parameters, objective {task}")
+    jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+    with strategy.scope():
+        model = build(
+            args.preset, vocabulary_size=tokenizer.vocabulary_size,
+            max_sequence_length=max_length, precision=args.precision,
+        )
+        keras_llm.compile_model(
+            model, task, learning_rate=learning_rate, total_steps=args.steps, jit_compile=jit_compile
+        )
+    print(f"model: {args.preset}, {model.count_params():,} parameters, objective {task}, "
+          f"{args.precision}, {strategy.num_replicas_in_sync} replica(s)")
 
     pipeline = keras_llm.data.masked_lm_dataset if is_bert else keras_llm.data.causal_lm_dataset
     shape = dict(sequence_length=args.sequence_length, batch_size=args.batch_size)
     train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
     validation_data = pipeline(
-        validation_texts, tokenizer, shuffle=False, drop_remainder=False, **shape
+        validation_texts, tokenizer, shuffle=False, drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy), **shape
     ).take(8).cache()
     if next(iter(validation_data), None) is None:
         parser.error(
             f"--data holds too little text: its held-out part (one text in {HELD_OUT_EVERY}) "
-            f"does not fill one sequence of --sequence-length {args.sequence_length}"
+            f"does not fill one batch of --sequence-length {args.sequence_length}"
         )
+    # Several workers each read the whole corpus and keep their share of
+    # every global batch (there are no files to split between them).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_data = train_data.with_options(options)
+    validation_data = validation_data.with_options(options)
 
     def report():
         metrics = model.evaluate(validation_data, verbose=0, return_dict=True)
@@ -162,20 +216,38 @@ def train(args, parser):
             )
         return metrics["loss"], f"perplexity {metrics['perplexity']:.2f}"
 
-    initial, _ = report()
-    print(f"validation loss before training: {initial:.3f}")
-    epochs = min(10, args.steps)
+    if resuming:
+        print(f"resuming: a killed run's backup is in {args.backup_dir}/")
+    else:
+        initial, _ = report()
+        print(f"validation loss before training: {initial:.3f}")
+        if chief:
+            config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
+            os.makedirs(args.backup_dir, exist_ok=True)
+            _write_atomically(backup_tokenizer, _write_text(config))
+    callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
+    # Ten epochs (validation after each) of equal length.
+    epochs = max(d for d in range(1, 11) if args.steps % d == 0)
     start = time.time()
-    model.fit(
+    resumed_from = keras_llm.training.fit_resumable(
+        model,
         train_data,
         epochs=epochs,
         steps_per_epoch=args.steps // epochs,
+        backup_dir=args.backup_dir,
+        backup_every=args.backup_every,
+        callbacks=callbacks,
         validation_data=validation_data,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     final, details = report()
-    print(f"validation loss {initial:.3f} -> {final:.3f} ({details}) in {time.time() - start:.0f} s")
+    if resumed_from:
+        print(f"resumed at step {resumed_from} of {args.steps}")
+    print(f"validation loss {'' if resuming else f'{initial:.3f} -> '}{final:.3f} "
+          f"({details}) in {time.time() - start:.0f} s")
 
+    if not chief:  # the chief samples and writes; the other workers are done
+        return 0
     if not is_bert:
         end = getattr(tokenizer, "end_token_id", None)
         sample = keras_llm.generation.generate(
@@ -191,10 +263,14 @@ def train(args, parser):
         print("sample:\n" + text)
 
     _write_atomically(args.output, model.save, suffix=".keras")
-    tokenizer_path = os.path.splitext(args.output)[0] + ".tokenizer.json"
+    tokenizer_path = stem + ".tokenizer.json"
     config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
     _write_atomically(tokenizer_path, _write_text(config))
     print(f"saved: {args.output} and {tokenizer_path}")
+    # The model is safe: the backups are no longer needed.
+    if os.path.isfile(backup_tokenizer):
+        os.remove(backup_tokenizer)
+    keras_llm.training.TrainingBackup(args.backup_dir).remove()
     return 0
 
 
@@ -240,6 +316,8 @@ def build_parser():
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("keras_llm").setLevel(logging.INFO)  # strategy choice, resumption
     parser = build_parser()
     args = parser.parse_args(argv)
     commands = {"train": train}

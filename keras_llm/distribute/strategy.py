@@ -99,3 +99,21 @@ def get_strategy(name="auto"):
         "strategy: %s (%d replica(s)): %s", name, strategy.num_replicas_in_sync, reason
     )
     return strategy
+
+
+def is_chief(strategy=None):
+    """Whether this process writes checkpoints, logs and exports.
+
+    True in every single-process run; in a multi-worker run, True on the
+    chief only (worker 0 when `TF_CONFIG` names no chief).
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    assert keras_llm.distribute.is_chief()  # one process: it is the chief
+    ```
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    return bool(getattr(strategy.extended, "should_checkpoint", True))

@@ -3,7 +3,8 @@
 All of them live in `keras_llm/training/defaults.py`; its module docstring has
 the table of values and where each comes from. `token_loss.py` holds the
 language-model loss, averaged over the global batch's real tokens;
-`optimizer.py` the AdamW that clips the global batch's gradient.
+`optimizer.py` the AdamW that clips the global batch's gradient;
+`backup.py` atomic backups and `fit_resumable`, training that survives a kill.
 """
 
 from keras_llm.training.defaults import (
@@ -14,6 +15,7 @@ from keras_llm.training.defaults import (
     compile_model,
     make_optimizer,
 )
+from keras_llm.training.backup import TrainingBackup, fit_resumable
 from keras_llm.training.optimizer import AdamW
 from keras_llm.training.token_loss import TokenCrossEntropy
 
@@ -23,7 +25,9 @@ __all__ = [
     "PEAK_LEARNING_RATE",
     "TRAINING_DEFAULTS",
     "TokenCrossEntropy",
+    "TrainingBackup",
     "WarmupLinearDecay",
     "compile_model",
+    "fit_resumable",
     "make_optimizer",
 ]
