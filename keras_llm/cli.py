@@ -193,7 +193,7 @@ def train(args, parser):
     shape = dict(sequence_length=args.sequence_length, batch_size=args.batch_size)
     train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
     validation_data = pipeline(
-        validation_texts, tokenizer, shuffle=False, drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy), **shape
+        validation_texts, tokenizer, shuffle=False, **shape  # full batches: static shapes (TPUs), even shards
     ).take(8).cache()
     if next(iter(validation_data), None) is None:
         parser.error(
@@ -216,11 +216,13 @@ def train(args, parser):
             )
         return metrics["loss"], f"perplexity {metrics['perplexity']:.2f}"
 
+    # Every worker evaluates (a collective op under multi-worker strategies),
+    # whether or not it resumes, so that all of them run the same steps.
+    initial, _ = report()
+    print(f"validation loss before training: {initial:.3f}")
     if resuming:
         print(f"resuming: a killed run's backup is in {args.backup_dir}/")
     else:
-        initial, _ = report()
-        print(f"validation loss before training: {initial:.3f}")
         if chief:
             config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
             os.makedirs(args.backup_dir, exist_ok=True)
@@ -243,8 +245,7 @@ def train(args, parser):
     final, details = report()
     if resumed_from:
         print(f"resumed at step {resumed_from} of {args.steps}")
-    print(f"validation loss {'' if resuming else f'{initial:.3f} -> '}{final:.3f} "
-          f"({details}) in {time.time() - start:.0f} s")
+    print(f"validation loss {initial:.3f} -> {final:.3f} ({details}) in {time.time() - start:.0f} s")
 
     if not chief:  # the chief samples and writes; the other workers are done
         return 0

@@ -61,7 +61,9 @@ def get_strategy(name="auto"):
     - `"auto"`: as `choose_strategy` decides.
     - `"default"`: TensorFlow's default strategy (one device, no replication).
     - `"mirrored"`: `MirroredStrategy` over all visible GPUs (or the CPU).
-    - `"multi_worker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`.
+    - `"multi_worker"`: `MultiWorkerMirroredStrategy`, configured by `TF_CONFIG`,
+      with the fixes of `keras_llm/distribute/keras_fixes.py` installed (without
+      them Keras 3's `fit` fails on two or more workers).
     - `"tpu"`: connects to the TPU cluster that `TPUClusterResolver` finds
       (Colab, Cloud TPU VM) and returns a `TPUStrategy`.
 
@@ -90,6 +92,9 @@ def get_strategy(name="auto"):
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)
     elif name == "multi_worker":
+        from keras_llm.distribute import keras_fixes
+
+        keras_fixes.install()  # Keras 3's fit fails on several workers without them
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif name == "mirrored":
         strategy = tf.distribute.MirroredStrategy()

@@ -23,6 +23,7 @@ as the weight, as keras-hub's preprocessors do.
 """
 
 import keras
+import tensorflow as tf
 
 from keras_llm.training.optimizer import AdamW
 
@@ -190,8 +191,10 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             (outputs `mlm_logits` and `nsp_logits`) or `"classification"`
             (outputs class logits).
         learning_rate: Peak learning rate; defaults to `PEAK_LEARNING_RATE[task]`.
-        jit_compile: Passed to `keras.Model.compile`: `"auto"` (XLA on GPUs
-            and TPUs, not on CPUs), True or False.
+        jit_compile: Passed to `keras.Model.compile`: `"auto"` (XLA on one
+            GPU; off on CPUs and under tf.distribute strategies), True or
+            False. True is refused for multi-replica strategies other than
+            TPUs, where Keras 3's XLA step fails (keras-team/keras#19005).
         **overrides: Any key of `TRAINING_DEFAULTS`.
 
     A model built with `precision="mixed_float16"` gets its optimizer
@@ -214,6 +217,19 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
         raise ValueError(
             f"Unknown task. Received: task={task!r}; expected one of "
             f"{sorted(PEAK_LEARNING_RATE)}."
+        )
+    strategy = model.distribute_strategy
+    if (
+        jit_compile is True
+        and strategy.num_replicas_in_sync > 1
+        and not isinstance(strategy, tf.distribute.TPUStrategy)
+    ):
+        raise ValueError(
+            "jit_compile=True with a strategy of "
+            f"{strategy.num_replicas_in_sync} replicas: Keras 3 compiles the whole "
+            "distributed step with XLA, which then reads variables on other devices "
+            "and fails (keras-team/keras#19005). Use jit_compile='auto' (which turns "
+            "XLA off under tf.distribute) or False; TPUs compile with XLA anyway."
         )
     optimizer = make_optimizer(learning_rate or PEAK_LEARNING_RATE[task], **overrides)
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
