@@ -228,7 +228,7 @@ def train(args, parser):
             os.makedirs(args.backup_dir, exist_ok=True)
             _write_atomically(backup_tokenizer, _write_text(config))
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
-    # Ten epochs (validation after each) of equal length.
+    # Up to ten epochs (validation after each) of equal length: exactly --steps steps.
     epochs = max(d for d in range(1, 11) if args.steps % d == 0)
     start = time.time()
     resumed_from = keras_llm.training.fit_resumable(
