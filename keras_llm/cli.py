@@ -57,8 +57,9 @@ TRAIN_FLAGS = {
     ),
     "--jit-compile": dict(
         default="auto", nargs="?", const="on", choices=("auto", "on", "off"),
-        help="XLA compilation of the train step: auto (on for GPUs and TPUs, off on CPUs), "
-        "on (also plain --jit-compile) or off.",
+        help="XLA compilation of the train step: auto (on for one GPU; off on CPUs and under "
+        "multi-replica strategies, where Keras 3 cannot compile it), on (also plain "
+        "--jit-compile) or off.",
     ),
     "--backup-dir": dict(
         default=None,
@@ -192,13 +193,21 @@ def train(args, parser):
     pipeline = keras_llm.data.masked_lm_dataset if is_bert else keras_llm.data.causal_lm_dataset
     shape = dict(sequence_length=args.sequence_length, batch_size=args.batch_size)
     train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
+    # Several replicas: full validation batches too (static shapes for TPUs,
+    # an equal share for every worker).
+    full_batches = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
     validation_data = pipeline(
-        validation_texts, tokenizer, shuffle=False, **shape  # full batches: static shapes (TPUs), even shards
+        validation_texts, tokenizer, shuffle=False, drop_remainder=full_batches, **shape
     ).take(8).cache()
     if next(iter(validation_data), None) is None:
+        needed = (
+            f"one batch (--batch-size {args.batch_size} sequences of --sequence-length "
+            f"{args.sequence_length})" if full_batches
+            else f"one sequence of --sequence-length {args.sequence_length}"
+        )
         parser.error(
             f"--data holds too little text: its held-out part (one text in {HELD_OUT_EVERY}) "
-            f"does not fill one batch of --sequence-length {args.sequence_length}"
+            f"does not fill {needed}"
         )
     # Several workers each read the whole corpus and keep their share of
     # every global batch (there are no files to split between them).

@@ -46,6 +46,11 @@ def test_bad_flags_are_named(tmp_path):
     assert result.returncode == 2 and "received 'gpt5'" in result.stderr
     result = run("train", "--output", "model.h5", cwd=tmp_path)
     assert result.returncode == 2 and "--output must end in .keras" in result.stderr
+    result = run("train", "--backup-every", "-1", cwd=tmp_path)
+    assert result.returncode == 2 and "--backup-every must be positive; received -1" in result.stderr
+    (tmp_path / "tiny.txt").write_text("a few words\n" * 60, encoding="utf-8")
+    result = run("train", "--data", "tiny.txt", cwd=tmp_path)
+    assert result.returncode == 2 and "does not fill one sequence of --sequence-length 128" in result.stderr
 
 
 def shakespeare_like(path, lines=600):
