@@ -39,7 +39,10 @@ class TrainingBackup(keras.callbacks.Callback):
     and moves the data to where the backup stopped.
 
     Args:
-        backup_dir: Directory of the backups (created if missing).
+        backup_dir: Directory of the backups (created if missing), on a
+            filesystem that every worker mounts (a local disk for one machine;
+            NFS or a mounted bucket for several). HDF5 files are written
+            there directly, so `gs://` URLs are not supported.
         every: Save after every `every` training steps (and at the end of
             training).
         keep: How many backups to keep.
@@ -127,7 +130,7 @@ class TrainingBackup(keras.callbacks.Callback):
         """Writes a backup of the current step, unless this worker is not the chief."""
         if not is_chief(self.model.distribute_strategy):
             return
-        step = int(self.model.optimizer.iterations.numpy())
+        step = self._step()
         tf.io.gfile.makedirs(self.backup_dir)
         final = os.path.join(self.backup_dir, f"step-{step:09d}.weights.h5")
         temporary = os.path.join(self.backup_dir, f".tmp-{uuid.uuid4().hex}.weights.h5")
@@ -137,9 +140,8 @@ class TrainingBackup(keras.callbacks.Callback):
                 group = f.create_group(_RNG_GROUP)
                 for i, variable in enumerate(_rng_states(self.model)):
                     group.create_dataset(str(i), data=keras.ops.convert_to_numpy(variable.value))
-            if not temporary.startswith("gs://"):  # on local disks, make it durable first
-                with open(temporary, "rb") as f:
-                    os.fsync(f.fileno())
+            with open(temporary, "rb") as f:  # durable before it gets a backup's name
+                os.fsync(f.fileno())
             tf.io.gfile.rename(temporary, final, overwrite=True)
         except BaseException:
             if tf.io.gfile.exists(temporary):
@@ -161,12 +163,21 @@ class TrainingBackup(keras.callbacks.Callback):
         if not tf.io.gfile.listdir(self.backup_dir):
             tf.io.gfile.rmtree(self.backup_dir)
 
+    def _step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs=None):
+        self._period = self._step() // self.every
+
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) % self.every == 0:
+        # A new period of `every` steps began (steps_per_execution > 1 can
+        # step over the exact multiple).
+        if self._step() // self.every > self._period:
+            self._period = self._step() // self.every
             self.save()
 
     def on_train_end(self, logs=None):
-        if self.latest_step() != int(self.model.optimizer.iterations.numpy()):
+        if self.latest_step() != self._step():
             self.save()
 
 
@@ -230,8 +241,6 @@ def fit_resumable(
     import tempfile
     import numpy as np
     import tensorflow as tf
-
-from keras_llm.distribute import is_chief
     import keras_llm
 
     model = keras_llm.build_gpt("gpt_nano", num_layers=1)
