@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_llm  # noqa: E402
+from matmul_peak import measure_matmul_flops  # noqa: E402  (benchmarks/, beside this script)
 
 FLAGS = {
     "--layers": dict(type=int, default=4, help="Transformer blocks."),
@@ -136,26 +137,6 @@ def machine():
     ]
 
 
-def measure_bf16_matmul_flops(n, repeats=20):
-    """bfloat16 matmul FLOP/s of the default device, as TensorFlow reaches it."""
-    a = tf.cast(tf.random.normal((n, n)), tf.bfloat16)
-    b = tf.cast(tf.random.normal((n, n)), tf.bfloat16)
-
-    @tf.function
-    def chain(a, b):
-        for _ in range(repeats):
-            a = tf.matmul(a, b) * 1e-3  # keeps the values in range
-        return a
-
-    chain(a, b).numpy()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        chain(a, b).numpy()  # .numpy() waits for the device
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 * repeats / best
-
-
 def flops_per_token(model, vocab, hidden, layers, seq):
     """Training FLOPs per token: 6 x matmul parameters + attention (see the module docstring)."""
     kernels = sum(int(np.prod(w.shape)) for w in model.trainable_weights if w.path.endswith("kernel"))
@@ -189,7 +170,7 @@ def measure(args, spec):
         strategy = tf.distribute.MirroredStrategy([f"/{kind}:{i}" for i in range(replicas)])
 
     if spec["model"] == "gpt2_small":
-        peak = measure_bf16_matmul_flops(args.matmul_size)
+        peak = measure_matmul_flops("bfloat16", args.matmul_size)
         sizes = keras_llm.GPT_PRESETS["gpt2_small"]
         vocab, hidden, layers = sizes["vocabulary_size"], sizes["hidden_dim"], sizes["num_layers"]
         batch, seq = args.gpt2_batch, args.gpt2_seq

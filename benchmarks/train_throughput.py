@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_llm  # noqa: E402
+from matmul_peak import measure_matmul_flops  # noqa: E402  (benchmarks/, beside this script)
 
 FLAGS = {
     "--layers": dict(type=int, default=4, help="Transformer blocks."),
@@ -55,26 +56,6 @@ def parse_args():
     for flag, spec in FLAGS.items():
         parser.add_argument(flag, **spec)
     return parser.parse_args()
-
-
-def measure_matmul_flops(n=2048, repeats=20):
-    """Float32 matmul FLOP/s of this machine, as TensorFlow reaches it."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-
-    @tf.function
-    def chain(a, b):
-        for _ in range(repeats):
-            a = tf.matmul(a, b) * 1e-3
-        return a
-
-    chain(a, b).numpy()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        chain(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 * repeats / best
 
 
 def gpt_models(args):

@@ -147,8 +147,9 @@ class TrainingBackup(keras.callbacks.Callback):
             if tf.io.gfile.exists(temporary):
                 tf.io.gfile.remove(temporary)
             raise
-        for old in sorted(self._backups())[: -self.keep]:
-            tf.io.gfile.remove(self._backups()[old])
+        backups = self._backups()
+        for old in sorted(backups)[: -self.keep]:
+            tf.io.gfile.remove(backups[old])
 
     def remove(self):
         """Deletes the backups (and temporary files of killed writers).

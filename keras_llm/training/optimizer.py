@@ -2,7 +2,6 @@
 
 import keras
 import tensorflow as tf
-from keras.src.optimizers.base_optimizer import clip_by_global_norm
 
 
 def _replicas_in_sync():
@@ -48,11 +47,7 @@ class AdamW(keras.optimizers.AdamW):
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         variables = [v.value if isinstance(v, keras.Variable) else v for v in trainable_variables]
         grads_and_vars = self._all_reduce_sum_gradients(zip(grads, variables))
-        summed = [g for g, _ in grads_and_vars]
-        if self.global_clipnorm and self.global_clipnorm > 0:
-            summed = clip_by_global_norm(summed, self.global_clipnorm)
-        elif self.clipnorm or self.clipvalue:
-            summed = super()._clip_gradients(summed)
+        summed = super()._clip_gradients([g for g, _ in grads_and_vars])
         tf.__internal__.distribute.interim.maybe_merge_call(
             self._distributed_tf_update_step,
             self._distribution_strategy,
