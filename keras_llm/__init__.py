@@ -26,6 +26,7 @@ from keras_llm.models import (  # noqa: E402
     build_bert_pretrainer,
     build_gpt,
 )
+from keras_llm.generation import generate  # noqa: E402
 from keras_llm.training import compile_model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "build_gpt",
     "compile_model",
     "data",
+    "generate",
     "generation",
     "layers",
     "models",

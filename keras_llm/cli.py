@@ -259,17 +259,11 @@ def train(args, parser):
     if not chief:  # the chief samples and writes; the other workers are done
         return 0
     if not is_bert:
-        end = getattr(tokenizer, "end_token_id", None)
-        sample = keras_llm.generation.generate(
-            model,
-            tokenizer(args.prompt).numpy(),
-            max_new_tokens=args.sample_length,
-            temperature=0.8,
-            top_k=40,
-            seed=args.seed,
-            end_token_id=end,
+        completion = keras_llm.generate(
+            model, args.prompt, args.sample_length, tokenizer=tokenizer,
+            temperature=0.8, top_k=40, seed=args.seed,
         )
-        text = tokenizer.detokenize(sample).numpy().decode("utf-8", errors="replace")
+        text = args.prompt + completion
         print("sample:\n" + text)
 
     _write_atomically(args.output, model.save, suffix=".keras")

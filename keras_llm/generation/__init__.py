@@ -1,5 +1,40 @@
-"""Generation: producing text from causal language models."""
+"""Generation: continuing prompts with a GPT from a key/value cache.
 
-from keras_llm.generation.sampling import generate
+`Generator(model, tokenizer)` holds the compiled decoding loops (greedy,
+temperature, top-k, top-p, beam search); `generate(model, prompts, ...)` is
+the one-call form, reusing one `Generator` per model and tokenizer.
+"""
 
-__all__ = ["generate"]
+import weakref
+
+from keras_llm.generation.generator import Generator
+
+_GENERATORS = weakref.WeakKeyDictionary()
+
+
+def generate(model, prompts, max_new_tokens=64, *, tokenizer=None, **kwargs):
+    """Continues `prompts` with `model`: `Generator(model, tokenizer).generate(...)`.
+
+    The `Generator` (and so its compiled loop) is kept for the next call
+    with the same model and tokenizer. `kwargs` are `Generator.generate`'s:
+    `temperature`, `top_k`, `top_p`, `num_beams`, `stop_token_ids`, `seed`.
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    text = keras_llm.generate(model, "Once", 8, tokenizer=tokenizer, temperature=0.8, seed=1)
+    assert isinstance(text, str)
+    ```
+    """
+    per_model = _GENERATORS.setdefault(model, {})
+    key = id(tokenizer)
+    if key not in per_model or per_model[key].tokenizer is not tokenizer:
+        per_model[key] = Generator(model, tokenizer)
+    return per_model[key].generate(prompts, max_new_tokens, **kwargs)
+
+
+__all__ = ["Generator", "generate"]

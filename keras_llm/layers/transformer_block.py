@@ -91,10 +91,21 @@ class TransformerBlock(keras.layers.Layer):
             `encoder_outputs`.
         return_attention_scores: Whether to also return the attention
             probabilities.
+        cache: Optional key/value cache for incremental decoding, a tensor
+            `(batch_size, 2, cache_length, num_heads, head_dim)` (keys, then
+            values, of every position so far; `cache_length` is fixed, so a
+            decoding loop keeps static shapes). The inputs are the tokens at
+            positions `cache_index ... cache_index + sequence_length - 1`:
+            their keys and values are written into the cache, and they
+            attend to cache positions `<= their own` (needs `causal=True`;
+            positions past the written ones are never attended to).
+        cache_index: The position of the inputs' first token in the cache
+            (an int or a scalar tensor); needed with `cache`.
         training: Whether dropout is active.
 
     Returns:
-        The output `(batch_size, sequence_length, hidden_dim)`. With
+        The output `(batch_size, sequence_length, hidden_dim)`; with `cache`,
+        a tuple `(outputs, updated_cache)`. With
         `return_attention_scores=True`, a tuple `(outputs, scores)`, or
         `(outputs, scores, cross_scores)` with cross-attention, each of shape
         `(batch_size, num_heads, query_length, key_length)`.
@@ -229,11 +240,16 @@ class TransformerBlock(keras.layers.Layer):
 
     # -- forward pass ----------------------------------------------------------
 
-    def _attend(self, projections, query_input, key_input, mask, training):
+    def _attend(self, projections, query_input, key_input, mask, training, cache=None):
         # query_input = [B, T, D], key_input = [B, S, D'], mask = [B, T, S] bool
         query = projections["query"](query_input)  # [B, T, N, H]
         key = projections["key"](key_input)  # [B, S, N, H]
         value = projections["value"](key_input)  # [B, S, N, H]
+        if cache is not None:
+            # Write this step's keys and values at their positions, then
+            # attend over the whole fixed-size cache: [B, C, N, H] each.
+            cache = cache(ops.stack([key, value], axis=1))  # [B, 2, C, N, H]
+            key, value = cache[:, 0], cache[:, 1]
         query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
         scores = ops.einsum("btnh,bsnh->bnts", query, key)  # [B, N, T, S]
         # float32 on purpose: the masked fill and the softmax's sum over S
@@ -245,7 +261,8 @@ class TransformerBlock(keras.layers.Layer):
         weights = ops.cast(probabilities, self.compute_dtype)
         dropped = self._dropout_layer(weights, training=training)
         attended = ops.einsum("bnts,bsnh->btnh", dropped, value)  # [B, T, N, H]
-        return projections["output"](attended), probabilities  # [B, T, D]
+        outputs = projections["output"](attended)  # [B, T, D]
+        return outputs, (probabilities if cache is None else cache)
 
     def _sublayer(self, x, layer_norm, fn, training):
         """One residual sub-layer, pre- or post-norm."""
@@ -263,23 +280,35 @@ class TransformerBlock(keras.layers.Layer):
         encoder_outputs=None,
         encoder_padding_mask=None,
         return_attention_scores=False,
+        cache=None,
+        cache_index=None,
         training=None,
     ):
         # inputs = [B, T, D]
         length = ops.shape(inputs)[1]
-        self_mask = _merge_masks(
-            query_length=length,
-            key_length=length,
-            key_padding_mask=padding_mask,
-            attention_mask=attention_mask,
-            causal=self.causal,
-        )
+        cache_parts = None
+        if cache is None:
+            self_mask = _merge_masks(
+                query_length=length,
+                key_length=length,
+                key_padding_mask=padding_mask,
+                attention_mask=attention_mask,
+                causal=self.causal,
+            )
+        else:
+            self_mask, cache_parts = self._cache_parts(
+                cache, cache_index, length, padding_mask, attention_mask, return_attention_scores
+            )
         x, scores = self._sublayer(
             inputs,
             self._self_attention_layer_norm,
-            lambda h: self._attend(self._self_attention, h, h, self_mask, training),
+            lambda h: self._attend(
+                self._self_attention, h, h, self_mask, training, cache_parts
+            ),
             training,
         )
+        if cache is not None:
+            cache, scores = scores, None
         cross_scores = None
         if self.cross_attention:
             if encoder_outputs is None:
@@ -311,11 +340,64 @@ class TransformerBlock(keras.layers.Layer):
             ),
             training,
         )
+        if cache is not None:
+            return x, cache
         if not return_attention_scores:
             return x
         if self.cross_attention:
             return x, scores, cross_scores
         return x, scores
+
+    def _cache_parts(
+        self, cache, cache_index, length, padding_mask, attention_mask, return_attention_scores
+    ):
+        """The attention mask over the cache and a function writing new keys/values."""
+        if not self.causal:
+            raise ValueError(
+                "A key/value cache is for causal decoding: this TransformerBlock has "
+                "causal=False."
+            )
+        if cache_index is None:
+            raise ValueError("Pass `cache_index` (the inputs' first position) with `cache`.")
+        if padding_mask is not None or attention_mask is not None or return_attention_scores:
+            raise ValueError(
+                "With `cache`, positions are masked causally through the cache; "
+                "`padding_mask`, `attention_mask` and `return_attention_scores` are not "
+                "supported."
+            )
+        # cache = [B, 2, C, N, H]; the inputs sit at positions
+        # cache_index ... cache_index + T - 1 of the C.
+        cache_length = ops.shape(cache)[2]
+        positions = ops.arange(cache_length)  # [C]
+        first = ops.cast(cache_index, positions.dtype)
+        query_positions = first + ops.arange(length)  # [T]
+        mask = (positions[None, :] <= query_positions[:, None])[None]  # [1, T, C]
+        # Core ops only (the decoding loop exports to any TF Serving build)
+        # and static shapes (XLA compiles it).
+        if isinstance(length, int) and length == 1:
+            # One token: a scatter, which XLA does in place. updates =
+            # [B * 2, N, H] at (b, keys or values, first).
+            batch = ops.shape(cache)[0]
+            rows = ops.repeat(ops.arange(batch), 2)
+            parts = ops.tile(ops.arange(2), [batch])
+            columns = ops.full_like(rows, first)
+            indices = ops.stack([rows, parts, columns], axis=1)  # [B * 2, 3]
+
+            def write(new):  # new = [B, 2, 1, N, H]
+                updates = ops.reshape(new, (-1,) + tuple(new.shape[3:]))
+                return ops.scatter_update(cache, indices, updates)
+
+        else:
+            # A prompt: padded to the cache length and merged.
+            written = ops.logical_and(positions >= first, positions < first + length)
+            written = written[None, None, :, None, None]  # [1, 1, C, 1, 1]
+            after = cache_length - first - length
+            widths = [[0, 0], [0, 0], [first, after], [0, 0], [0, 0]]
+
+            def write(new):  # new = [B, 2, T, N, H]
+                return ops.where(written, ops.pad(new, widths), cache)
+
+        return mask, write
 
     def compute_output_spec(
         self, inputs, encoder_outputs=None, return_attention_scores=False, **kwargs

@@ -197,3 +197,22 @@ def test_mixed_precision_keeps_layer_norm_and_softmax_in_float32():
     assert scores.dtype == "float32"
     assert layer._self_attention_layer_norm.gamma.dtype == "float32"
     assert keras.backend.standardize_dtype(layer._self_attention["query"].kernel.dtype) == "float32"
+
+
+def test_cached_decoding_equals_the_full_causal_pass():
+    block = TransformerBlock(
+        num_heads=2, intermediate_dim=16, causal=True, normalize_first=True
+    )
+    x = np.random.default_rng(0).normal(size=(2, 7, 8)).astype("float32")
+    full = np.asarray(block(x))
+    cache = np.zeros((2, 2, 10, 2, 4), "float32")  # room for 10 positions
+    y, cache = block(x[:, :4], cache=cache, cache_index=0)  # a 4-token prompt
+    outputs = [np.asarray(y)]
+    for i in range(4, 7):  # then one token at a time
+        y, cache = block(x[:, i : i + 1], cache=cache, cache_index=i)
+        outputs.append(np.asarray(y))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
+    with pytest.raises(ValueError, match="causal"):
+        TransformerBlock(num_heads=2, intermediate_dim=16)(
+            x, cache=cache, cache_index=0
+        )

@@ -1,0 +1,564 @@
+"""Text generation with a static-size key/value cache, in one compiled loop."""
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
+
+# Sentinel of the `generated_ids` padding: never a token id.
+PADDING = -1
+
+
+class Generator:
+    """Continues prompts with a GPT, one token per step, from a key/value cache.
+
+    The prompts are read in one pass that fills a cache of keys and values
+    for every position and layer; then a `tf.while_loop` adds one token per
+    step, running the model on that token only and attending over the cache.
+    The cache has a fixed size (the longest prompt plus `max_new_tokens`), so
+    every step has the same shapes. The whole loop is one `tf.function` whose
+    signature leaves batch size and lengths open: it is traced once per
+    `Generator` (once more for each `num_beams` of beam search) and then
+    serves every batch size, prompt length and sampling setting; the same
+    function is what `keras_llm.export` puts in a SavedModel.
+
+    Prompts of different lengths are right-padded: the loop starts at the
+    shortest prompt's end, and a row whose prompt is longer keeps its own
+    prompt tokens until its prompt ends, so every row continues exactly as
+    it would alone.
+
+    Decoding (the arguments of `generate`):
+
+    - greedy: `temperature=0` (the default);
+    - sampling: `temperature > 0`, optionally restricted to the `top_k` most
+      likely tokens and/or the smallest set whose probability reaches
+      `top_p` (nucleus sampling; top-k is applied first, as in Hugging
+      Face). Tokens tied with the last kept one are kept too. `seed` makes
+      the draw reproducible;
+    - beam search: `num_beams > 1` (deterministic; a beam's score is the sum
+      of its tokens' log-probabilities, with no length penalty; a beam that
+      emits a stop token is finished and keeps its score).
+
+    Generation stops for a row at a stop token (included in the output) or
+    after `max_new_tokens`. A prompt longer than the model's context minus
+    `max_new_tokens` keeps its last tokens.
+
+    Args:
+        model: A model from `keras_llm.build_gpt` (it uses the layers named
+            `embeddings`, `transformer_layer_*` and `final_layer_norm`).
+        tokenizer: Optional tokenizer: then `generate` takes and returns
+            strings, and its `end_token_id` is the default stop token and
+            the token an empty prompt starts from (a new document, as in
+            GPT-2's unconditional samples).
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
+    generator = keras_llm.generation.Generator(model, keras_llm.tokenizers.ByteTokenizer())
+    completions = generator.generate(["Hello", "Hi"], max_new_tokens=5)
+    assert len(completions) == 2
+    ids = generator.generate([[72, 105], [72]], max_new_tokens=3, stop_token_ids=[])
+    assert [len(row) for row in ids] == [3, 3]
+    ```
+    """
+
+    def __init__(self, model, tokenizer=None, jit_compile=True):
+        blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+        names = {layer.name for layer in model.layers}
+        if not (
+            blocks
+            and "embeddings" in names
+            and "final_layer_norm" in names
+            and isinstance(model.get_layer("embeddings"), TokenAndPositionEmbedding)
+            and all(block.causal for block in blocks)
+        ):
+            raise ValueError(
+                "`model` must be a causal LM from keras_llm.build_gpt (layers `embeddings`, "
+                f"causal `transformer_layer_*`, `final_layer_norm`). Received: model={model.name!r}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self._embeddings = model.get_layer("embeddings")
+        self._blocks = blocks
+        self._final_layer_norm = model.get_layer("final_layer_norm")
+        self.max_sequence_length = self._embeddings.max_sequence_length
+        self.vocabulary_size = self._embeddings.vocabulary_size
+        self.end_token_id = getattr(tokenizer, "end_token_id", None)
+        self.sample = tf.function(
+            self._sample,
+            input_signature=[
+                tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+                tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+                tf.TensorSpec([None], tf.float32, name="temperature"),
+                tf.TensorSpec([None], tf.int32, name="top_k"),
+                tf.TensorSpec([None], tf.float32, name="top_p"),
+                tf.TensorSpec([None], tf.int32, name="seed"),
+                tf.TensorSpec([None], tf.int32, name="stop_token_ids"),
+            ],
+        )
+        self._beam_searches = {}
+        self.jit_compile = jit_compile
+        self._xla_loops = {}
+
+    # -- the model, one step at a time -----------------------------------------
+
+    def _forward(self, token_ids, index, caches):
+        """Logits `[B, T, V]` (float32) of tokens at positions `index...`, and the caches."""
+        x = self._embeddings(token_ids, start_index=index)  # [B, T, D]
+        updated = []
+        for block, cache in zip(self._blocks, caches):
+            x, cache = block(x, cache=cache, cache_index=index)
+            updated.append(cache)
+        x = self._final_layer_norm(x)
+        logits = self._embeddings(x, reverse=True)  # [B, T, V]
+        return ops.cast(logits, "float32"), updated
+
+    def _empty_caches(self, batch_size, length):
+        block = self._blocks[0]
+        shape = [batch_size, 2, length, block.num_heads, block.head_dim]
+        return [tf.zeros(shape, block.compute_dtype) for _ in self._blocks]
+
+    def _prepare(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
+        """Checks the arguments, keeps each prompt's last tokens that fit, pads.
+
+        Returns `ids` `[B, S]` (the prompts, right-padded with room for
+        `max_new_tokens`), their `lengths` `[B]` and where each row ends,
+        `row_end` `[B]`. Run-time checks raise `InvalidArgumentError`.
+        """
+        context = self.max_sequence_length
+        lengths = tf.reduce_sum(tf.cast(padding_mask != 0, tf.int32), axis=1)  # [B]
+        checks = [
+            tf.debugging.assert_non_negative(
+                max_new_tokens, message="max_new_tokens must be >= 0"
+            ),
+            tf.debugging.assert_less(
+                max_new_tokens, context,
+                message=f"max_new_tokens must be < the model's context of {context} tokens",
+            ),
+            tf.debugging.assert_positive(
+                lengths, message="every prompt must hold at least one token (padding_mask row of zeros)"
+            ),
+            tf.debugging.assert_equal(
+                tf.cast(padding_mask != 0, tf.int32),
+                tf.cast(tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None], tf.int32),
+                message="padding_mask must be 1s then 0s (prompts padded on the right)",
+            ),
+            tf.debugging.assert_non_negative(token_ids, message="token_ids must be >= 0"),
+            tf.debugging.assert_less(
+                token_ids, self.vocabulary_size,
+                message=f"token_ids must be < the vocabulary size {self.vocabulary_size}",
+            ),
+            tf.debugging.assert_non_negative(
+                stop_token_ids, message="stop_token_ids must be >= 0"
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            # Keep the last `room` tokens of a longer prompt.
+            room = context - max_new_tokens
+            shift = tf.maximum(lengths - room, 0)  # [B]
+            lengths = lengths - shift
+            width = tf.reduce_max(lengths)
+            total = tf.reduce_max(lengths + max_new_tokens)
+            columns = shift[:, None] + tf.range(width)[None, :]  # [B, P]
+            columns = tf.minimum(columns, tf.shape(token_ids)[1] - 1)
+            ids = tf.gather(token_ids, columns, batch_dims=1)
+            ids = tf.where(tf.range(width)[None, :] < lengths[:, None], ids, 0)
+            ids = tf.pad(ids, [[0, 0], [0, total - width]])  # [B, S]
+        return ids, lengths, lengths + max_new_tokens
+
+    def _pick(self, logits, temperature, top_k, top_p, seed, step):
+        """The next token `[B]` from last-position logits `[B, V]`; settings are `[B]`."""
+        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+        def sample():
+            scaled = logits / tf.where(temperature > 0.0, temperature, 1.0)[:, None]
+            # One descending sort serves top-k and top-p (XLA cannot take a
+            # `k` that is only known at run time in `tf.math.top_k`).
+            ranked = tf.sort(scaled, axis=-1, direction="DESCENDING")  # [B, V]
+            vocabulary = tf.shape(scaled)[-1]
+            kth = tf.gather(ranked, tf.clip_by_value(top_k, 1, vocabulary) - 1, batch_dims=1)
+            smallest = tf.where(top_k > 0, kth, ranked[:, -1])[:, None]  # [B, 1]
+            ranked = tf.where(ranked < smallest, -np.inf, ranked)
+            before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
+            # The most likely token is always kept (`before` is 0 there).
+            nucleus = tf.reduce_min(
+                tf.where(before < top_p[:, None], ranked, np.inf), axis=-1, keepdims=True
+            )
+            scaled = tf.where(scaled < tf.maximum(smallest, nucleus), -np.inf, scaled)
+            # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
+            sampled = tf.argmax(
+                scaled + _gumbel_noise(seed, step, vocabulary), axis=-1, output_type=tf.int32
+            )
+            return tf.where(temperature > 0.0, sampled, greedy)
+
+        return tf.cond(tf.reduce_any(temperature > 0.0), sample, lambda: greedy)
+
+    # -- sampling (greedy, temperature, top-k, top-p) -----------------------------
+
+    def _sample(
+        self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed,
+        stop_token_ids,
+    ):
+        checks = _sampling_checks(temperature, top_k, top_p)
+        with tf.control_dependencies(checks):
+            ids, lengths, row_end = self._prepare(
+                token_ids, padding_mask, max_new_tokens, stop_token_ids
+            )
+        ids, stop_at = self._sample_loop(
+            ids, lengths, row_end, tf.reduce_max(lengths), temperature, top_k, top_p, seed,
+            stop_token_ids,
+        )
+        return _completions(ids, lengths, stop_at)
+
+    def _sample_loop(
+        self, ids, lengths, row_end, prefill_width, temperature, top_k, top_p, seed,
+        stop_token_ids,
+    ):
+        """Fills `ids` `[B, S]` after each row's prompt; returns it and each row's end."""
+        batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
+        # One pass over the prompts fills the cache (their logits are not
+        # needed: each step below recomputes its previous position's).
+        _, caches = self._forward(
+            ids[:, :prefill_width], 0, self._empty_caches(batch_size, total)
+        )
+        positions = tf.range(total)[None, :]  # [1, S]
+
+        def keep_going(i, ids, done, stop_at, caches):
+            return tf.logical_and(i < total, tf.logical_not(tf.reduce_all(done)))
+
+        def step(i, ids, done, stop_at, caches):
+            previous = tf.gather(ids, [i - 1], axis=1)  # [B, 1]
+            logits, caches = self._forward(previous, i - 1, caches)  # [B, 1, V]
+            chosen = self._pick(logits[:, 0], temperature, top_k, top_p, seed, i)
+            generating = tf.logical_and(i >= lengths, tf.logical_not(done))
+            # Prompt tokens stay; finished rows get 0 (never read back).
+            token = tf.where(i < lengths, ids[:, i], tf.where(generating, chosen, 0))
+            ids = tf.where(positions == i, token[:, None], ids)
+            stopped = tf.logical_and(generating, _is_in(token, stop_token_ids))
+            stop_at = tf.where(stopped, i + 1, stop_at)
+            done = done | stopped | (i + 1 >= row_end)
+            return i + 1, ids, done, stop_at, caches
+
+        _, ids, _, stop_at, _ = tf.while_loop(
+            keep_going,
+            step,
+            (tf.reduce_min(lengths), ids, lengths >= row_end, row_end, caches),
+        )
+        return ids, stop_at
+
+    # -- beam search --------------------------------------------------------------
+
+    def beam_search(self, num_beams):
+        """The compiled beam search for `num_beams` beams (traced on first use).
+
+        It takes `(token_ids, padding_mask, max_new_tokens, stop_token_ids)`
+        and returns, like `sample`, `{"generated_ids", "generated_length"}`
+        of each row's best beam.
+        """
+        self._check_beams(num_beams)
+        if num_beams not in self._beam_searches:
+
+            def search(token_ids, padding_mask, max_new_tokens, stop_token_ids):
+                ids, lengths, row_end = self._prepare(
+                    token_ids, padding_mask, max_new_tokens, stop_token_ids
+                )
+                ids, stop_at = self._beam_loop(
+                    ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams
+                )
+                return _completions(ids, lengths, stop_at)
+
+            self._beam_searches[num_beams] = tf.function(
+                search,
+                input_signature=[
+                    tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+                    tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+                    tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+                    tf.TensorSpec([None], tf.int32, name="stop_token_ids"),
+                ],
+            )
+        return self._beam_searches[num_beams]
+
+    def _check_beams(self, num_beams):
+        if not isinstance(num_beams, int) or not 1 <= num_beams <= self.vocabulary_size:
+            raise ValueError(
+                f"`num_beams` must be an int in [1, {self.vocabulary_size}]. "
+                f"Received: num_beams={num_beams!r}"
+            )
+
+    def _beam_loop(self, ids, lengths, row_end, prefill_width, stop_token_ids, beams):
+        """Beam search after each row's prompt in `ids` `[B, S]`; the best beams and ends."""
+        batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
+        _, caches = self._forward(
+            ids[:, :prefill_width], 0, self._empty_caches(batch_size, total)
+        )
+        # Every row becomes `beams` rows: [B * K, ...], row b * K + k.
+        expand = lambda t: tf.repeat(t, beams, axis=0)
+        caches = [expand(cache) for cache in caches]
+        ids = expand(ids)
+        lengths_k = tf.reshape(expand(lengths), [batch_size, beams])
+        row_end_k = tf.reshape(expand(row_end), [batch_size, beams])
+        # Only the first beam is live at first, so the first choice gives
+        # `beams` different tokens rather than one token `beams` times.
+        scores = tf.tile(
+            tf.concat([[0.0], tf.fill([beams - 1], -np.inf)], 0)[None, :], [batch_size, 1]
+        )  # [B, K]
+        vocabulary = self.vocabulary_size
+        positions = tf.range(total)[None, :]
+        # A finished beam continues with token 0 at no cost (never read back).
+        frozen_log_probs = tf.where(tf.range(vocabulary) == 0, 0.0, -np.inf)  # [V]
+
+        def keep_going(i, ids, scores, done, stop_at, caches):
+            return tf.logical_and(i < total, tf.logical_not(tf.reduce_all(done)))
+
+        def step(i, ids, scores, done, stop_at, caches):
+            previous = tf.gather(ids, [i - 1], axis=1)  # [B * K, 1]
+            logits, caches = self._forward(previous, i - 1, caches)
+            log_probs = tf.reshape(tf.nn.log_softmax(logits[:, 0]), [batch_size, beams, vocabulary])
+            log_probs = tf.where(done[:, :, None], frozen_log_probs, log_probs)
+            candidates = tf.reshape(scores[:, :, None] + log_probs, [batch_size, beams * vocabulary])
+            best, index = tf.math.top_k(candidates, beams)  # [B, K]
+            source, token = index // vocabulary, index % vocabulary
+            # Rows still reading their prompt keep their beams and tokens.
+            in_prompt = (i < lengths_k)[:, :1]  # [B, 1]
+            source = tf.where(in_prompt, tf.range(beams)[None, :], source)
+            prompt_token = tf.reshape(ids[:, i], [batch_size, beams])
+            token = tf.where(in_prompt, prompt_token, token)
+            scores = tf.where(in_prompt, scores, best)
+            rows = tf.reshape(tf.range(batch_size)[:, None] * beams + source, [-1])  # [B * K]
+            # (ensure_shape: keeps the static shapes that XLA's loop needs)
+            ids = tf.ensure_shape(tf.gather(ids, rows), ids.shape)
+            caches = [tf.ensure_shape(tf.gather(c, rows), c.shape) for c in caches]
+            done = tf.gather(done, source, batch_dims=1)
+            stop_at = tf.gather(stop_at, source, batch_dims=1)
+            generating = tf.logical_and(i >= lengths_k, tf.logical_not(done))
+            token = tf.where(generating | in_prompt, token, 0)
+            ids = tf.where(positions == i, tf.reshape(token, [-1, 1]), ids)
+            stopped = tf.logical_and(generating, _is_in(token, stop_token_ids))
+            stop_at = tf.where(stopped, i + 1, stop_at)
+            done = done | stopped | (i + 1 >= row_end_k)
+            return i + 1, ids, scores, done, stop_at, caches
+
+        _, ids, scores, _, stop_at, _ = tf.while_loop(
+            keep_going,
+            step,
+            (tf.reduce_min(lengths), ids, scores, lengths_k >= row_end_k, row_end_k, caches),
+        )
+        best = tf.argmax(scores, axis=1, output_type=tf.int32)  # [B]
+        ids = tf.gather(tf.reshape(ids, [batch_size, beams, total]), best, batch_dims=1)
+        return ids, tf.gather(stop_at, best, batch_dims=1)
+
+    # -- the XLA-compiled loops of the Python front end ---------------------------
+
+    def _compiled(self, num_beams):
+        """The XLA-compiled loop for `num_beams` (1: sampling), traced per shape bucket."""
+        if num_beams not in self._xla_loops:
+
+            def loop(token_ids, lengths, max_new_tokens, sampling, stop_token_ids, total):
+                # token_ids = [B, P], a static bucket; `total` (S) too.
+                width = token_ids.shape[1]
+                ids = tf.pad(token_ids, [[0, 0], [0, total - width]])  # [B, S]
+                row_end = lengths + max_new_tokens
+                if num_beams == 1:
+                    return self._sample_loop(
+                        ids, lengths, row_end, width, *sampling, stop_token_ids
+                    )
+                return self._beam_loop(ids, lengths, row_end, width, stop_token_ids, num_beams)
+
+            self._xla_loops[num_beams] = tf.function(loop, jit_compile=True)
+        return self._xla_loops[num_beams]
+
+    # -- Python front end ------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts,
+        max_new_tokens=64,
+        *,
+        temperature=0.0,
+        top_k=None,
+        top_p=None,
+        num_beams=1,
+        stop_token_ids=None,
+        seed=None,
+    ):
+        """Continues each prompt.
+
+        Args:
+            prompts: A string or a list of strings (needs the tokenizer), or
+                a list of token-id lists (or one list of ids).
+            max_new_tokens: The most tokens to add to each prompt, in
+                `[0, max_sequence_length)`.
+            temperature: 0 for greedy decoding; otherwise logits are divided
+                by it and the next token is sampled.
+            top_k: Sample among the `top_k` most likely tokens only.
+            top_p: Sample among the most likely tokens whose probabilities
+                sum to at least `top_p`, in `(0, 1]`.
+            num_beams: More than 1 for beam search (then `temperature`,
+                `top_k`, `top_p` and `seed` must keep their defaults).
+            stop_token_ids: Token ids that end a row's generation (kept in
+                the ids, left out of the text). Default: the tokenizer's
+                `end_token_id`, if any, else none.
+            seed: An int for reproducible sampling; None draws one.
+
+        Returns:
+            For strings, the completions (new text only), one per prompt (a
+            string for a string). For ids, a list of int32 NumPy arrays of
+            the new ids (one array for one list of ids).
+        """
+        single = isinstance(prompts, str) or (
+            len(prompts) > 0 and all(isinstance(p, (int, np.integer)) for p in prompts)
+        )
+        batch = [prompts] if single else list(prompts)
+        texts = bool(batch) and all(isinstance(p, str) for p in batch)
+        if texts:
+            if self.tokenizer is None:
+                raise ValueError(
+                    "String prompts need a tokenizer: Generator(model, tokenizer=...)."
+                )
+            rows = [list(np.asarray(r)) for r in self.tokenizer(tf.constant(batch)).to_list()]
+            if self.end_token_id is not None:
+                rows = [row or [self.end_token_id] for row in rows]
+        else:
+            rows = [list(np.asarray(p).reshape(-1)) for p in batch]
+        for n, row in enumerate(rows):
+            if not row:
+                raise ValueError(
+                    f"Prompt {n} is empty; give at least one token (a tokenizer with an "
+                    "`end_token_id` starts empty prompts from it)."
+                )
+        if not isinstance(max_new_tokens, (int, np.integer)) or not (
+            0 <= max_new_tokens < self.max_sequence_length
+        ):
+            raise ValueError(
+                f"`max_new_tokens` must be an int in [0, {self.max_sequence_length}). "
+                f"Received: max_new_tokens={max_new_tokens!r}"
+            )
+        if stop_token_ids is None:
+            stop_token_ids = [] if self.end_token_id is None else [self.end_token_id]
+        if num_beams != 1:
+            self._check_beams(num_beams)
+            if temperature != 0.0 or top_k is not None or top_p is not None or seed is not None:
+                raise ValueError(
+                    "Beam search (num_beams > 1) is deterministic: leave temperature, top_k, "
+                    f"top_p and seed unset. Received: temperature={temperature}, top_k={top_k}, "
+                    f"top_p={top_p}, seed={seed}"
+                )
+        else:
+            _check_sampling(temperature, top_k, top_p)
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31 - 1))
+        per_row = lambda value, dtype: tf.fill([len(rows)], tf.constant(value, dtype))
+        sampling = (
+            per_row(temperature, tf.float32),
+            per_row(top_k or 0, tf.int32),
+            per_row(1.0 if top_p is None else top_p, tf.float32),
+            per_row(seed, tf.int32),
+        )
+        stops = tf.constant(list(stop_token_ids), tf.int32, shape=[len(stop_token_ids)])
+        # A longer prompt keeps its last tokens: they and the new ones must fit.
+        room = self.max_sequence_length - max_new_tokens
+        rows = [row[-room:] for row in rows]
+        lengths = np.array([len(row) for row in rows], "int32")
+        width = int(lengths.max())
+        if self.jit_compile:
+            # Shape buckets: XLA compiles once per (batch, prompt bucket,
+            # total bucket, number of stop tokens).
+            total = min(self.max_sequence_length, _round_up(width + max_new_tokens, 64))
+            width = min(total, _round_up(width, 32))
+        token_ids = np.zeros((len(rows), width), "int32")
+        for n, row in enumerate(rows):
+            token_ids[n, : len(row)] = row
+        if self.jit_compile:
+            ids, stop_at = self._compiled(num_beams)(
+                token_ids, lengths, per_row(max_new_tokens, tf.int32), sampling, stops, total
+            )
+            ids, stop_at = ids.numpy(), stop_at.numpy()
+            new_ids = [ids[n, lengths[n] : stop_at[n]] for n in range(len(rows))]
+        else:
+            padding_mask = (np.arange(width)[None, :] < lengths[:, None]).astype("int32")
+            arguments = (token_ids, padding_mask, per_row(max_new_tokens, tf.int32))
+            if num_beams != 1:
+                outputs = self.beam_search(num_beams)(*arguments, stops)
+            else:
+                outputs = self.sample(*arguments, *sampling, stops)
+            generated = outputs["generated_ids"].numpy()
+            counts = outputs["generated_length"].numpy()
+            new_ids = [generated[n, :count] for n, count in enumerate(counts)]
+        if texts:
+            stops = set(int(s) for s in stop_token_ids)
+            kept = [[int(t) for t in row if int(t) not in stops] for row in new_ids]
+            ragged = tf.ragged.constant(kept, dtype=tf.int32, row_splits_dtype=tf.int64)
+            strings = self.tokenizer.detokenize(ragged).numpy()
+            result = [s.decode("utf-8", errors="replace") for s in strings]
+        else:
+            result = new_ids
+        return result[0] if single else result
+
+
+def _check_sampling(temperature, top_k, top_p):
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"`temperature` must be a number >= 0. Received: temperature={temperature!r}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k <= 0):
+        raise ValueError(f"`top_k` must be a positive int or None. Received: top_k={top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"`top_p` must be in (0, 1] or None. Received: top_p={top_p!r}")
+
+
+def _sampling_checks(temperature, top_k, top_p):
+    return [
+        tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
+        tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: no top-k)"),
+        tf.debugging.assert_positive(top_p, message="top_p must be in (0, 1]"),
+        tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
+    ]
+
+
+def _gumbel_noise(seed, step, vocabulary):
+    """Gumbel(0, 1) noise `[B, V]` from a hash of (row seed, step, token id).
+
+    A counter-based generator in integer ops (MurmurHash3's 32-bit
+    finalizer, twice): each row's numbers depend only on its own seed, so a
+    prompt samples the same text alone or in any batch, with or without XLA,
+    in Python and in an exported SavedModel.
+    """
+    def mix(h):
+        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+        h = h * tf.constant(0x85EBCA6B, tf.uint32)
+        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
+        h = h * tf.constant(0xC2B2AE35, tf.uint32)
+        return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+    row = tf.bitcast(tf.cast(seed, tf.int32), tf.uint32)[:, None]  # [B, 1]
+    token = tf.cast(tf.range(vocabulary), tf.uint32)[None, :]  # [1, V]
+    counter = tf.cast(step, tf.uint32) * tf.constant(0x9E3779B1, tf.uint32)
+    h = mix(mix(row ^ counter) + token * tf.constant(0x27D4EB2F, tf.uint32))
+    # 24 random bits -> a uniform in (0, 1), never 0 or 1.
+    uniform = (tf.cast(tf.bitwise.right_shift(h, 8), tf.float32) + 0.5) / 16777216.0
+    return -tf.math.log(-tf.math.log(uniform))
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _is_in(token, stop_token_ids):
+    """Whether each of `token` `[...]` is one of `stop_token_ids` `[K]`."""
+    return tf.reduce_any(token[..., None] == stop_token_ids, axis=-1)
+
+
+def _completions(ids, lengths, stop_at):
+    """The new tokens of each row `[B, M]` (padded with -1) and their count `[B]`."""
+    count = stop_at - lengths  # [B]
+    longest = tf.reduce_max(tf.concat([count, [0]], 0))
+    columns = tf.range(longest)[None, :]
+    index = tf.minimum(lengths[:, None] + columns, tf.shape(ids)[1] - 1)
+    new = tf.gather(ids, index, batch_dims=1)
+    return {
+        "generated_ids": tf.where(columns < count[:, None], new, PADDING),
+        "generated_length": count,
+    }
