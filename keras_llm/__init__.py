@@ -26,6 +26,7 @@ from keras_llm.models import (  # noqa: E402
     build_bert_pretrainer,
     build_gpt,
 )
+from keras_llm.export import export  # noqa: E402
 from keras_llm.generation import generate  # noqa: E402
 from keras_llm.training import compile_model  # noqa: E402
 
@@ -40,6 +41,7 @@ __all__ = [
     "build_gpt",
     "compile_model",
     "data",
+    "export",
     "generate",
     "generation",
     "layers",

@@ -1,0 +1,385 @@
+"""SavedModel export in TF Serving's layout, serving raw text with core TensorFlow ops."""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from keras_llm.generation import Generator
+from keras_llm.tokenizers import (
+    ByteTokenizer,
+    CoreOpsBytePairTokenizer,
+    CoreOpsWordPieceTokenizer,
+)
+
+# What `serving_default` of a GPT export does unless `export` is told otherwise.
+GENERATION_DEFAULTS = dict(max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0, seed=0)
+
+
+def serving_tokenizer(tokenizer):
+    """The core-ops twin of `tokenizer`: same ids, no tensorflow-text ops.
+
+    `WordPieceTokenizer` and `BytePairTokenizer` become
+    `CoreOpsWordPieceTokenizer` and `CoreOpsBytePairTokenizer` with the same
+    vocabulary (they give the same ids, tested in tests/tokenizers);
+    `ByteTokenizer` and the core-ops tokenizers are kept. SentencePiece needs
+    tensorflow-text's op and cannot be exported with core ops only.
+    """
+    if type(tokenizer) in (ByteTokenizer, CoreOpsBytePairTokenizer, CoreOpsWordPieceTokenizer):
+        return tokenizer
+    if isinstance(tokenizer, CoreOpsWordPieceTokenizer):
+        return CoreOpsWordPieceTokenizer.from_config(tokenizer.get_config())
+    if isinstance(tokenizer, CoreOpsBytePairTokenizer):
+        return CoreOpsBytePairTokenizer(tokenizer.vocabulary, tokenizer.merges)
+    raise ValueError(
+        "`tokenizer` must be a ByteTokenizer, a WordPiece or a byte-pair tokenizer of "
+        "keras_llm.tokenizers (they have core-TensorFlow twins for serving). "
+        f"Received: tokenizer={type(tokenizer).__name__}"
+    )
+
+
+def _task(model):
+    names = {layer.name for layer in model.layers}
+    if "final_layer_norm" in names and "embeddings" in names:
+        return "causal_lm"
+    inputs = set(model.input) if isinstance(model.input, dict) else set()
+    if {"token_ids", "segment_ids", "padding_mask"} <= inputs and len(model.outputs) == 1:
+        if len(model.outputs[0].shape) == 2:
+            return "classifier"
+    raise ValueError(
+        "`model` must be a GPT from keras_llm.build_gpt or a classifier from "
+        f"keras_llm.build_bert_classifier. Received: model={model.name!r}. (Masked-LM "
+        "pretrainers are not exported yet.)"
+    )
+
+
+class _CausalLMServing(tf.Module):
+    """Signatures of a GPT export; see saved_models/README.md."""
+
+    def __init__(self, model, tokenizer, defaults, stop_token_ids):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._generator = Generator(model, tokenizer, jit_compile=False)
+        self._defaults = defaults
+        self._stop_token_ids = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
+        self._end_token_id = getattr(tokenizer, "end_token_id", None)
+
+    def _ids(self, text):
+        ids = self.tokenizer(text)  # [B, None]
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        token_ids = ids.to_tensor(0)
+        if self._end_token_id is not None:  # an empty prompt starts a new document
+            token_ids = tf.pad(token_ids, [[0, 0], [0, 1]])  # room for one token
+            empty = (lengths == 0)[:, None] & (tf.range(tf.shape(token_ids)[1]) == 0)[None, :]
+            token_ids = tf.where(empty, self._end_token_id, token_ids)
+            lengths = tf.maximum(lengths, 1)
+        padding_mask = tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None]
+        return token_ids, tf.cast(padding_mask, tf.int32)
+
+    def _generate(self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed):
+        outputs = self._generator.sample(
+            token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed,
+            self._stop_token_ids,
+        )
+        return outputs
+
+    def _with_text(self, outputs):
+        generated = tf.RaggedTensor.from_tensor(
+            outputs["generated_ids"], lengths=outputs["generated_length"]
+        )
+        kept = tf.ragged.boolean_mask(
+            generated, tf.logical_not(tf.reduce_any(
+                generated[..., None] == self._stop_token_ids, axis=-1
+            ))
+        )
+        text = self.tokenizer.detokenize(kept)
+        # A byte-level model can stop inside a character: always valid UTF-8.
+        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+        return {"generated_text": text, **outputs}
+
+    def _per_row(self, text, name, dtype):
+        return tf.fill(tf.shape(text), tf.constant(self._defaults[name], dtype))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        token_ids, padding_mask = self._ids(text)
+        outputs = self._generate(
+            token_ids, padding_mask,
+            self._per_row(text, "max_new_tokens", tf.int32),
+            self._per_row(text, "temperature", tf.float32),
+            self._per_row(text, "top_k", tf.int32),
+            self._per_row(text, "top_p", tf.float32),
+            self._per_row(text, "seed", tf.int32),
+        )
+        return self._with_text(outputs)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+            tf.TensorSpec([None], tf.int32, name="top_k"),
+            tf.TensorSpec([None], tf.float32, name="top_p"),
+            tf.TensorSpec([None], tf.int32, name="seed"),
+        ]
+    )
+    def generate(self, text, max_new_tokens, temperature, top_k, top_p, seed):
+        token_ids, padding_mask = self._ids(text)
+        outputs = self._generate(
+            token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed
+        )
+        return self._with_text(outputs)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+            tf.TensorSpec([None], tf.float32, name="temperature"),
+            tf.TensorSpec([None], tf.int32, name="top_k"),
+            tf.TensorSpec([None], tf.float32, name="top_p"),
+            tf.TensorSpec([None], tf.int32, name="seed"),
+        ]
+    )
+    def generate_ids(self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed):
+        return self._generate(
+            token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed
+        )
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ]
+    )
+    def logits(self, token_ids, padding_mask):
+        logits = self.model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        return {"logits": tf.cast(logits, tf.float32)}
+
+    def signatures(self):
+        return {
+            "serving_default": self.serve,
+            "generate": self.generate,
+            "generate_ids": self.generate_ids,
+            "logits": self.logits,
+        }
+
+
+class _ClassifierServing(tf.Module):
+    """Signatures of a classifier export; see saved_models/README.md."""
+
+    def __init__(self, model, tokenizer, label_names, sequence_length):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._label_names = tf.constant(label_names)
+        self._sequence_length = sequence_length
+        for name in ("cls_token_id", "sep_token_id"):
+            if getattr(tokenizer, name, None) is None:
+                raise ValueError(
+                    f"A classifier export needs a tokenizer with `{name}` ([CLS]/[SEP] in "
+                    f"its vocabulary). Received: tokenizer={type(tokenizer).__name__}"
+                )
+
+    def _outputs(self, token_ids, segment_ids, padding_mask):
+        logits = self.model(
+            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            training=False,
+        )
+        logits = tf.cast(logits, tf.float32)
+        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": tf.nn.softmax(logits),
+            "label_id": label_id,
+            "label": tf.gather(self._label_names, label_id),
+            "logits": logits,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        # [CLS] text [SEP], truncated to the model's sequence length.
+        ids = self.tokenizer(text)[:, : self._sequence_length - 2]
+        rows = ids.nrows()
+        cls = tf.fill([rows, 1], self.tokenizer.cls_token_id)
+        sep = tf.fill([rows, 1], self.tokenizer.sep_token_id)
+        ids = tf.concat([cls, ids, sep], axis=1)
+        token_ids = ids.to_tensor(self.tokenizer.pad_token_id or 0)
+        padding_mask = tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32)
+        outputs = self._outputs(token_ids, tf.zeros_like(token_ids), padding_mask)
+        del outputs["logits"]
+        return outputs
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ]
+    )
+    def classify_ids(self, token_ids, segment_ids, padding_mask):
+        return self._outputs(token_ids, segment_ids, padding_mask)
+
+    def signatures(self):
+        return {"serving_default": self.serve, "classify_ids": self.classify_ids}
+
+
+def export(
+    model,
+    path,
+    tokenizer,
+    *,
+    version=None,
+    overwrite=False,
+    label_names=None,
+    max_new_tokens=None,
+    temperature=None,
+    top_k=None,
+    top_p=None,
+    seed=None,
+    stop_token_ids=None,
+):
+    """Exports `model` with its tokenizer as a SavedModel that TF Serving serves from text.
+
+    Writes `path/VERSION/` (TF Serving's layout: `path` is the model's base
+    path, `VERSION` an integer, by default one more than the largest there).
+    The version is written into a temporary directory beside it (a name TF
+    Serving ignores) and renamed into place, so a server watching `path`
+    never loads a half-written version. An existing version is an error
+    unless `overwrite=True`.
+
+    The SavedModel holds the weights, the tokenizer (its core-ops twin, see
+    `serving_tokenizer`) and the decoding loop, and uses only ops that
+    TensorFlow itself registers: it loads with nothing but `tensorflow`
+    installed, in Python or in any TF Serving build. Its signatures (table in
+    `saved_models/README.md`):
+
+    - a GPT: `serving_default` (`text` -> `generated_text`, `generated_ids`,
+      `generated_length`, decoding with the defaults given here),
+      `generate` (the same with per-row `max_new_tokens`, `temperature`,
+      `top_k`, `top_p`, `seed`: TF Serving cannot leave out a signature
+      input, so the settings are a second signature), `generate_ids` (from
+      `token_ids` and `padding_mask`) and `logits`.
+    - a classifier: `serving_default` (`text` -> `probabilities`,
+      `label_id`, `label`) and `classify_ids` (also `logits`).
+
+    Text longer than the model's context is truncated: a classifier keeps
+    the first `max_sequence_length - 2` tokens; a GPT prompt keeps its last
+    tokens, leaving room for `max_new_tokens`. An empty GPT prompt starts
+    from the tokenizer's `end_token_id`. Generated text is always valid
+    UTF-8 (a byte-level model can stop inside a character: U+FFFD).
+
+    Args:
+        model: A model from `keras_llm.build_gpt` or
+            `keras_llm.build_bert_classifier`.
+        path: The model's base directory, e.g. `"saved_models/gpt_nano"`.
+        tokenizer: The tokenizer the model was trained with.
+        version: The version number; default: the next free one.
+        overwrite: Whether an existing `version` may be replaced.
+        label_names: A classifier's class names (default `"0"`, `"1"`, ...).
+        max_new_tokens, temperature, top_k, top_p, seed: A GPT's
+            `serving_default` settings; defaults: 64 (fewer if the context
+            is shorter), greedy (0.0), 0 (no top-k), 1.0 (no top-p), 0.
+        stop_token_ids: A GPT's stop tokens; default: the tokenizer's
+            `end_token_id`, if any.
+
+    Returns:
+        The path of the written version directory.
+
+    Example:
+
+    ```python
+    import tempfile
+    import tensorflow as tf
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    base = tempfile.mkdtemp() + "/gpt_nano"
+    path = keras_llm.export(model, base, tokenizer, max_new_tokens=8)
+    assert path.endswith("/1")
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    out = served(text=tf.constant(["Hello"]))
+    assert out["generated_ids"].shape[0] == 1 and out["generated_length"].numpy()[0] <= 8
+    ```
+    """
+    task = _task(model)
+    tokenizer = serving_tokenizer(tokenizer)
+    if task == "causal_lm":
+        if label_names is not None:
+            raise ValueError("`label_names` is for classifiers; this model is a GPT.")
+        context = model.get_layer("embeddings").max_sequence_length
+        given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                     top_p=top_p, seed=seed)
+        defaults = {**GENERATION_DEFAULTS, "max_new_tokens": min(64, context - 1)}
+        defaults.update({k: v for k, v in given.items() if v is not None})
+        _check_generation_defaults(defaults, context)
+        if stop_token_ids is None:
+            end = getattr(tokenizer, "end_token_id", None)
+            stop_token_ids = [] if end is None else [end]
+        module = _CausalLMServing(model, tokenizer, defaults, list(stop_token_ids))
+    else:
+        settings = [max_new_tokens, temperature, top_k, top_p, seed, stop_token_ids]
+        if any(value is not None for value in settings):
+            raise ValueError(
+                "max_new_tokens, temperature, top_k, top_p, seed and stop_token_ids are for "
+                "GPT exports; this model is a classifier."
+            )
+        num_classes = model.outputs[0].shape[-1]
+        label_names = [str(i) for i in range(num_classes)] if label_names is None else label_names
+        if len(label_names) != num_classes:
+            raise ValueError(
+                f"`label_names` must have one name per class ({num_classes}). "
+                f"Received: {len(label_names)} names"
+            )
+        sequence_length = model.get_layer("embeddings").max_sequence_length
+        module = _ClassifierServing(model, tokenizer, [str(n) for n in label_names], sequence_length)
+    return _write_version(module, path, version, overwrite)
+
+
+def _check_generation_defaults(defaults, context):
+    checks = {
+        "max_new_tokens": lambda v: isinstance(v, int) and 0 <= v < context,
+        "temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
+        "top_k": lambda v: isinstance(v, int) and v >= 0,
+        "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+        "seed": lambda v: isinstance(v, int),
+    }
+    expected = {
+        "max_new_tokens": f"an int in [0, {context})", "temperature": "a number >= 0",
+        "top_k": "an int >= 0 (0: off)", "top_p": "a number in (0, 1]", "seed": "an int",
+    }
+    for name, check in checks.items():
+        if not check(defaults[name]):
+            raise ValueError(f"`{name}` must be {expected[name]}. Received: {name}={defaults[name]!r}")
+
+
+def _write_version(module, path, version, overwrite):
+    os.makedirs(path, exist_ok=True)
+    existing = [int(n) for n in os.listdir(path) if n.isdigit()]
+    if version is None:
+        version = max(existing, default=0) + 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"`version` must be an int >= 0. Received: version={version!r}")
+    target = os.path.join(path, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"{target} exists; pass overwrite=True (--overwrite) to replace it, or another version."
+        )
+    # A dot-name: TF Serving loads only directories named by an integer.
+    temporary = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=path)
+    try:
+        tf.saved_model.save(module, temporary, signatures=module.signatures())
+        if os.path.exists(target):
+            old = tempfile.mkdtemp(prefix=f".{version}-replaced-", dir=path)
+            os.rename(target, os.path.join(old, "version"))
+            os.rename(temporary, target)
+            shutil.rmtree(old)
+        else:
+            os.rename(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return target
+

@@ -1,0 +1,219 @@
+"""SavedModel export: a TensorFlow-only process, served == in-Python, layout, robustness."""
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_llm
+from keras_llm.generation import Generator
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat",
+         "a", "dog", "good", "bad", "##s", ".", "!"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """A GPT and a classifier, each exported once for the module's tests."""
+    base = tmp_path_factory.mktemp("saved_models")
+    keras.utils.set_random_seed(7)
+    gpt = keras_llm.build_gpt("gpt_nano", num_layers=2, max_sequence_length=48)
+    byte_tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    # No stop token: a random model would often stop at once.
+    gpt_path = keras_llm.export(gpt, str(base / "gpt"), byte_tokenizer, max_new_tokens=6,
+                                stop_token_ids=[])
+    classifier = keras_llm.build_bert_classifier(
+        "bert_tiny", num_classes=3, vocabulary_size=len(VOCAB), max_sequence_length=16
+    )
+    word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB)
+    classifier_path = keras_llm.export(classifier, str(base / "classifier"), word_piece,
+                                       label_names=["negative", "neutral", "positive"])
+    return dict(gpt=gpt, gpt_path=gpt_path, tokenizer=byte_tokenizer, classifier=classifier,
+                classifier_path=classifier_path, word_piece=word_piece)
+
+
+TEXTS = ["The cat sat", "", "a dog!" * 40, "caf\u00e9 \U0001F642"]
+
+TENSORFLOW_ONLY = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+    before = set(sys.modules)  # `import tensorflow` itself imports parts of keras
+    request = json.loads(sys.stdin.read())
+    texts = tf.constant([t.encode("utf-8") for t in request["texts"]])
+    result = {"ops": {}}
+    for name in ("gpt", "classifier"):
+        loaded = tf.saved_model.load(request[name])
+        ops = set()
+        for signature in loaded.signatures.values():
+            graph = signature.graph.as_graph_def()
+            ops |= {n.op for n in graph.node}
+            ops |= {n.op for f in graph.library.function for n in f.node_def}
+            ops -= {f.signature.name for f in graph.library.function}
+        result["ops"][name] = sorted(ops)
+        result[name] = {k: v.numpy().tolist() for k, v in loaded.signatures["serving_default"](text=texts).items()}
+        if name == "gpt":
+            n = len(request["texts"])
+            sampled = loaded.signatures["generate"](
+                text=texts, max_new_tokens=tf.fill([n], 5), temperature=tf.fill([n], 0.8),
+                top_k=tf.fill([n], 20), top_p=tf.fill([n], 0.9), seed=tf.range(n))
+            result["sampled"] = sampled["generated_ids"].numpy().tolist()
+            ids = tf.constant(request["ids"], tf.int32)
+            result["logits"] = loaded.signatures["logits"](
+                token_ids=ids, padding_mask=tf.ones_like(ids))["logits"].numpy().tolist()
+    result["unregistered"] = sorted({op for ops in result["ops"].values() for op in ops
+                                     if op_def_registry.get(op) is None})
+    result["imported"] = sorted({m.split(".")[0] for m in set(sys.modules) - before}
+                                & {"tensorflow_text", "keras", "keras_llm", "keras_hub"})
+    print(json.dumps(result, default=lambda b: b.decode("utf-8")))
+    """
+)
+
+
+def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
+    ids = [[72, 101, 108, 108, 111, 33]]
+    request = dict(gpt=exports["gpt_path"], classifier=exports["classifier_path"],
+                   texts=TEXTS, ids=ids)
+    result = subprocess.run(
+        [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
+        text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    # Core ops only: every op is in a plain TensorFlow's registry, none is an
+    # XLA op (TF Serving builds without XLA lack their kernels).
+    assert served["imported"] == [] and served["unregistered"] == []
+    assert not [op for ops in served["ops"].values() for op in ops if op.startswith("Xla")]
+
+    # GPT: the same greedy tokens and the same seeded samples as in Python.
+    gpt, tokenizer = exports["gpt"], exports["tokenizer"]
+    generator = Generator(gpt, tokenizer)
+    prompts = [list(tokenizer.encode_numpy(t)) or [tokenizer.end_token_id] for t in TEXTS]
+    expected = [row.tolist() for row in generator.generate(prompts, 6, stop_token_ids=[])]
+    assert [row[:n] for row, n in zip(served["gpt"]["generated_ids"], served["gpt"]["generated_length"])] == expected
+    texts = generator.generate(TEXTS, 6, stop_token_ids=[])
+    assert served["gpt"]["generated_text"] == texts
+    for n, prompt in enumerate(prompts):
+        sampled = generator.generate(prompt, 5, temperature=0.8, top_k=20, top_p=0.9, seed=n,
+                                     stop_token_ids=[])
+        assert served["sampled"][n][:5] == sampled.tolist()
+    logits = np.asarray(gpt({"token_ids": np.array(ids, "int32"), "padding_mask": np.ones((1, 6), "int32")}))
+    np.testing.assert_allclose(served["logits"], logits, atol=1e-5)
+
+    # Classifier: [CLS] text [SEP] truncated to the context, as in Python.
+    word_piece = exports["word_piece"]
+    rows = [[2] + word_piece(t).numpy().tolist()[:14] + [3] for t in TEXTS]
+    width = max(map(len, rows))
+    token_ids = np.array([r + [0] * (width - len(r)) for r in rows], "int32")
+    mask = (token_ids > 0).astype("int32")
+    logits = np.asarray(exports["classifier"](
+        {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": mask}
+    ), "float64")
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(served["classifier"]["probabilities"], probabilities, atol=1e-5)
+    assert served["classifier"]["label_id"] == probabilities.argmax(-1).tolist()
+    names = ["negative", "neutral", "positive"]
+    assert served["classifier"]["label"] == [names[i] for i in probabilities.argmax(-1)]
+
+
+def test_saved_model_cli_lists_the_documented_signatures(exports):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", exports["gpt_path"], "--all"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for signature in ("serving_default", "generate", "generate_ids", "logits"):
+        assert f"signature_def['{signature}']" in shown.stdout
+    for name in ("generated_text", "generated_ids", "generated_length", "max_new_tokens", "top_p"):
+        assert f"['{name}']" in shown.stdout
+    shown = subprocess.run([cli, "show", "--dir", exports["classifier_path"], "--all"],
+                           capture_output=True, text=True, timeout=300)
+    for name in ("serving_default", "classify_ids", "probabilities", "label_id", "['label']"):
+        assert name in shown.stdout
+
+
+def test_versions_are_numbered_written_atomically_and_never_overwritten(tmp_path, monkeypatch):
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    base = tmp_path / "gpt"
+    assert keras_llm.export(model, str(base), tokenizer).endswith(os.sep + "1")
+    assert keras_llm.export(model, str(base), tokenizer).endswith(os.sep + "2")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        keras_llm.export(model, str(base), tokenizer, version=1)
+    keras_llm.export(model, str(base), tokenizer, version=1, overwrite=True, max_new_tokens=3)
+    loaded = tf.saved_model.load(str(base / "1")).signatures["serving_default"]
+    assert loaded(text=tf.constant(["x"]))["generated_ids"].shape[1] <= 3
+    # A failed save leaves nothing behind, not even a temporary directory.
+    monkeypatch.setattr(tf.saved_model, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        keras_llm.export(model, str(base), tokenizer)
+    assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
+    served = tf.saved_model.load(exports["gpt_path"]).signatures["generate"]
+
+    def generate(text, max_new_tokens):
+        n = len(text)
+        return served(text=tf.constant(text), max_new_tokens=tf.constant(max_new_tokens, tf.int32),
+                      temperature=tf.zeros([n]), top_k=tf.zeros([n], tf.int32),
+                      top_p=tf.ones([n]), seed=tf.zeros([n], tf.int32))
+
+    out = generate(["abc", ""], [0, 0])
+    assert out["generated_length"].numpy().tolist() == [0, 0]
+    assert out["generated_text"].numpy().tolist() == [b"", b""]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_new_tokens must be >= 0"):
+        generate(["abc"], [-1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="context of 48 tokens"):
+        generate(["abc"], [48])
+    # Invalid UTF-8 in, valid UTF-8 out; per-row lengths; the process is fine after errors.
+    out = generate([b"\xff\xfe\xc3", b"ok"], [3, 1])
+    assert out["generated_length"].numpy().tolist() == [3, 1]
+    for text in out["generated_text"].numpy():
+        text.decode("utf-8")  # raises if not UTF-8
+    classifier = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"]
+    out = classifier(text=tf.constant([b"\xff\xfe the cat", b"the cat"]))
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)
+    # A prompt longer than the context keeps its last tokens.
+    long_text = "x" * 100 + "The end"
+    room = 48 - 4
+    tail = long_text.encode()[-room:].decode()
+    assert generate([long_text], [4])["generated_ids"].numpy().tolist() == generate([tail], [4])[
+        "generated_ids"
+    ].numpy().tolist()
+
+
+def test_eight_threads_of_requests_get_the_sequential_answers(exports):
+    gpt = tf.saved_model.load(exports["gpt_path"]).signatures["serving_default"]
+    classifier = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"]
+    inputs = ["The cat sat", "", "a dog! a dog!", "good mat", "\u00e9t\u00e9", "the"]
+
+    def request(n):
+        text = tf.constant([inputs[n % len(inputs)]])
+        if n % 2:
+            return classifier(text=text)["probabilities"].numpy().round(6).tolist()
+        return gpt(text=text)["generated_ids"].numpy().tolist()
+
+    sequential = [request(n) for n in range(2 * len(inputs))]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(request, range(800)))
+    assert answers == [sequential[n % len(sequential)] for n in range(800)]
+
+
+def test_export_refuses_what_it_cannot_serve(tmp_path):
+    pretrainer = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=len(VOCAB))
+    with pytest.raises(ValueError, match="build_gpt or a classifier"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB))
+    gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        keras_llm.export(gpt, str(tmp_path / "g"), keras_llm.tokenizers.ByteTokenizer(), max_new_tokens=16)
+    with pytest.raises(ValueError, match="tokenizer"):
+        keras_llm.export(gpt, str(tmp_path / "g"), object())
+    assert not (tmp_path / "g").exists() or os.listdir(tmp_path / "g") == []
