@@ -138,7 +138,7 @@ class Generator:
             ),
             tf.debugging.assert_less(
                 max_new_tokens, context,
-                message=f"max_new_tokens must be < the model's context of {context} tokens",
+                message=f"max_new_tokens must be less than the context of {context} tokens",
             ),
             tf.debugging.assert_positive(
                 lengths, message="every prompt must hold at least one token (padding_mask row of zeros)"
