@@ -17,11 +17,15 @@ class Generator:
     for every position and layer; then a `tf.while_loop` adds one token per
     step, running the model on that token only and attending over the cache.
     The cache has a fixed size (the longest prompt plus `max_new_tokens`), so
-    every step has the same shapes. The whole loop is one `tf.function` whose
-    signature leaves batch size and lengths open: it is traced once per
-    `Generator` (once more for each `num_beams` of beam search) and then
-    serves every batch size, prompt length and sampling setting; the same
-    function is what `keras_llm.export` puts in a SavedModel.
+    every step has the same shapes. With `jit_compile=True` (the default)
+    `generate` runs the loop XLA-compiled, once per shape bucket (batch size,
+    prompt length rounded up to 32, total length rounded up to 64, number of
+    stop tokens, `num_beams`); sampling settings are tensors, so changing
+    them does not compile again. `Generator.sample` is the same loop as a
+    plain-graph `tf.function` whose signature leaves batch size and lengths
+    open (traced once, serves every shape): `generate` uses it with
+    `jit_compile=False`, and it is what `keras_llm.export` puts in a
+    SavedModel.
 
     Prompts of different lengths are right-padded: the loop starts at the
     shortest prompt's end, and a row whose prompt is longer keeps its own
@@ -51,6 +55,7 @@ class Generator:
             strings, and its `end_token_id` is the default stop token and
             the token an empty prompt starts from (a new document, as in
             GPT-2's unconditional samples).
+        jit_compile: Whether `generate` runs the XLA-compiled loop.
 
     Example:
 

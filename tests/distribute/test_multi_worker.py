@@ -76,10 +76,11 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
     assert len(first.files) == len(second.files) > 0
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name])
-    # The chief (worker 0) wrote the model, the tokenizer and the TensorBoard logs;
-    # worker 1 wrote nothing, and the backups are gone once the model is saved.
+    # The chief (worker 0) wrote the model, the tokenizer, the TensorBoard logs and the
+    # export; worker 1 wrote nothing, and the backups are gone once the model is saved.
     chief_files = {p.relative_to(tmp_path / "worker0").parts[0] for p in (tmp_path / "worker0").rglob("*")}
-    assert chief_files == {"out", "logs"}
+    assert chief_files == {"out", "logs", "saved_models"}
+    assert (tmp_path / "worker0" / "saved_models" / "model" / "1" / "saved_model.pb").exists()
     assert sorted(p.name for p in (tmp_path / "worker0" / "out").iterdir()) == [
         "model.keras", "model.tokenizer.json"]
     assert list((tmp_path / "worker0" / "logs" / "train").iterdir())
