@@ -7,6 +7,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_llm.generation import Generator
+from keras_llm.generation.generator import PROMPT_SPECS, SETTING_SPECS
 from keras_llm.tokenizers import (
     ByteTokenizer,
     CoreOpsBytePairTokenizer,
@@ -78,12 +79,8 @@ class _CausalLMServing(tf.Module):
         padding_mask = tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None]
         return token_ids, tf.cast(padding_mask, tf.int32)
 
-    def _generate(self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed):
-        outputs = self._generator.sample(
-            token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed,
-            self._stop_token_ids,
-        )
-        return outputs
+    def _generate(self, token_ids, padding_mask, *settings):
+        return self._generator.sample(token_ids, padding_mask, *settings, self._stop_token_ids)
 
     def _with_text(self, outputs):
         generated = tf.RaggedTensor.from_tensor(
@@ -115,16 +112,7 @@ class _CausalLMServing(tf.Module):
         )
         return self._with_text(outputs)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="text"),
-            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-            tf.TensorSpec([None], tf.float32, name="temperature"),
-            tf.TensorSpec([None], tf.int32, name="top_k"),
-            tf.TensorSpec([None], tf.float32, name="top_p"),
-            tf.TensorSpec([None], tf.int32, name="seed"),
-        ]
-    )
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"), *SETTING_SPECS])
     def generate(self, text, max_new_tokens, temperature, top_k, top_p, seed):
         token_ids, padding_mask = self._ids(text)
         outputs = self._generate(
@@ -132,28 +120,13 @@ class _CausalLMServing(tf.Module):
         )
         return self._with_text(outputs)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
-            tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-            tf.TensorSpec([None], tf.float32, name="temperature"),
-            tf.TensorSpec([None], tf.int32, name="top_k"),
-            tf.TensorSpec([None], tf.float32, name="top_p"),
-            tf.TensorSpec([None], tf.int32, name="seed"),
-        ]
-    )
+    @tf.function(input_signature=[*PROMPT_SPECS, *SETTING_SPECS])
     def generate_ids(self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed):
         return self._generate(
             token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed
         )
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
-        ]
-    )
+    @tf.function(input_signature=PROMPT_SPECS)
     def logits(self, token_ids, padding_mask):
         logits = self.model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
         return {"logits": tf.cast(logits, tf.float32)}

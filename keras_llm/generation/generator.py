@@ -9,6 +9,21 @@ from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
 # Sentinel of the `generated_ids` padding: never a token id.
 PADDING = -1
 
+# The decoding loop's signature (also the exported `generate_ids` signature's):
+# right-padded prompts, then per-row settings.
+PROMPT_SPECS = [
+    tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+    tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+]
+SETTING_SPECS = [
+    tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
+    tf.TensorSpec([None], tf.float32, name="temperature"),
+    tf.TensorSpec([None], tf.int32, name="top_k"),
+    tf.TensorSpec([None], tf.float32, name="top_p"),
+    tf.TensorSpec([None], tf.int32, name="seed"),
+]
+STOP_SPEC = tf.TensorSpec([None], tf.int32, name="stop_token_ids")
+
 
 class Generator:
     """Continues prompts with a GPT, one token per step, from a key/value cache.
@@ -95,16 +110,7 @@ class Generator:
         self.end_token_id = getattr(tokenizer, "end_token_id", None)
         self.sample = tf.function(
             self._sample,
-            input_signature=[
-                tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-                tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
-                tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-                tf.TensorSpec([None], tf.float32, name="temperature"),
-                tf.TensorSpec([None], tf.int32, name="top_k"),
-                tf.TensorSpec([None], tf.float32, name="top_p"),
-                tf.TensorSpec([None], tf.int32, name="seed"),
-                tf.TensorSpec([None], tf.int32, name="stop_token_ids"),
-            ],
+            input_signature=[*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC],
         )
         self._beam_searches = {}
         self.jit_compile = jit_compile
@@ -279,12 +285,7 @@ class Generator:
 
             self._beam_searches[num_beams] = tf.function(
                 search,
-                input_signature=[
-                    tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-                    tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
-                    tf.TensorSpec([None], tf.int32, name="max_new_tokens"),
-                    tf.TensorSpec([None], tf.int32, name="stop_token_ids"),
-                ],
+                input_signature=[*PROMPT_SPECS, SETTING_SPECS[0], STOP_SPEC],
             )
         return self._beam_searches[num_beams]
 
