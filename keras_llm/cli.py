@@ -70,12 +70,16 @@ TRAIN_FLAGS = {
     ),
     "--backup-every": dict(type=int, default=100, help="Steps between backups."),
     "--logdir": dict(default=None, help="Write TensorBoard logs here (the chief only)."),
-    "--prompt": dict(default="Return the ", help="Prompt of the GPT sample printed after training."),
+    "--prompt": dict(
+        default="Return the ",
+        help="Text of the sample printed after training: a GPT continues it; a BERT fills its "
+        "[MASK]s (one is appended if it has none).",
+    ),
     "--sample-length": dict(type=int, default=200, help="Tokens of the GPT sample."),
     "--export": dict(
         default=None,
-        help="Where a trained GPT is exported for TF Serving (a new version directory inside; "
-        "the sample is generated from it). Default: saved_models/NAME, NAME from --output.",
+        help="Where the trained model is exported for TF Serving (a new version directory "
+        "inside; the sample comes from it). Default: saved_models/NAME, NAME from --output.",
     ),
 }
 
@@ -100,6 +104,10 @@ EXPORT_FLAGS = {
     "--overwrite": dict(action="store_true", help="Replace an existing --version."),
     "--label-names": dict(default=None, help="A classifier's class names, comma-separated."),
     "--max-new-tokens": dict(type=int, default=None, help="A GPT's serving_default max_new_tokens."),
+    "--top-k": dict(
+        type=int, default=None,
+        help="A masked LM's fills per [MASK] (default 5), or a GPT's serving_default top-k.",
+    ),
 }
 
 # Learning rates that suit the small presets trained for a few hundred steps.
@@ -154,6 +162,9 @@ def _load_tokenizer(spec, is_bert, texts, directory, parser):
 def train(args, parser):
     """Trains a GPT (next-token prediction) or a BERT (masked LM + next sentence).
 
+    Saves the model and its tokenizer, exports them for TF Serving
+    (saved_models/NAME/VERSION, --export) and prints a sample from the export:
+    a GPT's continuation of --prompt, or a BERT's fills of its [MASK]s.
     Rerunning the same command after the process was killed resumes from the
     last backup (--backup-dir) and ends with the same model.
     """
@@ -292,10 +303,15 @@ def train(args, parser):
     config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
     _write_atomically(tokenizer_path, _write_text(config))
     print(f"saved: {args.output} and {tokenizer_path}")
-    if not is_bert:  # BERT pretrainers are not exported (export takes GPTs and classifiers)
-        export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
-        version = keras_llm.export(model, export_base, tokenizer)
-        print(f"exported for TF Serving: {version}")
+    export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
+    version = keras_llm.export(model, export_base, tokenizer)
+    print(f"exported for TF Serving: {version}")
+    if is_bert:
+        text = args.prompt if "[MASK]" in args.prompt else args.prompt.rstrip() + " [MASK]"
+        print(f"sample (filled by the export):\n{text}")
+        for blank, fills in enumerate(_fill_from_saved_model(version, text), start=1):
+            print(f"  [MASK] {blank}: " + ", ".join(f"{t} ({p:.3f})" for t, p in fills))
+    else:
         context = model.get_layer("embeddings").max_sequence_length
         settings = dict(max_new_tokens=min(args.sample_length, context - 1), temperature=0.8,
                         top_k=40, top_p=1.0, seed=args.seed)
@@ -333,6 +349,21 @@ def _generate_from_saved_model(path, prompts, **settings):
         seed=tf.fill([n], settings["seed"]),
     )
     return [t.decode("utf-8") for t in outputs["generated_text"].numpy()]
+
+
+def _fill_from_saved_model(path, text):
+    """[(token, probability), ...] for each [MASK] of `text`, from an exported masked LM."""
+    import tensorflow as tf
+
+    outputs = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant([text]))
+    fills = []
+    for position, tokens, probabilities in zip(
+        outputs["mask_positions"].numpy()[0], outputs["top_tokens"].numpy()[0],
+        outputs["top_probabilities"].numpy()[0],
+    ):
+        if position >= 0:
+            fills.append([(t.decode("utf-8"), float(p)) for t, p in zip(tokens, probabilities)])
+    return fills
 
 
 def _load_trained(path, parser):
@@ -398,7 +429,7 @@ def export(args, parser):
     try:
         version = keras_llm.export(
             model, output, tokenizer, version=args.version, overwrite=args.overwrite,
-            label_names=names, max_new_tokens=args.max_new_tokens,
+            label_names=names, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
         )
     except (ValueError, FileExistsError) as error:
         parser.error(str(error))

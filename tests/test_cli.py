@@ -117,14 +117,37 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path):
     corpus = shakespeare_like(tmp_path / "plays.txt")
     vocab = keras_llm.tokenizers.train_word_piece(str(corpus), 200, str(tmp_path / "vocab"))
     result = run("train", "--preset", "bert_tiny", "--data", str(corpus), "--tokenizer", vocab,
-                 "--steps", "30", "--batch-size", "8", "--sequence-length", "32", cwd=tmp_path)
+                 "--steps", "30", "--batch-size", "8", "--sequence-length", "32",
+                 "--prompt", "the king shall", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", result.stdout).groups())
     assert after < before - 0.5, result.stdout
     model = keras.saving.load_model(tmp_path / "bert_tiny.keras")
     assert sorted(model.output) == ["mlm_logits", "nsp_logits"]
     with open(vocab, encoding="utf-8") as f:
-        assert model.get_layer("embeddings").vocabulary_size == len(f.read().splitlines())
+        vocabulary = f.read().splitlines()
+    assert model.get_layer("embeddings").vocabulary_size == len(vocabulary)
+
+    # The export fills the prompt's [MASK] (appended): the Keras model's top 5.
+    assert "exported for TF Serving: saved_models/bert_tiny/1" in result.stdout
+    printed = result.stdout.split("sample (filled by the export):\nthe king shall [MASK]\n")[1]
+    fills = re.findall(r"(\S+) \(([\d.]+)\)", printed.splitlines()[0])
+    tokenizer = keras_llm.tokenizers.WordPieceTokenizer(vocab)
+    ids = [tokenizer.cls_token_id] + tokenizer("the king shall").numpy().tolist()
+    ids += [tokenizer.mask_token_id, tokenizer.sep_token_id]
+    logits = np.asarray(model({
+        "token_ids": np.array([ids], "int32"), "segment_ids": np.zeros((1, len(ids)), "int32"),
+        "padding_mask": np.ones((1, len(ids)), "int32"),
+        "mask_positions": np.array([[len(ids) - 2]], "int32"),
+    })["mlm_logits"], "float64")[0, 0]
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    top = np.argsort(-probabilities)[:5]
+    assert [t for t, _ in fills] == [vocabulary[i] for i in top]
+    np.testing.assert_allclose([float(p) for _, p in fills], probabilities[top], atol=1e-3)
+    again = run("export", "--model", "bert_tiny.keras", "--top-k", "3", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.strip().endswith("saved_models/bert_tiny/2")
+    assert [len(f) for f in keras_llm.cli._fill_from_saved_model(
+        str(tmp_path / "saved_models" / "bert_tiny" / "2"), "[MASK] king [MASK]")] == [3, 3]
 
 
 def test_train_from_a_tfds_source(tmp_path, monkeypatch):

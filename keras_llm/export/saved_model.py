@@ -45,14 +45,37 @@ def _task(model):
     if "final_layer_norm" in names and "embeddings" in names:
         return "causal_lm"
     inputs = set(model.input) if isinstance(model.input, dict) else set()
-    if {"token_ids", "segment_ids", "padding_mask"} <= inputs and len(model.outputs) == 1:
-        if len(model.outputs[0].shape) == 2:
-            return "classifier"
+    bert_inputs = {"token_ids", "segment_ids", "padding_mask"}
+    if bert_inputs | {"mask_positions"} == inputs and {"mlm_dense", "embeddings"} <= names:
+        return "masked_lm"
+    if bert_inputs == inputs and len(model.outputs) == 1 and len(model.outputs[0].shape) == 2:
+        return "classifier"
     raise ValueError(
-        "`model` must be a GPT from keras_llm.build_gpt or a classifier from "
-        f"keras_llm.build_bert_classifier. Received: model={model.name!r}. (Masked-LM "
-        "pretrainers are not exported yet.)"
+        "`model` must be a GPT from keras_llm.build_gpt, a masked LM from "
+        "keras_llm.build_bert_pretrainer or a classifier from keras_llm.build_bert_classifier. "
+        f"Received: model={model.name!r}"
     )
+
+
+def _bert_special_tokens(tokenizer, task, names):
+    for name in names:
+        if getattr(tokenizer, name, None) is None:
+            raise ValueError(
+                f"A {task} export needs a tokenizer with `{name}` (BERT's [CLS], [SEP], "
+                f"[MASK] in its vocabulary). Received: tokenizer={type(tokenizer).__name__}"
+            )
+
+
+def _bert_inputs(tokenizer, ids, sequence_length):
+    """[CLS] ids [SEP], the ids truncated to `sequence_length - 2`: dense BERT inputs."""
+    ids = ids[:, : sequence_length - 2]
+    rows = ids.nrows()
+    cls = tf.fill([rows, 1], tokenizer.cls_token_id)
+    sep = tf.fill([rows, 1], tokenizer.sep_token_id)
+    ids = tf.concat([cls, ids, sep], axis=1)
+    token_ids = ids.to_tensor(tokenizer.pad_token_id or 0)
+    padding_mask = tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32)
+    return token_ids, tf.zeros_like(token_ids), padding_mask
 
 
 class _CausalLMServing(tf.Module):
@@ -149,12 +172,7 @@ class _ClassifierServing(tf.Module):
         self.tokenizer = tokenizer
         self._label_names = tf.constant(label_names)
         self._sequence_length = sequence_length
-        for name in ("cls_token_id", "sep_token_id"):
-            if getattr(tokenizer, name, None) is None:
-                raise ValueError(
-                    f"A classifier export needs a tokenizer with `{name}` ([CLS]/[SEP] in "
-                    f"its vocabulary). Received: tokenizer={type(tokenizer).__name__}"
-                )
+        _bert_special_tokens(tokenizer, "classifier", ("cls_token_id", "sep_token_id"))
 
     def _outputs(self, token_ids, segment_ids, padding_mask):
         logits = self.model(
@@ -172,15 +190,9 @@ class _ClassifierServing(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
-        # [CLS] text [SEP], truncated to the model's sequence length.
-        ids = self.tokenizer(text)[:, : self._sequence_length - 2]
-        rows = ids.nrows()
-        cls = tf.fill([rows, 1], self.tokenizer.cls_token_id)
-        sep = tf.fill([rows, 1], self.tokenizer.sep_token_id)
-        ids = tf.concat([cls, ids, sep], axis=1)
-        token_ids = ids.to_tensor(self.tokenizer.pad_token_id or 0)
-        padding_mask = tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32)
-        outputs = self._outputs(token_ids, tf.zeros_like(token_ids), padding_mask)
+        outputs = self._outputs(
+            *_bert_inputs(self.tokenizer, self.tokenizer(text), self._sequence_length)
+        )
         del outputs["logits"]
         return outputs
 
@@ -196,6 +208,90 @@ class _ClassifierServing(tf.Module):
 
     def signatures(self):
         return {"serving_default": self.serve, "classify_ids": self.classify_ids}
+
+
+class _MaskedLMServing(tf.Module):
+    """Signatures of a masked-LM export; see saved_models/README.md."""
+
+    def __init__(self, model, tokenizer, top_k, sequence_length):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._top_k = top_k
+        self._sequence_length = sequence_length
+        self._mask_token_id = tokenizer.mask_token_id
+        self._tokens = tf.constant(tokenizer.vocabulary)
+        _bert_special_tokens(tokenizer, "masked-LM", ("cls_token_id", "sep_token_id", "mask_token_id"))
+
+    def _fill(self, token_ids, segment_ids, padding_mask, mask_positions):
+        length = tf.shape(token_ids)[1]
+        valid = mask_positions >= 0
+        tf.debugging.assert_less(
+            mask_positions, length,
+            message="mask_positions must be -1 (padding) or a position in token_ids",
+        )
+        outputs = self.model(
+            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
+             "mask_positions": tf.where(valid, mask_positions, 0)},
+            training=False,
+        )
+        logits = tf.cast(outputs["mlm_logits"], tf.float32)  # [B, M, V]
+        probabilities, token = tf.math.top_k(tf.nn.softmax(logits), k=self._top_k)
+        return {
+            "top_token_ids": tf.where(valid[..., None], token, -1),
+            "top_probabilities": tf.where(valid[..., None], probabilities, 0.0),
+            "mlm_logits": logits,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        # "[MASK]" in the text marks a blank: tokenize what is between the
+        # marks and put the mask token id in their place.
+        pieces = tf.strings.split(text, sep="[MASK]")  # [B, masks + 1]
+        piece_ids = self.tokenizer(pieces.flat_values)
+        mask = tf.RaggedTensor.from_tensor(tf.fill([piece_ids.nrows(), 1], self._mask_token_id))
+        ids = pieces.with_flat_values(tf.concat([piece_ids, mask], axis=1)).merge_dims(1, 2)
+        ids = ids[:, :-1]  # no mask after the last piece
+        token_ids, segment_ids, padding_mask = _bert_inputs(
+            self.tokenizer, ids, self._sequence_length
+        )
+        where = tf.where(tf.equal(token_ids, self._mask_token_id))  # [N, 2], row-major
+        mask_positions = tf.RaggedTensor.from_value_rowids(
+            tf.cast(where[:, 1], tf.int32), where[:, 0], nrows=tf.shape(text, tf.int64)[0]
+        ).to_tensor(-1)  # [B, M]
+        outputs = self._fill(token_ids, segment_ids, padding_mask, mask_positions)
+        top_token_ids = outputs["top_token_ids"]
+        # The text with each blank filled by its most likely token.
+        filled = tf.tensor_scatter_nd_update(
+            token_ids, where, tf.gather_nd(top_token_ids[..., 0], tf.where(mask_positions >= 0))
+        )
+        special = tf.reduce_any(
+            token_ids[..., None] == [self.tokenizer.cls_token_id, self.tokenizer.sep_token_id], -1
+        )  # only where [CLS] and [SEP] were put: text cannot hold them
+        kept = tf.ragged.boolean_mask(filled, (padding_mask > 0) & tf.logical_not(special))
+        return {
+            "mask_positions": mask_positions,
+            "top_token_ids": top_token_ids,
+            "top_tokens": tf.where(
+                top_token_ids >= 0, tf.gather(self._tokens, tf.maximum(top_token_ids, 0)), ""
+            ),
+            "top_probabilities": outputs["top_probabilities"],
+            "filled_text": self.tokenizer.detokenize(kept),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+            tf.TensorSpec([None, None], tf.int32, name="mask_positions"),
+        ]
+    )
+    def fill_ids(self, token_ids, segment_ids, padding_mask, mask_positions):
+        return self._fill(token_ids, segment_ids, padding_mask, mask_positions)
+
+    def signatures(self):
+        return {"serving_default": self.serve, "fill_ids": self.fill_ids}
 
 
 def export(
@@ -234,17 +330,28 @@ def export(
       `top_k`, `top_p`, `seed`: TF Serving cannot leave out a signature
       input, so the settings are a second signature), `generate_ids` (from
       `token_ids` and `padding_mask`) and `logits`.
+    - a masked LM: `serving_default` (`text` with `[MASK]` marking blanks ->
+      `mask_positions`, and per blank the `top_k` most likely
+      `top_token_ids`, `top_tokens`, `top_probabilities`; `filled_text`,
+      each blank filled with its most likely token) and `fill_ids` (from
+      `token_ids`, `segment_ids`, `padding_mask`, `mask_positions`; also
+      `mlm_logits`). Blanks are padded to the batch's most blanks with
+      position -1, token id -1, token `""` and probability 0. `[MASK]` is
+      recognised as written (case-sensitive), as Hugging Face's fill-mask
+      pipeline does; the text between blanks is tokenized as usual.
     - a classifier: `serving_default` (`text` -> `probabilities`,
       `label_id`, `label`) and `classify_ids` (also `logits`).
 
-    Text longer than the model's context is truncated: a classifier keeps
-    the first `max_sequence_length - 2` tokens; a GPT prompt keeps its last
+    Text longer than the model's context is truncated: a classifier or a
+    masked LM keeps the first `max_sequence_length - 2` tokens (a `[MASK]`
+    past them is dropped, with no position); a GPT prompt keeps its last
     tokens, leaving room for `max_new_tokens`. An empty GPT prompt starts
     from the tokenizer's `end_token_id`. Generated text is always valid
     UTF-8 (a byte-level model can stop inside a character: U+FFFD).
 
     Args:
-        model: A model from `keras_llm.build_gpt` or
+        model: A model from `keras_llm.build_gpt`,
+            `keras_llm.build_bert_pretrainer` or
             `keras_llm.build_bert_classifier`.
         path: The model's base directory, e.g. `"saved_models/gpt_nano"`.
         tokenizer: The tokenizer the model was trained with.
@@ -254,6 +361,8 @@ def export(
         max_new_tokens, temperature, top_k, top_p, seed: A GPT's
             `serving_default` settings; defaults: 64 (fewer if the context
             is shorter), greedy (0.0), 0 (no top-k), 1.0 (no top-p), 0.
+            For a masked LM, `top_k` is the number of fills per blank
+            (default 5, as in Hugging Face's fill-mask pipeline).
         stop_token_ids: A GPT's stop tokens; default: the tokenizer's
             `end_token_id`, if any.
 
@@ -293,12 +402,34 @@ def export(
             stop_token_ids = [] if end is None else [end]
         module = _CausalLMServing(model, tokenizer, defaults, list(stop_token_ids))
     else:
-        settings = [max_new_tokens, temperature, top_k, top_p, seed, stop_token_ids]
+        sequence_length = model.get_layer("embeddings").max_sequence_length
+        settings = [max_new_tokens, temperature, top_p, seed, stop_token_ids]
+        if task == "classifier":
+            settings.append(top_k)
         if any(value is not None for value in settings):
             raise ValueError(
-                "max_new_tokens, temperature, top_k, top_p, seed and stop_token_ids are for "
-                "GPT exports; this model is a classifier."
+                "max_new_tokens, temperature, top_p, seed and stop_token_ids are for GPT "
+                "exports (top_k for GPTs and masked LMs); this model is a "
+                f"{'classifier' if task == 'classifier' else 'masked LM'}."
             )
+    if task == "masked_lm":
+        if label_names is not None:
+            raise ValueError("`label_names` is for classifiers; this model is a masked LM.")
+        vocabulary_size = model.get_layer("embeddings").vocabulary_size
+        top_k = 5 if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
+            raise ValueError(
+                f"`top_k` (fills per [MASK]) must be an int in [1, {vocabulary_size}]. "
+                f"Received: top_k={top_k!r}"
+            )
+        if getattr(tokenizer, "vocabulary_size", None) != vocabulary_size:
+            raise ValueError(
+                f"The tokenizer's vocabulary ({getattr(tokenizer, 'vocabulary_size', None)} "
+                f"tokens) is not the model's ({vocabulary_size}). Received: "
+                f"tokenizer={type(tokenizer).__name__}"
+            )
+        module = _MaskedLMServing(model, tokenizer, top_k, sequence_length)
+    elif task == "classifier":
         num_classes = model.outputs[0].shape[-1]
         label_names = [str(i) for i in range(num_classes)] if label_names is None else label_names
         if len(label_names) != num_classes:
@@ -306,7 +437,6 @@ def export(
                 f"`label_names` must have one name per class ({num_classes}). "
                 f"Received: {len(label_names)} names"
             )
-        sequence_length = model.get_layer("embeddings").max_sequence_length
         module = _ClassifierServing(model, tokenizer, [str(n) for n in label_names], sequence_length)
     return _write_version(module, path, version, overwrite)
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tokenizers as hf
 
 import keras_llm
 from keras_llm.generation import Generator
@@ -35,11 +36,19 @@ def exports(tmp_path_factory):
     word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB)
     classifier_path = keras_llm.export(classifier, str(base / "classifier"), word_piece,
                                        label_names=["negative", "neutral", "positive"])
+    masked_lm = keras_llm.build_bert_pretrainer(
+        "bert_tiny", vocabulary_size=len(VOCAB), max_sequence_length=16
+    )
+    masked_lm_path = keras_llm.export(masked_lm, str(base / "masked_lm"), word_piece, top_k=4)
     return dict(gpt=gpt, gpt_path=gpt_path, tokenizer=byte_tokenizer, classifier=classifier,
-                classifier_path=classifier_path, word_piece=word_piece)
+                classifier_path=classifier_path, word_piece=word_piece, masked_lm=masked_lm,
+                masked_lm_path=masked_lm_path)
 
 
 TEXTS = ["The cat sat", "", "a dog!" * 40, "caf\u00e9 \U0001F642"]
+# Blanks: two, none, only blanks, next to words, past the context (dropped), lower-case.
+MASKED_TEXTS = ["The [MASK] sat on the [MASK].", "", "[MASK][MASK]", "a[MASK]dogs!",
+                "the cat " * 10 + "[MASK]", "the [mask] [MASK]"]
 
 TENSORFLOW_ONLY = textwrap.dedent(
     """
@@ -48,9 +57,9 @@ TENSORFLOW_ONLY = textwrap.dedent(
     from tensorflow.python.framework import op_def_registry
     before = set(sys.modules)  # `import tensorflow` itself imports parts of keras
     request = json.loads(sys.stdin.read())
-    texts = tf.constant([t.encode("utf-8") for t in request["texts"]])
     result = {"ops": {}}
-    for name in ("gpt", "classifier"):
+    for name in ("gpt", "classifier", "masked_lm"):
+        texts = tf.constant([t.encode("utf-8") for t in request["texts"][name]])
         loaded = tf.saved_model.load(request[name])
         ops = set()
         for signature in loaded.signatures.values():
@@ -61,7 +70,7 @@ TENSORFLOW_ONLY = textwrap.dedent(
         result["ops"][name] = sorted(ops)
         result[name] = {k: v.numpy().tolist() for k, v in loaded.signatures["serving_default"](text=texts).items()}
         if name == "gpt":
-            n = len(request["texts"])
+            n = len(request["texts"][name])
             sampled = loaded.signatures["generate"](
                 text=texts, max_new_tokens=tf.fill([n], 5), temperature=tf.fill([n], 0.8),
                 top_k=tf.fill([n], 20), top_p=tf.fill([n], 0.9), seed=tf.range(n))
@@ -69,6 +78,11 @@ TENSORFLOW_ONLY = textwrap.dedent(
             ids = tf.constant(request["ids"], tf.int32)
             result["logits"] = loaded.signatures["logits"](
                 token_ids=ids, padding_mask=tf.ones_like(ids))["logits"].numpy().tolist()
+        if name == "masked_lm":
+            ids = tf.constant(request["masked_ids"], tf.int32)
+            result["mlm_logits"] = loaded.signatures["fill_ids"](
+                token_ids=ids, segment_ids=tf.zeros_like(ids), padding_mask=tf.ones_like(ids),
+                mask_positions=tf.constant([[2, -1]]))["mlm_logits"].numpy().tolist()
     result["unregistered"] = sorted({op for ops in result["ops"].values() for op in ops
                                      if op_def_registry.get(op) is None})
     result["imported"] = sorted({m.split(".")[0] for m in set(sys.modules) - before}
@@ -80,8 +94,10 @@ TENSORFLOW_ONLY = textwrap.dedent(
 
 def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
     ids = [[72, 101, 108, 108, 111, 33]]
+    masked_ids = [[2, 5, 4, 7, 3]]
     request = dict(gpt=exports["gpt_path"], classifier=exports["classifier_path"],
-                   texts=TEXTS, ids=ids)
+                   masked_lm=exports["masked_lm_path"], ids=ids, masked_ids=masked_ids,
+                   texts=dict(gpt=TEXTS, classifier=TEXTS, masked_lm=MASKED_TEXTS))
     result = subprocess.run(
         [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
         text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -123,6 +139,45 @@ def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
     names = ["negative", "neutral", "positive"]
     assert served["classifier"]["label"] == [names[i] for i in probabilities.argmax(-1)]
 
+    # Masked LM: the ids of Hugging Face's BERT tokenizer (which knows
+    # "[MASK]"), truncated to the context; top-k of a float64 softmax.
+    reference = hf.BertWordPieceTokenizer({t: i for i, t in enumerate(VOCAB)}, lowercase=True)
+    reference.enable_truncation(16)
+    rows = [reference.encode(t).ids for t in MASKED_TEXTS]
+    assert [row.count(4) for row in rows] == [2, 0, 2, 1, 0, 1]  # a test of the test
+    out = served["masked_lm"]
+    positions = [[i for i, t in enumerate(row) if t == 4] for row in rows]
+    blanks = max(map(len, positions))
+    assert out["mask_positions"] == [p + [-1] * (blanks - len(p)) for p in positions]
+    for row, position, top_ids, top_tokens, top_probabilities, filled in zip(
+        rows, positions, out["top_token_ids"], out["top_tokens"], out["top_probabilities"],
+        out["filled_text"],
+    ):
+        logits = exports["masked_lm"]({
+            "token_ids": np.array([row], "int32"), "segment_ids": np.zeros((1, len(row)), "int32"),
+            "padding_mask": np.ones((1, len(row)), "int32"),
+            "mask_positions": np.array([position or [0]], "int32"),
+        })["mlm_logits"]
+        logits = np.asarray(logits, "float64")[0]
+        probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        expected = np.argsort(-probabilities, axis=-1, kind="stable")[:, :4]
+        for j in range(blanks):
+            if j < len(position):
+                assert top_ids[j] == expected[j].tolist()
+                np.testing.assert_allclose(top_probabilities[j], probabilities[j, expected[j]], atol=1e-5)
+                assert top_tokens[j] == [VOCAB[i] for i in expected[j]]
+            else:
+                assert top_ids[j] == [-1] * 4 and top_tokens[j] == [""] * 4
+                assert top_probabilities[j] == [0.0] * 4
+        best = dict(zip(position, expected[:, 0]))
+        words = [VOCAB[best.get(i, t)] for i, t in enumerate(row)][1:-1]
+        assert filled == " ".join(words).replace(" ##", "")
+    logits = exports["masked_lm"]({
+        "token_ids": np.array(masked_ids, "int32"), "segment_ids": np.zeros((1, 5), "int32"),
+        "padding_mask": np.ones((1, 5), "int32"), "mask_positions": np.array([[2, 0]], "int32"),
+    })["mlm_logits"]
+    np.testing.assert_allclose(served["mlm_logits"], logits, atol=1e-5)
+
 
 def test_saved_model_cli_lists_the_documented_signatures(exports):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -137,6 +192,11 @@ def test_saved_model_cli_lists_the_documented_signatures(exports):
                            capture_output=True, text=True, timeout=300)
     for name in ("serving_default", "classify_ids", "probabilities", "label_id", "['label']"):
         assert name in shown.stdout
+    shown = subprocess.run([cli, "show", "--dir", exports["masked_lm_path"], "--all"],
+                           capture_output=True, text=True, timeout=300)
+    for name in ("serving_default", "fill_ids", "mask_positions", "top_token_ids", "top_tokens",
+                 "top_probabilities", "filled_text", "mlm_logits"):
+        assert f"['{name}']" in shown.stdout or f"signature_def['{name}']" in shown.stdout
 
 
 def test_versions_are_numbered_written_atomically_and_never_overwritten(tmp_path, monkeypatch):
@@ -181,6 +241,15 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
     classifier = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"]
     out = classifier(text=tf.constant([b"\xff\xfe the cat", b"the cat"]))
     np.testing.assert_allclose(out["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)
+    masked_lm = tf.saved_model.load(exports["masked_lm_path"]).signatures
+    out = masked_lm["serving_default"](text=tf.constant([b"\xff the [MASK]", b"no blanks"]))
+    assert out["mask_positions"].numpy().tolist() == [[2], [-1]]
+    out = masked_lm["serving_default"](text=tf.constant(["no", "blanks"]))
+    assert out["top_token_ids"].shape == (2, 0, 4) and out["filled_text"].shape == (2,)
+    ids = tf.constant([[2, 5, 4, 3]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mask_positions must be -1"):
+        masked_lm["fill_ids"](token_ids=ids, segment_ids=tf.zeros_like(ids),
+                              padding_mask=tf.ones_like(ids), mask_positions=tf.constant([[4]]))
     # A prompt longer than the context keeps its last tokens.
     long_text = "x" * 100 + "The end"
     room = 48 - 4
@@ -193,27 +262,42 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
 def test_eight_threads_of_requests_get_the_sequential_answers(exports):
     gpt = tf.saved_model.load(exports["gpt_path"]).signatures["serving_default"]
     classifier = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"]
-    inputs = ["The cat sat", "", "a dog! a dog!", "good mat", "\u00e9t\u00e9", "the"]
+    masked_lm = tf.saved_model.load(exports["masked_lm_path"]).signatures["serving_default"]
+    inputs = ["The cat sat", "", "a dog! a [MASK]", "good [MASK] mat", "\u00e9t\u00e9", "the"]
 
     def request(n):
         text = tf.constant([inputs[n % len(inputs)]])
-        if n % 2:
+        if n % 3 == 1:
             return classifier(text=text)["probabilities"].numpy().round(6).tolist()
+        if n % 3 == 2:
+            return masked_lm(text=text)["top_probabilities"].numpy().round(6).tolist()
         return gpt(text=text)["generated_ids"].numpy().tolist()
 
-    sequential = [request(n) for n in range(2 * len(inputs))]
+    sequential = [request(n) for n in range(3 * len(inputs))]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(request, range(800)))
     assert answers == [sequential[n % len(sequential)] for n in range(800)]
 
 
 def test_export_refuses_what_it_cannot_serve(tmp_path):
+    backbone = keras_llm.build_bert("bert_tiny", vocabulary_size=len(VOCAB))
+    word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB)
+    with pytest.raises(ValueError, match="build_gpt, a masked LM"):
+        keras_llm.export(backbone, str(tmp_path / "m"), word_piece)
     pretrainer = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=len(VOCAB))
-    with pytest.raises(ValueError, match="build_gpt or a classifier"):
-        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB))
+    with pytest.raises(ValueError, match=r"`top_k` \(fills per \[MASK\]\) must be an int in \[1, 17\]"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), word_piece, top_k=0)
+    with pytest.raises(ValueError, match="max_new_tokens.*this model is a masked LM"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), word_piece, max_new_tokens=3)
+    with pytest.raises(ValueError, match="`mask_token_id`"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(
+            [t for t in VOCAB if t != "[MASK]"] + ["extra"]))
+    with pytest.raises(ValueError, match="vocabulary .16 tokens. is not the model's .17."):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:-1]))
     gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
     with pytest.raises(ValueError, match="max_new_tokens"):
         keras_llm.export(gpt, str(tmp_path / "g"), keras_llm.tokenizers.ByteTokenizer(), max_new_tokens=16)
     with pytest.raises(ValueError, match="tokenizer"):
         keras_llm.export(gpt, str(tmp_path / "g"), object())
-    assert not (tmp_path / "g").exists() or os.listdir(tmp_path / "g") == []
+    for name in ("g", "m"):
+        assert not (tmp_path / name).exists() or os.listdir(tmp_path / name) == []
