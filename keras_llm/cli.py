@@ -338,7 +338,13 @@ def _generate_from_saved_model(path, prompts, **settings):
     """Completions of `prompts` from an exported GPT's `generate` signature (TensorFlow only)."""
     import tensorflow as tf
 
-    generate = tf.saved_model.load(path).signatures["generate"]
+    signatures = tf.saved_model.load(path).signatures
+    if "generate" not in signatures:
+        raise ValueError(
+            f"{path} is not a GPT export (it has no `generate` signature; it has "
+            f"{', '.join(sorted(signatures))})"
+        )
+    generate = signatures["generate"]
     n = len(prompts)
     outputs = generate(
         text=tf.constant(prompts),
@@ -408,6 +414,8 @@ def generate(args, parser):
 
         try:
             completions = _generate_from_saved_model(version, args.prompt, **settings)
+        except ValueError as error:
+            parser.error(f"--model: {error}")
         except tf.errors.InvalidArgumentError as error:
             # The served graph's check says what was wrong: "assertion failed: [MESSAGE]".
             reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)

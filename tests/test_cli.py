@@ -148,6 +148,8 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path):
     assert again.returncode == 0 and again.stdout.strip().endswith("saved_models/bert_tiny/2")
     assert [len(f) for f in keras_llm.cli._fill_from_saved_model(
         str(tmp_path / "saved_models" / "bert_tiny" / "2"), "[MASK] king [MASK]")] == [3, 3]
+    wrong = run("generate", "--model", "saved_models/bert_tiny", "--prompt", "x", cwd=tmp_path)
+    assert wrong.returncode == 2 and "not a GPT export" in wrong.stderr and "fill_ids" in wrong.stderr
 
 
 def test_train_from_a_tfds_source(tmp_path, monkeypatch):
