@@ -213,6 +213,8 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
         self.max_input_chars_per_word = int(max_input_chars_per_word)
         self.vocabulary_size = len(self.vocabulary)
         self.unknown_token_id = self.vocabulary.index(unknown_token)
+        # No piece can match more characters than the longest token has.
+        self._longest_token = max(len(token) for token in self.vocabulary)
 
         removed, keys, values = _character_tables(self.lowercase, self.strip_accents)
         self._removed_boundaries = tf.constant(removed, tf.int32)
@@ -266,6 +268,8 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
         num_words = tf.shape(words)[0]
         too_long = lengths > self.max_input_chars_per_word
         max_length = tf.reduce_max(tf.concat([[1], tf.where(too_long, 0, lengths)], 0))
+        # Only prefixes that could be tokens: the work per step is [W, L].
+        max_length = tf.minimum(max_length, self._longest_token)
         candidate_lengths = tf.range(1, max_length + 1)  # [L]
 
         def step(i, start, unknown, pieces):
