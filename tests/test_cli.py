@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 import keras_llm
@@ -71,15 +72,19 @@ def test_train_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
 
 
-def test_bad_flags_are_named(tmp_path):
-    result = run("train", "--steps", "0", cwd=tmp_path)
-    assert result.returncode == 2 and "--steps must be positive; received 0" in result.stderr
-    result = run("train", "--preset", "gpt5", cwd=tmp_path)
-    assert result.returncode == 2 and "received 'gpt5'" in result.stderr
-    result = run("train", "--output", "model.h5", cwd=tmp_path)
-    assert result.returncode == 2 and "--output must end in .keras" in result.stderr
-    result = run("train", "--backup-every", "-1", cwd=tmp_path)
-    assert result.returncode == 2 and "--backup-every must be positive; received -1" in result.stderr
+def test_bad_flags_are_named(tmp_path, capsys, monkeypatch):
+    # Flags checked before training starts: in this process (no start-up per call).
+    monkeypatch.chdir(tmp_path)
+    for flags, message in (
+        (["--steps", "0"], "--steps must be positive; received 0"),
+        (["--preset", "gpt5"], "received 'gpt5'"),
+        (["--output", "model.h5"], "--output must end in .keras"),
+        (["--backup-every", "-1"], "--backup-every must be positive; received -1"),
+    ):
+        with pytest.raises(SystemExit) as exit:
+            keras_llm.cli.main(["train", *flags])
+        assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
     (tmp_path / "tiny.txt").write_text("a few words\n" * 60, encoding="utf-8")
     result = run("train", "--data", "tiny.txt", cwd=tmp_path)
     assert result.returncode == 2 and "does not fill one sequence of --sequence-length 128" in result.stderr
