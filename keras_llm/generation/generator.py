@@ -131,7 +131,7 @@ class Generator:
 
     def _empty_caches(self, batch_size, length):
         block = self._blocks[0]
-        shape = [batch_size, 2, length, block.num_heads, block.head_dim]
+        shape = [batch_size, 2, block.num_heads, length, block.head_dim]
         return [tf.zeros(shape, block.compute_dtype) for _ in self._blocks]
 
     def _prepare(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):

@@ -92,7 +92,7 @@ class TransformerBlock(keras.layers.Layer):
         return_attention_scores: Whether to also return the attention
             probabilities.
         cache: Optional key/value cache for incremental decoding, a tensor
-            `(batch_size, 2, cache_length, num_heads, head_dim)` (keys, then
+            `(batch_size, 2, num_heads, cache_length, head_dim)` (keys, then
             values, of every position so far; `cache_length` is fixed, so a
             decoding loop keeps static shapes). The inputs are the tokens at
             positions `cache_index ... cache_index + sequence_length - 1`:
@@ -245,13 +245,18 @@ class TransformerBlock(keras.layers.Layer):
         query = projections["query"](query_input)  # [B, T, N, H]
         key = projections["key"](key_input)  # [B, S, N, H]
         value = projections["value"](key_input)  # [B, S, N, H]
+        query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
         if cache is not None:
             # Write this step's keys and values at their positions, then
-            # attend over the whole fixed-size cache: [B, C, N, H] each.
-            cache = cache(ops.stack([key, value], axis=1))  # [B, 2, C, N, H]
-            key, value = cache[:, 0], cache[:, 1]
-        query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
-        scores = ops.einsum("btnh,bsnh->bnts", query, key)  # [B, N, T, S]
+            # attend over the whole fixed-size cache. It is head-major,
+            # [B, 2, N, C, H], so that both attention matmuls read it in
+            # place: batched over (B, N) with C, H the matrix dimensions.
+            new = ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))
+            cache = cache(new)  # [B, 2, N, C, H]
+            key, value = cache[:, 0], cache[:, 1]  # [B, N, C, H] each
+            scores = ops.einsum("btnh,bnsh->bnts", query, key)  # [B, N, T, C]
+        else:
+            scores = ops.einsum("btnh,bsnh->bnts", query, key)  # [B, N, T, S]
         # float32 on purpose: the masked fill and the softmax's sum over S
         # need its range and precision under mixed precision.
         scores = ops.cast(scores, "float32")
@@ -260,7 +265,10 @@ class TransformerBlock(keras.layers.Layer):
         probabilities = ops.softmax(scores, axis=-1)
         weights = ops.cast(probabilities, self.compute_dtype)
         dropped = self._dropout_layer(weights, training=training)
-        attended = ops.einsum("bnts,bsnh->btnh", dropped, value)  # [B, T, N, H]
+        if cache is not None:
+            attended = ops.einsum("bnts,bnsh->btnh", dropped, value)  # [B, T, N, H]
+        else:
+            attended = ops.einsum("bnts,bsnh->btnh", dropped, value)  # [B, T, N, H]
         outputs = projections["output"](attended)  # [B, T, D]
         return outputs, (probabilities if cache is None else cache)
 
@@ -365,9 +373,9 @@ class TransformerBlock(keras.layers.Layer):
                 "`padding_mask`, `attention_mask` and `return_attention_scores` are not "
                 "supported."
             )
-        # cache = [B, 2, C, N, H]; the inputs sit at positions
+        # cache = [B, 2, N, C, H]; the inputs sit at positions
         # cache_index ... cache_index + T - 1 of the C.
-        cache_length = ops.shape(cache)[2]
+        cache_length = ops.shape(cache)[3]
         positions = ops.arange(cache_length)  # [C]
         first = ops.cast(cache_index, positions.dtype)
         query_positions = first + ops.arange(length)  # [T]
@@ -376,25 +384,26 @@ class TransformerBlock(keras.layers.Layer):
         # and static shapes (XLA compiles it).
         if isinstance(length, int) and length == 1:
             # One token: a scatter, which XLA does in place. updates =
-            # [B * 2, N, H] at (b, keys or values, first).
-            batch = ops.shape(cache)[0]
-            rows = ops.repeat(ops.arange(batch), 2)
-            parts = ops.tile(ops.arange(2), [batch])
-            columns = ops.full_like(rows, first)
-            indices = ops.stack([rows, parts, columns], axis=1)  # [B * 2, 3]
+            # [B * 2 * N, H] at (b, keys or values, head, first).
+            batch, parts, heads = ops.shape(cache)[0], 2, self.num_heads
+            rows = ops.repeat(ops.arange(batch), parts * heads)
+            part = ops.tile(ops.repeat(ops.arange(parts), heads), [batch])
+            head = ops.tile(ops.arange(heads), [batch * parts])
+            column = ops.full_like(rows, first)
+            indices = ops.stack([rows, part, head, column], axis=1)  # [B * 2 * N, 4]
 
-            def write(new):  # new = [B, 2, 1, N, H]
-                updates = ops.reshape(new, (-1,) + tuple(new.shape[3:]))
+            def write(new):  # new = [B, 2, N, 1, H]
+                updates = ops.reshape(new, (-1, self.head_dim))
                 return ops.scatter_update(cache, indices, updates)
 
         else:
             # A prompt: padded to the cache length and merged.
             written = ops.logical_and(positions >= first, positions < first + length)
-            written = written[None, None, :, None, None]  # [1, 1, C, 1, 1]
+            written = written[None, None, None, :, None]  # [1, 1, 1, C, 1]
             after = cache_length - first - length
-            widths = [[0, 0], [0, 0], [first, after], [0, 0], [0, 0]]
+            widths = [[0, 0], [0, 0], [0, 0], [first, after], [0, 0]]
 
-            def write(new):  # new = [B, 2, T, N, H]
+            def write(new):  # new = [B, 2, N, T, H]
                 return ops.where(written, ops.pad(new, widths), cache)
 
         return mask, write
