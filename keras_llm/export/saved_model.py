@@ -226,10 +226,13 @@ class _MaskedLMServing(tf.Module):
     def _fill(self, token_ids, segment_ids, padding_mask, mask_positions):
         length = tf.shape(token_ids)[1]
         valid = mask_positions >= 0
-        tf.debugging.assert_less(
-            mask_positions, length,
-            message="mask_positions must be -1 (padding) or a position in token_ids",
-        )
+        message = "mask_positions must be -1 (padding) or a position in token_ids"
+        checks = [
+            tf.debugging.assert_less(mask_positions, length, message=message),
+            tf.debugging.assert_greater_equal(mask_positions, -1, message=message),
+        ]
+        with tf.control_dependencies(checks):
+            mask_positions = tf.identity(mask_positions)
         outputs = self.model(
             {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
              "mask_positions": tf.where(valid, mask_positions, 0)},

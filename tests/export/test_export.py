@@ -247,9 +247,10 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
     out = masked_lm["serving_default"](text=tf.constant(["no", "blanks"]))
     assert out["top_token_ids"].shape == (2, 0, 4) and out["filled_text"].shape == (2,)
     ids = tf.constant([[2, 5, 4, 3]])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="mask_positions must be -1"):
-        masked_lm["fill_ids"](token_ids=ids, segment_ids=tf.zeros_like(ids),
-                              padding_mask=tf.ones_like(ids), mask_positions=tf.constant([[4]]))
+    for bad in (4, -2):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="mask_positions must be -1"):
+            masked_lm["fill_ids"](token_ids=ids, segment_ids=tf.zeros_like(ids),
+                                  padding_mask=tf.ones_like(ids), mask_positions=tf.constant([[bad]]))
     # A prompt longer than the context keeps its last tokens.
     long_text = "x" * 100 + "The end"
     room = 48 - 4
