@@ -309,8 +309,11 @@ def train(args, parser):
     if is_bert:
         text = args.prompt if "[MASK]" in args.prompt else args.prompt.rstrip() + " [MASK]"
         print(f"sample (filled by the export):\n{text}")
-        for blank, fills in enumerate(_fill_from_saved_model(version, text), start=1):
+        blanks = _fill_from_saved_model(version, text)
+        for blank, fills in enumerate(blanks, start=1):
             print(f"  [MASK] {blank}: " + ", ".join(f"{t} ({p:.3f})" for t, p in fills))
+        if not blanks:
+            print(f"  (no [MASK] within the model's {max_length} tokens: nothing to fill)")
     else:
         context = model.get_layer("embeddings").max_sequence_length
         settings = dict(max_new_tokens=min(args.sample_length, context - 1), temperature=0.8,

@@ -219,9 +219,15 @@ class _MaskedLMServing(tf.Module):
         self.tokenizer = tokenizer
         self._top_k = top_k
         self._sequence_length = sequence_length
+        _bert_special_tokens(tokenizer, "masked-LM", ("cls_token_id", "sep_token_id", "mask_token_id"))
+        vocabulary_size = model.get_layer("embeddings").vocabulary_size
+        if tokenizer.vocabulary_size != vocabulary_size:  # fills are named by the tokenizer
+            raise ValueError(
+                f"The tokenizer's vocabulary ({tokenizer.vocabulary_size} tokens) is not the "
+                f"model's ({vocabulary_size}). Received: tokenizer={type(tokenizer).__name__}"
+            )
         self._mask_token_id = tokenizer.mask_token_id
         self._tokens = tf.constant(tokenizer.vocabulary)
-        _bert_special_tokens(tokenizer, "masked-LM", ("cls_token_id", "sep_token_id", "mask_token_id"))
 
     def _fill(self, token_ids, segment_ids, padding_mask, mask_positions):
         length = tf.shape(token_ids)[1]
@@ -230,6 +236,10 @@ class _MaskedLMServing(tf.Module):
         checks = [
             tf.debugging.assert_less(mask_positions, length, message=message),
             tf.debugging.assert_greater_equal(mask_positions, -1, message=message),
+            tf.debugging.assert_equal(
+                tf.shape(mask_positions)[0], tf.shape(token_ids)[0],
+                message="mask_positions must have one row per row of token_ids",
+            ),
         ]
         with tf.control_dependencies(checks):
             mask_positions = tf.identity(mask_positions)
@@ -258,7 +268,8 @@ class _MaskedLMServing(tf.Module):
         token_ids, segment_ids, padding_mask = _bert_inputs(
             self.tokenizer, ids, self._sequence_length
         )
-        where = tf.where(tf.equal(token_ids, self._mask_token_id))  # [N, 2], row-major
+        # [N, 2], row-major; padding is never a blank, whatever its id.
+        where = tf.where(tf.equal(token_ids, self._mask_token_id) & (padding_mask > 0))
         mask_positions = tf.RaggedTensor.from_value_rowids(
             tf.cast(where[:, 1], tf.int32), where[:, 0], nrows=tf.shape(text, tf.int64)[0]
         ).to_tensor(-1)  # [B, M]
@@ -409,11 +420,15 @@ def export(
         settings = [max_new_tokens, temperature, top_p, seed, stop_token_ids]
         if task == "classifier":
             settings.append(top_k)
-        if any(value is not None for value in settings):
+        given = {name: value for name, value in zip(
+            ["max_new_tokens", "temperature", "top_p", "seed", "stop_token_ids", "top_k"], settings
+        ) if value is not None}
+        if given:
             raise ValueError(
                 "max_new_tokens, temperature, top_p, seed and stop_token_ids are for GPT "
                 "exports (top_k for GPTs and masked LMs); this model is a "
-                f"{'classifier' if task == 'classifier' else 'masked LM'}."
+                f"{'classifier' if task == 'classifier' else 'masked LM'}. Received: "
+                + ", ".join(f"{name}={value!r}" for name, value in given.items())
             )
     if task == "masked_lm":
         if label_names is not None:
@@ -424,12 +439,6 @@ def export(
             raise ValueError(
                 f"`top_k` (fills per [MASK]) must be an int in [1, {vocabulary_size}]. "
                 f"Received: top_k={top_k!r}"
-            )
-        if getattr(tokenizer, "vocabulary_size", None) != vocabulary_size:
-            raise ValueError(
-                f"The tokenizer's vocabulary ({getattr(tokenizer, 'vocabulary_size', None)} "
-                f"tokens) is not the model's ({vocabulary_size}). Received: "
-                f"tokenizer={type(tokenizer).__name__}"
             )
         module = _MaskedLMServing(model, tokenizer, top_k, sequence_length)
     elif task == "classifier":

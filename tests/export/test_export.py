@@ -251,6 +251,10 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
         with pytest.raises(tf.errors.InvalidArgumentError, match="mask_positions must be -1"):
             masked_lm["fill_ids"](token_ids=ids, segment_ids=tf.zeros_like(ids),
                                   padding_mask=tf.ones_like(ids), mask_positions=tf.constant([[bad]]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one row per row of token_ids"):
+        masked_lm["fill_ids"](token_ids=ids, segment_ids=tf.zeros_like(ids),
+                              padding_mask=tf.ones_like(ids), mask_positions=tf.constant([[2], [2]]))
+
     # A prompt longer than the context keeps its last tokens.
     long_text = "x" * 100 + "The end"
     room = 48 - 4
@@ -258,6 +262,15 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
     assert generate([long_text], [4])["generated_ids"].numpy().tolist() == generate([tail], [4])[
         "generated_ids"
     ].numpy().tolist()
+
+
+def test_padding_is_never_a_blank_even_when_mask_has_the_padding_id(tmp_path):
+    vocabulary = ["[MASK]", "[UNK]", "[CLS]", "[SEP]", "the", "cat"]  # no [PAD]: pads with 0
+    model = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=6, num_layers=1)
+    path = keras_llm.export(model, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(vocabulary))
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    out = served(text=tf.constant(["the [MASK]", "the cat the cat"]))
+    assert out["mask_positions"].numpy().tolist() == [[2], [-1]]
 
 
 def test_eight_threads_of_requests_get_the_sequential_answers(exports):
@@ -288,11 +301,13 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
     pretrainer = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=len(VOCAB))
     with pytest.raises(ValueError, match=r"`top_k` \(fills per \[MASK\]\) must be an int in \[1, 17\]"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), word_piece, top_k=0)
-    with pytest.raises(ValueError, match="max_new_tokens.*this model is a masked LM"):
+    with pytest.raises(ValueError, match="max_new_tokens.*this model is a masked LM. Received: max_new_tokens=3"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), word_piece, max_new_tokens=3)
     with pytest.raises(ValueError, match="`mask_token_id`"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(
             [t for t in VOCAB if t != "[MASK]"] + ["extra"]))
+    with pytest.raises(ValueError, match="`cls_token_id`.*ByteTokenizer"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.ByteTokenizer())
     with pytest.raises(ValueError, match="vocabulary .16 tokens. is not the model's .17."):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:-1]))
     gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)

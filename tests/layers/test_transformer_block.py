@@ -203,9 +203,9 @@ def test_cached_decoding_equals_the_full_causal_pass():
     block = TransformerBlock(
         num_heads=2, intermediate_dim=16, causal=True, normalize_first=True
     )
-    x = np.random.default_rng(0).normal(size=(2, 7, 8)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(3, 7, 8)).astype("float32")
     full = np.asarray(block(x))
-    cache = np.zeros((2, 2, 2, 10, 4), "float32")  # [B, 2, N, C, H]: room for 10 positions
+    cache = np.zeros((3, 2, 2, 10, 4), "float32")  # [B, 2, N, C, H]: room for 10 positions
     y, cache = block(x[:, :4], cache=cache, cache_index=0)  # a 4-token prompt
     outputs = [np.asarray(y)]
     for i in range(4, 7):  # then one token at a time
