@@ -53,3 +53,10 @@ def with_batch_seeds(dataset, seed):
 def column(rows, value):
     """A `[rows, 1]` ragged column of `value`, to concatenate special ids onto rows."""
     return tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value))
+
+
+def add_specials(ids, cls_id, sep_id, sequence_length):
+    """[C, None] ids -> [CLS] ids[: sequence_length - 2] [SEP] (ragged)."""
+    ids = ids[:, : sequence_length - 2]
+    rows = ids.nrows()
+    return tf.concat([column(rows, cls_id), ids, column(rows, sep_id)], axis=1)

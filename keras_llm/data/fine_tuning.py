@@ -2,7 +2,13 @@
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column, special_id
+from keras_llm.data._pipeline import (
+    TOKENIZE_CHUNK,
+    add_specials,
+    as_dataset,
+    check_positive,
+    special_id,
+)
 
 
 def _label_ids(labels, label_names, argument):
@@ -26,13 +32,6 @@ def _label_ids(labels, label_names, argument):
     )
     with tf.control_dependencies([check]):
         return tf.identity(ids)
-
-
-def _add_specials(ids, cls_id, sep_id, sequence_length):
-    """[C, None] ids -> [CLS] ids[: sequence_length - 2] [SEP]."""
-    ids = ids[:, : sequence_length - 2]
-    rows = ids.nrows()
-    return tf.concat([column(rows, cls_id), ids, column(rows, sep_id)], axis=1)
 
 
 def _bucket_boundaries(sequence_length):
@@ -167,7 +166,7 @@ def classification_dataset(
     data = _shuffled(data, shuffle, shuffle_buffer, seed, repeat)
 
     def encode(texts, labels):
-        ids = _add_specials(tf.cast(tokenizer(texts), tf.int32), cls_id, sep_id, sequence_length)
+        ids = add_specials(tf.cast(tokenizer(texts), tf.int32), cls_id, sep_id, sequence_length)
         x = {
             "token_ids": ids,
             "segment_ids": tf.zeros_like(ids),
@@ -270,9 +269,9 @@ def token_tagging_dataset(
         piece_tags = tf.where(first, tf.gather(tags.flat_values, pieces.value_rowids()), 0)
         splits = tf.gather(pieces.row_splits, words.row_splits)  # example -> piece splits
         by_example = lambda values: tf.RaggedTensor.from_row_splits(values, splits)
-        ids = _add_specials(by_example(pieces.flat_values), cls_id, sep_id, sequence_length)
-        labels = _add_specials(by_example(piece_tags), 0, 0, sequence_length)
-        weights = _add_specials(by_example(tf.cast(first, tf.int32)), 0, 0, sequence_length)
+        ids = add_specials(by_example(pieces.flat_values), cls_id, sep_id, sequence_length)
+        labels = add_specials(by_example(piece_tags), 0, 0, sequence_length)
+        weights = add_specials(by_example(tf.cast(first, tf.int32)), 0, 0, sequence_length)
         x = {
             "token_ids": ids,
             "segment_ids": tf.zeros_like(ids),

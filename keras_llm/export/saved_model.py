@@ -6,6 +6,7 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_llm.data._pipeline import add_specials
 from keras_llm.generation import Generator
 from keras_llm.generation.generator import PROMPT_SPECS, SETTING_SPECS
 from keras_llm.tokenizers import (
@@ -68,11 +69,7 @@ def _bert_special_tokens(tokenizer, task, names):
 
 def _bert_inputs(tokenizer, ids, sequence_length):
     """[CLS] ids [SEP], the ids truncated to `sequence_length - 2`: dense BERT inputs."""
-    ids = ids[:, : sequence_length - 2]
-    rows = ids.nrows()
-    cls = tf.fill([rows, 1], tokenizer.cls_token_id)
-    sep = tf.fill([rows, 1], tokenizer.sep_token_id)
-    ids = tf.concat([cls, ids, sep], axis=1)
+    ids = add_specials(ids, tokenizer.cls_token_id, tokenizer.sep_token_id, sequence_length)
     token_ids = ids.to_tensor(tokenizer.pad_token_id or 0)
     padding_mask = tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32)
     return token_ids, tf.zeros_like(token_ids), padding_mask
@@ -227,7 +224,6 @@ class _MaskedLMServing(tf.Module):
                 f"model's ({vocabulary_size}). Received: tokenizer={type(tokenizer).__name__}"
             )
         self._mask_token_id = tokenizer.mask_token_id
-        self._tokens = tf.constant(tokenizer.vocabulary)
 
     def _fill(self, token_ids, segment_ids, padding_mask, mask_positions):
         length = tf.shape(token_ids)[1]
@@ -286,8 +282,11 @@ class _MaskedLMServing(tf.Module):
         return {
             "mask_positions": mask_positions,
             "top_token_ids": top_token_ids,
+            # Each id detokenized alone: its token.
             "top_tokens": tf.where(
-                top_token_ids >= 0, tf.gather(self._tokens, tf.maximum(top_token_ids, 0)), ""
+                top_token_ids >= 0,
+                self.tokenizer.detokenize(tf.maximum(top_token_ids, 0)[..., None]),
+                "",
             ),
             "top_probabilities": outputs["top_probabilities"],
             "filled_text": self.tokenizer.detokenize(kept),
