@@ -1,114 +1,21 @@
-"""The `keras-llm` command.
+"""The commands of `keras-llm`: train, generate, export.
 
-Every flag is declared once, in `TRAIN_FLAGS`, with its default and help text.
+The flags, the parser and the start-up are in `keras_llm_cli` (a module beside
+this package, so that `--help` needs no TensorFlow); each command here takes
+the parsed `args` and its subcommand's `parser`, whose `error` reports a user
+error in one line with exit status 2.
 """
 
-import argparse
+import hashlib
 import json
-import logging
 import os
 import re
 import sys
 import tempfile
 import time
 
-TRAIN_FLAGS = {
-    "--preset": dict(
-        default="gpt_nano",
-        help="A GPT preset (keras_llm.GPT_PRESETS: causal-LM training) or a BERT preset "
-        "(keras_llm.BERT_PRESETS: masked-LM + next-sentence pre-training).",
-    ),
-    "--data": dict(
-        default=None,
-        help="A .txt/.csv/.tsv/.jsonl file, a glob of them, or tfds:NAME. Default: the "
-        "embedded corpus (the Python standard library's docstrings).",
-    ),
-    "--text-field": dict(default=None, help="The text column/key/feature of --data."),
-    "--split": dict(default="train", help="The TFDS split of tfds:NAME, slicing allowed."),
-    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
-    "--tokenizer": dict(
-        default=None,
-        help="byte (GPT only), a BERT vocab.txt, a GPT-2 vocab.json (merges.txt beside it), "
-        "or train:SIZE to learn one from --data (WordPiece for BERT, byte-level BPE for "
-        "GPT). Default: byte for GPT, train:8192 for BERT.",
-    ),
-    "--steps": dict(type=int, default=800, help="Training steps (batches)."),
-    "--batch-size": dict(type=int, default=32, help="Sequences per batch."),
-    "--sequence-length": dict(type=int, default=128, help="Tokens per sequence."),
-    "--learning-rate": dict(
-        type=float, default=None,
-        help="Peak learning rate. Default: 2e-3 for gpt_nano, 1e-3 for bert_tiny to "
-        "bert_small, else keras_llm.training.PEAK_LEARNING_RATE of the objective.",
-    ),
-    "--output": dict(
-        default=None,
-        help="Where to save the trained model (.keras); the tokenizer goes beside it as "
-        "NAME.tokenizer.json. Default: PRESET.keras.",
-    ),
-    "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
-    "--strategy": dict(
-        default="auto", choices=("auto", "default", "mirrored", "multi_worker", "tpu"),
-        help="The tf.distribute strategy (keras_llm.distribute.get_strategy); auto picks a TPU, "
-        "several workers (TF_CONFIG), several GPUs or one device, and says why. "
-        "--batch-size is the global batch, split across replicas.",
-    ),
-    "--precision": dict(
-        default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-        help="Weights stay float32; mixed_* run matmuls in bfloat16/float16 (float16 with loss scaling).",
-    ),
-    "--jit-compile": dict(
-        default="auto", nargs="?", const="on", choices=("auto", "on", "off"),
-        help="XLA compilation of the train step: auto (on for one GPU; off on CPUs and under "
-        "multi-replica strategies, where Keras 3 cannot compile it), on (also plain "
-        "--jit-compile) or off.",
-    ),
-    "--backup-dir": dict(
-        default=None,
-        help="Where training state is backed up, so that rerunning the same command after a "
-        "kill resumes where it stopped; removed once the model is saved. "
-        "Default: OUTPUT without .keras, plus _backup.",
-    ),
-    "--backup-every": dict(type=int, default=100, help="Steps between backups."),
-    "--logdir": dict(default=None, help="Write TensorBoard logs here (the chief only)."),
-    "--prompt": dict(
-        default="Return the ",
-        help="Text of the sample printed after training: a GPT continues it; a BERT fills its "
-        "[MASK]s (one is appended if it has none).",
-    ),
-    "--sample-length": dict(type=int, default=200, help="Tokens of the GPT sample."),
-    "--export": dict(
-        default=None,
-        help="Where the trained model is exported for TF Serving (a new version directory "
-        "inside; the sample comes from it). Default: saved_models/NAME, NAME from --output.",
-    ),
-}
-
-GENERATE_FLAGS = {
-    "--model": dict(
-        required=True,
-        help="A .keras file (its NAME.tokenizer.json beside it) or an exported SavedModel: a "
-        "version directory or its base directory (the latest version is used).",
-    ),
-    "--prompt": dict(action="append", required=True, help="A prompt; repeat for a batch."),
-    "--max-new-tokens": dict(type=int, default=64, help="Most tokens added to each prompt."),
-    "--temperature": dict(type=float, default=0.0, help="0: greedy; else sample at this temperature."),
-    "--top-k": dict(type=int, default=0, help="Sample among the k most likely tokens (0: all)."),
-    "--top-p": dict(type=float, default=1.0, help="Sample from the top-p probability mass (1: all)."),
-    "--seed": dict(type=int, default=0, help="Seed of the sampling."),
-}
-
-EXPORT_FLAGS = {
-    "--model": dict(required=True, help="A .keras file from keras-llm train (NAME.tokenizer.json beside it)."),
-    "--output": dict(default=None, help="The base directory; default: saved_models/NAME."),
-    "--version": dict(type=int, default=None, help="The version number; default: the next free one."),
-    "--overwrite": dict(action="store_true", help="Replace an existing --version."),
-    "--label-names": dict(default=None, help="A classifier's class names, comma-separated."),
-    "--max-new-tokens": dict(type=int, default=None, help="A GPT's serving_default max_new_tokens."),
-    "--top-k": dict(
-        type=int, default=None,
-        help="A masked LM's fills per [MASK] (default 5), or a GPT's serving_default top-k.",
-    ),
-}
+from keras_llm._atomic import atomic_output, write_text
+from keras_llm_cli import main  # noqa: F401  (python -m keras_llm.cli)
 
 # Learning rates that suit the small presets trained for a few hundred steps.
 SMALL_PRESET_LEARNING_RATE = {
@@ -181,19 +88,18 @@ def train(args, parser):
     import keras_llm
 
     is_bert = args.preset in keras_llm.BERT_PRESETS
-    if not is_bert and args.preset not in keras_llm.GPT_PRESETS:
-        parser.error(
-            f"--preset must be one of {', '.join(sorted(keras_llm.GPT_PRESETS))} or "
-            f"{', '.join(sorted(keras_llm.BERT_PRESETS))}; received {args.preset!r}"
-        )
     # First: a multi-worker strategy must exist before TensorFlow runs any op.
     strategy = keras_llm.distribute.get_strategy(args.strategy)
     chief = keras_llm.distribute.is_chief(strategy)
     keras.utils.set_random_seed(args.seed)
 
-    texts = keras_llm.data.load_texts(
-        args.data, text_field=args.text_field, split=args.split, data_dir=args.data_dir
-    )
+    try:
+        texts = keras_llm.data.load_texts(
+            args.data, text_field=args.text_field, split=args.split, data_dir=args.data_dir,
+            download=args.download,
+        )
+    except (OSError, ValueError) as error:  # a missing, empty or malformed source
+        parser.error(f"--data: {error}")
     if is_bert:  # segments are lines (BERT's one-sentence-per-line files)
         texts = texts.flat_map(
             lambda t: tf.data.Dataset.from_tensor_slices(tf.strings.split(t, "\n"))
@@ -239,7 +145,12 @@ def train(args, parser):
     validation_data = pipeline(
         validation_texts, tokenizer, shuffle=False, drop_remainder=full_batches, **shape
     ).take(8).cache()
-    if next(iter(validation_data), None) is None:
+    # Read it whole once: the cache is complete (a partly read cache is
+    # discarded, with a warning), and the known number of batches spares
+    # Keras's "Your input ran out of data" when evaluate reaches its end.
+    batches = sum(1 for _ in validation_data)
+    validation_data = validation_data.apply(tf.data.experimental.assert_cardinality(batches))
+    if not batches:
         needed = (
             f"one batch (--batch-size {args.batch_size} sequences of --sequence-length "
             f"{args.sequence_length})" if full_batches
@@ -275,7 +186,7 @@ def train(args, parser):
         if chief:
             config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
             os.makedirs(args.backup_dir, exist_ok=True)
-            _write_atomically(backup_tokenizer, _write_text(config))
+            write_text(backup_tokenizer, config)
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
     # Up to ten epochs (validation after each) of equal length: exactly --steps steps.
     epochs = max(d for d in range(1, 11) if args.steps % d == 0)
@@ -298,10 +209,10 @@ def train(args, parser):
 
     if not chief:  # the chief samples and writes; the other workers are done
         return 0
-    _write_atomically(args.output, model.save, suffix=".keras")
+    with atomic_output(args.output) as temporary:
+        model.save(temporary)
     tokenizer_path = stem + ".tokenizer.json"
-    config = json.dumps(keras.saving.serialize_keras_object(tokenizer))
-    _write_atomically(tokenizer_path, _write_text(config))
+    write_text(tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
     print(f"saved: {args.output} and {tokenizer_path}")
     export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
     version = keras_llm.export(model, export_base, tokenizer)
@@ -337,8 +248,11 @@ def _latest_version(path):
     return os.path.join(path, str(max(versions)))
 
 
-def _generate_from_saved_model(path, prompts, **settings):
-    """Completions of `prompts` from an exported GPT's `generate` signature (TensorFlow only)."""
+def _generate_from_saved_model(path, prompts, seeds, **settings):
+    """Completions of `prompts` from an exported GPT's `generate` signature (TensorFlow only).
+
+    `seeds` has one seed per prompt; the other settings apply to every prompt.
+    """
     import tensorflow as tf
 
     signatures = tf.saved_model.load(path).signatures
@@ -350,12 +264,12 @@ def _generate_from_saved_model(path, prompts, **settings):
     generate = signatures["generate"]
     n = len(prompts)
     outputs = generate(
-        text=tf.constant(prompts),
+        text=tf.constant(prompts, tf.string, shape=[n]),
         max_new_tokens=tf.fill([n], settings["max_new_tokens"]),
         temperature=tf.fill([n], float(settings["temperature"])),
         top_k=tf.fill([n], settings["top_k"]),
         top_p=tf.fill([n], float(settings["top_p"])),
-        seed=tf.fill([n], settings["seed"]),
+        seed=tf.constant(seeds, tf.int32, shape=[n]),
     )
     return [t.decode("utf-8") for t in outputs["generated_text"].numpy()]
 
@@ -386,26 +300,90 @@ def _load_trained(path, parser):
         parser.error(f"--model: no such file {path!r}")
     if not os.path.isfile(tokenizer_path):
         parser.error(f"--model {path!r} needs its tokenizer beside it; {tokenizer_path!r} does not exist")
-    with open(tokenizer_path, encoding="utf-8") as f:
-        tokenizer = keras.saving.deserialize_keras_object(json.load(f))
-    return keras.saving.load_model(path), tokenizer
+    try:
+        with open(tokenizer_path, encoding="utf-8") as f:
+            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
+    except (ValueError, TypeError, KeyError) as error:  # JSONDecodeError is a ValueError
+        parser.error(
+            f"--model {path!r}: its tokenizer {tokenizer_path!r} is not a keras_llm tokenizer "
+            f"config as `keras-llm train` writes it ({type(error).__name__}: {error})"
+        )
+    try:
+        # Generation and export need no optimizer: not compiling skips its state.
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras reports a damaged zip as "File not found"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        parser.error(
+            f"--model {path!r} is not a loadable .keras model (truncated or damaged? a "
+            f".keras file is a zip archive): {reason}"
+        )
+    return model, tokenizer
+
+
+def _read_prompts(args, parser):
+    """--prompt values, then the lines of --prompt-file (- for standard input)."""
+    prompts = list(args.prompt or [])
+    if args.prompt_file is not None:
+        try:
+            if args.prompt_file == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.prompt_file, encoding="utf-8") as f:
+                    text = f.read()
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"--prompt-file {args.prompt_file!r}: {error}")
+        prompts += [line for line in text.splitlines() if line.strip()]
+    if not prompts:
+        parser.error("give at least one prompt: --prompt TEXT or --prompt-file FILE (- for stdin)")
+    return prompts
+
+
+def row_seed(seed, prompt, sample):
+    """The sampling seed of one row: a hash of (--seed, the prompt, the sample number).
+
+    Rows sharing a seed share their sampling noise (the same draw at the same
+    step), so each row gets its own; deriving it from the prompt rather than
+    the row's position keeps "the same prompt and --seed give the same text"
+    true alone, in any batch and at any position.
+    """
+    digest = hashlib.blake2b(f"{seed}\0{sample}\0{prompt}".encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def _cut_at_stop_strings(text, stops):
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def generate(args, parser):
     """Continues prompts with a GPT from a .keras file or an exported SavedModel."""
     if args.max_new_tokens < 0:
         parser.error(f"--max-new-tokens must be >= 0; received {args.max_new_tokens}")
-    settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                    top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    _positive(parser, args, ["num_beams", "num_samples"])
+    if args.num_samples > 1 and (args.temperature == 0 or args.num_beams > 1):
+        parser.error(
+            f"--num-samples {args.num_samples} needs sampling (--temperature > 0, no "
+            "--num-beams): greedy decoding and beam search give one text per prompt"
+        )
+    if args.stop is not None and "" in args.stop:
+        parser.error("--stop must not be empty")
+    prompts = _read_prompts(args, parser)
+    # Each prompt's samples, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
+    rows = [(n, prompt, sample) for n, prompt in enumerate(prompts) for sample in range(args.num_samples)]
+    texts = [prompt for _, prompt, _ in rows]
+    seeds = [row_seed(args.seed, prompt, sample) for _, prompt, sample in rows]
     if args.model.endswith(".keras"):
         import keras_llm
 
         model, tokenizer = _load_trained(args.model, parser)
+        if args.num_beams > 1:
+            sampling = dict(num_beams=args.num_beams)
+        else:
+            sampling = dict(temperature=args.temperature, top_k=args.top_k or None,
+                            top_p=None if args.top_p == 1.0 else args.top_p, seed=seeds)
         try:
             completions = keras_llm.generate(
-                model, args.prompt, args.max_new_tokens, tokenizer=tokenizer,
-                temperature=args.temperature, top_k=args.top_k or None,
-                top_p=None if args.top_p == 1.0 else args.top_p, seed=args.seed,
+                model, texts, args.max_new_tokens, tokenizer=tokenizer, **sampling
             )
         except ValueError as error:
             parser.error(str(error))
@@ -413,18 +391,27 @@ def generate(args, parser):
         version = _latest_version(args.model)
         if version is None:
             parser.error(f"--model {args.model!r} is neither a .keras file nor an exported SavedModel")
+        if args.num_beams > 1:
+            parser.error(
+                f"--num-beams {args.num_beams}: beam search runs from a .keras model; an export "
+                "serves sampling and greedy decoding (its `generate` signature)"
+            )
         import tensorflow as tf
 
+        settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p)
         try:
-            completions = _generate_from_saved_model(version, args.prompt, **settings)
+            completions = _generate_from_saved_model(version, texts, seeds, **settings)
         except ValueError as error:
             parser.error(f"--model: {error}")
         except tf.errors.InvalidArgumentError as error:
             # The served graph's check says what was wrong: "assertion failed: [MESSAGE]".
             reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
-            parser.error(reason.group(1) if reason else error.message)
-    for prompt, completion in zip(args.prompt, completions):
-        print(prompt + completion)
+            parser.error(reason.group(1) if reason else error.message.splitlines()[0])
+    for (n, prompt, sample), completion in zip(rows, completions):
+        if args.num_samples > 1:
+            print(f"# prompt {n + 1}, sample {sample + 1}")
+        print(prompt + _cut_at_stop_strings(completion, args.stop or []))
     return 0
 
 
@@ -442,63 +429,10 @@ def export(args, parser):
             model, output, tokenizer, version=args.version, overwrite=args.overwrite,
             label_names=names, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
         )
-    except (ValueError, FileExistsError) as error:
-        parser.error(str(error))
+    except (ValueError, OSError) as error:  # FileExistsError among them
+        parser.error(f"exporting {args.model!r} to --output {output!r}: {error}")
     print(f"exported: {version}")
     return 0
-
-
-def _write_atomically(path, write, suffix=""):
-    """Runs `write(temporary_path)` beside `path`, then renames the file into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=directory)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def _write_text(text):
-    def write(path):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return write
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-llm", description="Build, train and use transformer language models."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser(
-        "train",
-        help="Train a GPT or a BERT; by default gpt_nano on the built-in corpus.",
-        description=train.__doc__,
-    )
-    for flag, spec in TRAIN_FLAGS.items():
-        train_parser.add_argument(flag, **spec)
-    for name, flags, handler in (("generate", GENERATE_FLAGS, generate), ("export", EXPORT_FLAGS, export)):
-        sub = commands.add_parser(name, help=handler.__doc__.splitlines()[0], description=handler.__doc__)
-        for flag, spec in flags.items():
-            sub.add_argument(flag, **spec)
-    return parser
-
-
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    logging.basicConfig(format="%(message)s")
-    logging.getLogger("keras_llm").setLevel(logging.INFO)  # strategy choice, resumption
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    commands = {"train": train, "generate": generate, "export": export}
-    return commands[args.command](args, parser)
 
 
 if __name__ == "__main__":

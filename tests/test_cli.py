@@ -77,7 +77,7 @@ def test_bad_flags_are_named(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for flags, message in (
         (["--steps", "0"], "--steps must be positive; received 0"),
-        (["--preset", "gpt5"], "received 'gpt5'"),
+        (["--preset", "gpt5"], "invalid choice: 'gpt5'"),
         (["--output", "model.h5"], "--output must end in .keras"),
         (["--backup-every", "-1"], "--backup-every must be positive; received -1"),
     ):

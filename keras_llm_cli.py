@@ -1,0 +1,248 @@
+"""The `keras-llm` command: its flags, its parser and its start-up.
+
+This module sits beside the `keras_llm` package, not inside it, so that
+`keras-llm --help` and flag errors answer in a fraction of a second: importing
+anything inside `keras_llm` imports the whole package (which must register its
+layers with Keras on `import keras_llm`, so that `keras.saving.load_model`
+needs no `custom_objects`), and with it TensorFlow (4-7 s). TensorFlow is
+imported only when a command runs, and its C++ start-up lines are kept off the
+terminal unless `--verbose` (they are printed if the import fails). The
+commands themselves are in `keras_llm/cli.py`.
+
+Every flag is declared once, here, with its default and help text.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import warnings
+
+# The preset names, for --help and --preset's choices without importing
+# TensorFlow; tests/test_cli.py checks them against keras_llm's presets.
+GPT_PRESET_NAMES = ("gpt_nano", "gpt2_small", "gpt2_medium", "gpt2_large", "gpt2_xl")
+BERT_PRESET_NAMES = ("bert_tiny", "bert_mini", "bert_small", "bert_medium", "bert_base", "bert_large")
+
+COMMON_FLAGS = {
+    "--verbose": dict(
+        action="store_true",
+        help="Show TensorFlow's start-up and C++ log lines and Python warnings of "
+        "TensorFlow and Keras (hidden by default).",
+    ),
+}
+
+TRAIN_FLAGS = {
+    "--preset": dict(
+        default="gpt_nano", choices=GPT_PRESET_NAMES + BERT_PRESET_NAMES, metavar="PRESET",
+        help="A GPT preset (causal-LM training: " + ", ".join(GPT_PRESET_NAMES) + ") or a BERT "
+        "preset (masked-LM + next-sentence pre-training: " + ", ".join(BERT_PRESET_NAMES) + ").",
+    ),
+    "--data": dict(
+        default=None,
+        help="A .txt/.csv/.tsv/.jsonl file, a glob of them, or tfds:NAME. Default: the "
+        "embedded corpus (the Python standard library's docstrings).",
+    ),
+    "--text-field": dict(default=None, help="The text column/key/feature of --data."),
+    "--split": dict(default="train", help="The TFDS split of tfds:NAME, slicing allowed."),
+    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
+    "--download": dict(
+        default=True, action=argparse.BooleanOptionalAction,
+        help="Whether tfds:NAME may be downloaded and prepared into --data-dir; with "
+        "--no-download only an already prepared data set is read.",
+    ),
+    "--tokenizer": dict(
+        default=None,
+        help="byte (GPT only), a BERT vocab.txt, a GPT-2 vocab.json (merges.txt beside it), "
+        "or train:SIZE to learn one from --data (WordPiece for BERT, byte-level BPE for "
+        "GPT). Default: byte for GPT, train:8192 for BERT.",
+    ),
+    "--steps": dict(type=int, default=800, help="Training steps (batches)."),
+    "--batch-size": dict(type=int, default=32, help="Sequences per batch (the global batch)."),
+    "--sequence-length": dict(type=int, default=128, help="Tokens per sequence."),
+    "--learning-rate": dict(
+        type=float, default=None,
+        help="Peak learning rate. Default: 2e-3 for gpt_nano, 1e-3 for bert_tiny to "
+        "bert_small, else keras_llm.training.PEAK_LEARNING_RATE of the objective.",
+    ),
+    "--output": dict(
+        default=None,
+        help="Where to save the trained model (.keras); the tokenizer goes beside it as "
+        "NAME.tokenizer.json. Default: PRESET.keras.",
+    ),
+    "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
+    "--strategy": dict(
+        default="auto", choices=("auto", "default", "mirrored", "multi_worker", "tpu"),
+        help="The tf.distribute strategy (keras_llm.distribute.get_strategy); auto picks a TPU, "
+        "several workers (TF_CONFIG), several GPUs or one device, and says why. "
+        "--batch-size is the global batch, split across replicas.",
+    ),
+    "--precision": dict(
+        default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Weights stay float32; mixed_* run matmuls in bfloat16/float16 (float16 with loss scaling).",
+    ),
+    "--jit-compile": dict(
+        default="auto", nargs="?", const="on", choices=("auto", "on", "off"),
+        help="XLA compilation of the train step: auto (on for one GPU; off on CPUs and under "
+        "multi-replica strategies, where Keras 3 cannot compile it), on (also plain "
+        "--jit-compile) or off.",
+    ),
+    "--backup-dir": dict(
+        default=None,
+        help="Where training state is backed up, so that rerunning the same command after a "
+        "kill resumes where it stopped; removed once the model is saved. "
+        "Default: OUTPUT without .keras, plus _backup.",
+    ),
+    "--backup-every": dict(type=int, default=100, help="Steps between backups."),
+    "--logdir": dict(default=None, help="Write TensorBoard logs here (the chief only)."),
+    "--prompt": dict(
+        default="Return the ",
+        help="Text of the sample printed after training: a GPT continues it; a BERT fills its "
+        "[MASK]s (one is appended if it has none).",
+    ),
+    "--sample-length": dict(type=int, default=200, help="Tokens of the GPT sample."),
+    "--export": dict(
+        default=None,
+        help="Where the trained model is exported for TF Serving (a new version directory "
+        "inside; the sample comes from it). Default: saved_models/NAME, NAME from --output.",
+    ),
+}
+
+GENERATE_FLAGS = {
+    "--model": dict(
+        required=True,
+        help="A .keras file (its NAME.tokenizer.json beside it) or an exported SavedModel: a "
+        "version directory or its base directory (the latest version is used).",
+    ),
+    "--prompt": dict(action="append", default=None, help="A prompt; repeat for a batch."),
+    "--prompt-file": dict(
+        default=None,
+        help="A UTF-8 file of prompts, one per line (empty lines skipped); - reads standard "
+        "input. Added after the --prompt ones.",
+    ),
+    "--max-new-tokens": dict(type=int, default=64, help="Most tokens added to each prompt."),
+    "--temperature": dict(type=float, default=0.0, help="0: greedy; else sample at this temperature."),
+    "--top-k": dict(type=int, default=0, help="Sample among the k most likely tokens (0: all)."),
+    "--top-p": dict(type=float, default=1.0, help="Sample from the top-p probability mass (1: all)."),
+    "--num-beams": dict(
+        type=int, default=1,
+        help="Beam search with this many beams (deterministic; .keras models only: exports "
+        "serve sampling and greedy decoding).",
+    ),
+    "--num-samples": dict(
+        type=int, default=1,
+        help="Samples per prompt (needs --temperature > 0), each with its own seed.",
+    ),
+    "--stop": dict(
+        action="append", default=None, metavar="STRING",
+        help="Cut each completion before the first occurrence of this string; repeat for "
+        "several. (Generation itself stops at the model's end token.)",
+    ),
+    "--seed": dict(
+        type=int, default=0,
+        help="Seed of the sampling. Each prompt and sample gets its own seed derived from it, "
+        "so the same prompt and --seed give the same text alone or in any batch.",
+    ),
+}
+
+EXPORT_FLAGS = {
+    "--model": dict(required=True, help="A .keras file from keras-llm train (NAME.tokenizer.json beside it)."),
+    "--output": dict(default=None, help="The base directory. Default: saved_models/NAME."),
+    "--version": dict(type=int, default=None, help="The version number. Default: the next free one."),
+    "--overwrite": dict(action="store_true", help="Replace an existing --version."),
+    "--label-names": dict(default=None, help="A classifier's class names, comma-separated."),
+    "--max-new-tokens": dict(type=int, default=None, help="A GPT's serving_default max_new_tokens. Default: 64."),
+    "--top-k": dict(
+        type=int, default=None,
+        help="A masked LM's fills per [MASK] (default 5), or a GPT's serving_default top-k "
+        "(default 0: off).",
+    ),
+}
+
+COMMANDS = {
+    "train": (
+        TRAIN_FLAGS, "Train a GPT or a BERT; by default gpt_nano on the built-in corpus.",
+        " Saves the model and its tokenizer, exports them for TF Serving "
+        "(saved_models/NAME/VERSION, --export) and prints a sample from the export: a GPT's "
+        "continuation of --prompt, or a BERT's fills of its [MASK]s. Rerunning the same "
+        "command after the process was killed resumes from the last backup (--backup-dir) "
+        "and ends with the same model.",
+    ),
+    "generate": (GENERATE_FLAGS, "Continue prompts with a GPT from a .keras file or an export.", ""),
+    "export": (EXPORT_FLAGS, "Export a trained .keras model for TF Serving.", ""),
+}
+
+
+def _with_default(spec):
+    """`spec` with its default at the end of the help (argparse's formatter would print None too)."""
+    default = spec.get("default")
+    if default is None or isinstance(default, bool) or "Default:" in spec["help"]:
+        return spec  # nothing to show, or said already (BooleanOptionalAction adds its own)
+    return {**spec, "help": f"{spec['help']} Default: {default}."}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-llm", description="Build, train and use transformer language models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (flags, summary, details) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary + details)
+        for flag, spec in {**flags, **COMMON_FLAGS}.items():
+            sub.add_argument(flag, **_with_default(spec))
+        sub.set_defaults(command_parser=sub)  # its errors print its own usage
+    return parser
+
+
+def _import_quietly(verbose):
+    """Imports keras_llm (and so TensorFlow), keeping TensorFlow's start-up off the terminal.
+
+    TensorFlow's C++ libraries write their start-up lines (oneDNN, CUDA
+    drivers, CPU features) to file descriptor 2 before its log level is read,
+    twice (two libraries load), so `TF_CPP_MIN_LOG_LEVEL` cannot hide them:
+    stderr is redirected to a file during the import and replayed only if the
+    import fails.
+    """
+    if verbose:
+        import keras_llm.cli
+
+        return keras_llm.cli
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # also the cuInit error of CPU machines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import keras_llm.cli
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    import absl.logging
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    # TensorFlow's and Keras's own deprecation notes are for their developers.
+    for module in ("tensorflow", "keras", "tf_keras", "tensorflow_text", "keras_hub"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+    return keras_llm.cli
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    logging.basicConfig(format="%(message)s")
+    # What keras_llm says at INFO: the strategy chosen and why, a resumption.
+    logging.getLogger("keras_llm").setLevel(logging.INFO)
+    commands = _import_quietly(args.verbose)
+    return getattr(commands, args.command)(args, args.command_parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

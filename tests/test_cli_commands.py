@@ -1,0 +1,214 @@
+"""`keras-llm`'s parser, start-up, user errors and `generate` flags, in this process where possible."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import keras
+import pytest
+
+import keras_llm
+import keras_llm_cli
+from keras_llm.cli import row_seed
+
+
+def _subcommand_help(capsys, name):
+    with pytest.raises(SystemExit):
+        keras_llm_cli.main([name, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+
+
+def test_preset_names_are_keras_llms_presets():
+    assert set(keras_llm_cli.GPT_PRESET_NAMES) == set(keras_llm.GPT_PRESETS)
+    assert set(keras_llm_cli.BERT_PRESET_NAMES) == set(keras_llm.BERT_PRESETS)
+
+
+def test_help_shows_defaults_and_presets(capsys):
+    text = _subcommand_help(capsys, "train")
+    for preset in list(keras_llm.GPT_PRESETS) + list(keras_llm.BERT_PRESETS):
+        assert preset in text
+    for flag, spec in keras_llm_cli.TRAIN_FLAGS.items():
+        default = spec.get("default")
+        if default is not None and not isinstance(default, bool):
+            assert f"Default: {default}" in text.split(flag, 1)[1], flag
+    text = _subcommand_help(capsys, "generate")
+    assert "--num-beams" in text and "--num-samples" in text and "--prompt-file" in text
+    assert "Default: 64" in text.split("--max-new-tokens", 1)[1]
+
+
+@pytest.mark.slow
+def test_help_is_quick_and_imports_no_tensorflow():
+    script = (
+        "import sys, time\n"
+        "start = time.perf_counter()\n"
+        "import keras_llm_cli\n"
+        "try:\n"
+        "    keras_llm_cli.main(['train', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(f'{time.perf_counter() - start} {\"tensorflow\" in sys.modules}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    seconds, imported = result.stderr.split()
+    assert "--preset" in result.stdout and imported == "False"
+    assert float(seconds) < 0.5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small GPT saved as `keras-llm train` saves it: model.keras + model.tokenizer.json."""
+    directory = tmp_path_factory.mktemp("model")
+    keras.utils.set_random_seed(3)
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, hidden_dim=32, intermediate_dim=64,
+                                num_heads=2, max_sequence_length=64)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model.save(directory / "model.keras")
+    (directory / "model.tokenizer.json").write_text(
+        json.dumps(keras.saving.serialize_keras_object(tokenizer))
+    )
+    return directory, model, tokenizer
+
+
+def cli(capsys, *argv):
+    """Runs keras-llm in this process; (exit code, stdout, stderr)."""
+    try:
+        code = keras_llm_cli.main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_samples_have_their_own_seed_per_prompt(trained, capsys):
+    directory, model, tokenizer = trained
+    path = str(directory / "model.keras")
+    flags = ["--max-new-tokens", "12", "--temperature", "1.5", "--seed", "7"]
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "ab", "--prompt", "xy",
+                       "--num-samples", "2", *flags)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0::2] == ["# prompt 1, sample 1", "# prompt 1, sample 2",
+                           "# prompt 2, sample 1", "# prompt 2, sample 2"]
+    # Each row is what the Python API gives that prompt alone with its derived seed.
+    expected = [
+        prompt + keras_llm.generate(model, prompt, 12, tokenizer=tokenizer, temperature=1.5,
+                                    seed=row_seed(7, prompt, sample))
+        for prompt in ("ab", "xy") for sample in (0, 1)
+    ]
+    assert lines[1::2] == expected
+    assert lines[1] != lines[3]  # two samples of one prompt differ
+    # The same prompt and seed alone: the same text as in the batch.
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "xy", *flags)
+    assert out.splitlines() == [expected[2]]
+
+
+def test_row_seeds_differ_between_prompts_and_samples():
+    seeds = {row_seed(0, p, s) for p in ("a", "b", "c") for s in range(3)}
+    assert len(seeds) == 9 and all(0 <= s < 2**31 for s in seeds)
+    assert row_seed(0, "a", 0) == row_seed(0, "a", 0) != row_seed(1, "a", 0)
+
+
+def test_generate_beam_search_and_stop_strings(trained, capsys):
+    directory, model, tokenizer = trained
+    path = str(directory / "model.keras")
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "to be", "--num-beams", "3",
+                       "--max-new-tokens", "10")
+    assert code == 0
+    expected = keras_llm.generate(model, "to be", 10, tokenizer=tokenizer, num_beams=3)
+    assert out == "to be" + expected + "\n"
+    # --stop cuts before the first occurrence of any stop string.
+    full = keras_llm.generate(model, "q", 20, tokenizer=tokenizer, temperature=1.0,
+                              seed=row_seed(0, "q", 0))
+    stops = [full[5:7], full[9:10]]
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "q", "--max-new-tokens",
+                       "20", "--temperature", "1.0", "--stop", stops[0], "--stop", stops[1])
+    cut = min(full.find(s) for s in stops)
+    assert code == 0 and out == "q" + full[:cut] + "\n"
+
+
+def test_generate_prompts_from_a_file_and_stdin(trained, capsys, monkeypatch, tmp_path):
+    directory, _, _ = trained
+    path = str(directory / "model.keras")
+    code, expected, _ = cli(capsys, "generate", "--model", path, "--prompt", "one", "--prompt",
+                            "two", "--max-new-tokens", "4")
+    (tmp_path / "prompts.txt").write_text("one\n\ntwo\n", encoding="utf-8")
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt-file",
+                       str(tmp_path / "prompts.txt"), "--max-new-tokens", "4")
+    assert code == 0 and out == expected
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one\ntwo\n"))
+    code, out, _ = cli(capsys, "generate", "--model", path, "--prompt-file", "-",
+                       "--max-new-tokens", "4")
+    assert code == 0 and out == expected
+
+
+def _one_line_error(code, err, *fragments):
+    assert code == 2, err
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_user_errors_are_one_line_with_status_2(trained, capsys, tmp_path, monkeypatch):
+    directory, _, _ = trained
+    monkeypatch.chdir(tmp_path)
+    path = str(directory / "model.keras")
+    code, _, err = cli(capsys, "generate", "--model", path)
+    _one_line_error(code, err, "--prompt")
+    code, _, err = cli(capsys, "generate", "--model", path, "--prompt", "a", "--num-samples", "2")
+    _one_line_error(code, err, "--num-samples 2", "--temperature")
+    code, _, err = cli(capsys, "generate", "--model", path, "--prompt", "a", "--num-beams", "0")
+    _one_line_error(code, err, "--num-beams must be positive")
+    code, _, err = cli(capsys, "generate", "--model", path, "--prompt-file", "missing.txt")
+    _one_line_error(code, err, "--prompt-file 'missing.txt'")
+
+    # A malformed tokenizer config beside the model.
+    (tmp_path / "bad.keras").write_bytes((directory / "model.keras").read_bytes())
+    (tmp_path / "bad.tokenizer.json").write_text("{not json", encoding="utf-8")
+    code, _, err = cli(capsys, "generate", "--model", "bad.keras", "--prompt", "a")
+    _one_line_error(code, err, "bad.tokenizer.json", "not a keras_llm tokenizer config")
+
+    # A truncated .keras file (Keras itself says "File not found").
+    data = (directory / "model.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    (tmp_path / "cut.tokenizer.json").write_text((directory / "model.tokenizer.json").read_text())
+    code, _, err = cli(capsys, "generate", "--model", "cut.keras", "--prompt", "a")
+    _one_line_error(code, err, "'cut.keras' is not a loadable .keras model")
+    with pytest.raises(zipfile.BadZipFile):  # the file is damaged indeed
+        zipfile.ZipFile(tmp_path / "cut.keras")
+
+    # export --output naming an existing file.
+    (tmp_path / "taken").write_text("")
+    code, _, err = cli(capsys, "export", "--model", path, "--output", "taken")
+    _one_line_error(code, err, "--output 'taken'")
+    assert (tmp_path / "taken").read_text() == ""
+
+    # train --data missing, or an empty file.
+    code, _, err = cli(capsys, "train", "--data", "nope.txt")
+    _one_line_error(code, err, "--data", "nope.txt")
+    (tmp_path / "empty.txt").write_text("")
+    code, _, err = cli(capsys, "train", "--data", "empty.txt")
+    _one_line_error(code, err, "--data", "empty.txt")
+    assert sorted(os.listdir(tmp_path)) == [
+        "bad.keras", "bad.tokenizer.json", "cut.keras", "cut.tokenizer.json", "empty.txt", "taken"
+    ]
+
+
+@pytest.mark.slow
+def test_start_up_is_quiet_unless_verbose(trained, tmp_path):
+    """TensorFlow's start-up lines (oneDNN, CUDA drivers, cuInit) appear only with --verbose."""
+    directory, _, _ = trained
+    script = os.path.join(os.path.dirname(sys.executable), "keras-llm")
+    command = [script, "generate", "--model", str(directory / "model.keras"), "--prompt", "a",
+               "--max-new-tokens", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    verbose = subprocess.run(command + ["--verbose"], capture_output=True, text=True, timeout=300,
+                             env=env, cwd=tmp_path)
+    assert verbose.returncode == 0 and quiet.stdout == verbose.stdout
+    assert "I0000" in verbose.stderr or "W0000" in verbose.stderr, verbose.stderr  # TF's C++ log
