@@ -1,19 +1,28 @@
 """SavedModel export in TF Serving's layout, serving raw text with core TensorFlow ops."""
 
+import logging
 import os
-import shutil
-import tempfile
+import re
 
 import tensorflow as tf
 
+from keras_llm._atomic import atomic_output, clean_interrupted
 from keras_llm.data._pipeline import add_specials
 from keras_llm.generation import Generator
-from keras_llm.generation.generator import PROMPT_SPECS, SETTING_SPECS
+from keras_llm.generation.generator import (
+    PROMPT_SPECS,
+    SETTING_SPECS,
+    check_inputs,
+    check_settings,
+    check_stop_token_ids,
+)
 from keras_llm.tokenizers import (
     ByteTokenizer,
     CoreOpsBytePairTokenizer,
     CoreOpsWordPieceTokenizer,
 )
+
+logger = logging.getLogger("keras_llm")
 
 # What `serving_default` of a GPT export does unless `export` is told otherwise.
 GENERATION_DEFAULTS = dict(max_new_tokens=64, temperature=0.0, top_k=0, top_p=1.0, seed=0)
@@ -58,6 +67,22 @@ def _task(model):
     )
 
 
+def _check_vocabulary(tokenizer, model, task):
+    """The tokenizer must give the model's ids: all of them where outputs are ids to name."""
+    model_size = model.get_layer("embeddings").vocabulary_size
+    size = tokenizer.vocabulary_size
+    # A GPT's and a masked LM's outputs are ids that the tokenizer names; a
+    # classifier only reads the tokenizer's ids.
+    fits = size <= model_size if task == "classifier" else size == model_size
+    if not fits:
+        expected = "at most" if task == "classifier" else "exactly"
+        raise ValueError(
+            f"`tokenizer` must have {expected} the model's {model_size} token ids (a {task} "
+            f"export serves text through it). Received: tokenizer={type(tokenizer).__name__} "
+            f"with {size} token ids"
+        )
+
+
 def _bert_special_tokens(tokenizer, task, names):
     for name in names:
         if getattr(tokenizer, name, None) is None:
@@ -65,6 +90,14 @@ def _bert_special_tokens(tokenizer, task, names):
                 f"A {task} export needs a tokenizer with `{name}` (BERT's [CLS], [SEP], "
                 f"[MASK] in its vocabulary). Received: tokenizer={type(tokenizer).__name__}"
             )
+
+
+def _checked_bert_inputs(model, token_ids, **same_shape):
+    """BERT's id inputs, checked against the model's vocabulary and context (see `check_inputs`)."""
+    embeddings = model.get_layer("embeddings")
+    return check_inputs(
+        token_ids, embeddings.vocabulary_size, embeddings.max_sequence_length, **same_shape
+    )
 
 
 def _bert_inputs(tokenizer, ids, sequence_length):
@@ -80,6 +113,7 @@ class _CausalLMServing(tf.Module):
 
     def __init__(self, model, tokenizer, defaults, stop_token_ids):
         super().__init__()
+        _check_vocabulary(tokenizer, model, "GPT")  # generated ids are named by the tokenizer
         self.model = model
         self.tokenizer = tokenizer
         self._generator = Generator(model, tokenizer, jit_compile=False)
@@ -148,6 +182,10 @@ class _CausalLMServing(tf.Module):
 
     @tf.function(input_signature=PROMPT_SPECS)
     def logits(self, token_ids, padding_mask):
+        token_ids, padding_mask = check_inputs(
+            token_ids, self._generator.vocabulary_size, self._generator.max_sequence_length,
+            padding_mask=padding_mask,
+        )
         logits = self.model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
         return {"logits": tf.cast(logits, tf.float32)}
 
@@ -170,6 +208,7 @@ class _ClassifierServing(tf.Module):
         self._label_names = tf.constant(label_names)
         self._sequence_length = sequence_length
         _bert_special_tokens(tokenizer, "classifier", ("cls_token_id", "sep_token_id"))
+        _check_vocabulary(tokenizer, model, "classifier")
 
     def _outputs(self, token_ids, segment_ids, padding_mask):
         logits = self.model(
@@ -201,7 +240,9 @@ class _ClassifierServing(tf.Module):
         ]
     )
     def classify_ids(self, token_ids, segment_ids, padding_mask):
-        return self._outputs(token_ids, segment_ids, padding_mask)
+        return self._outputs(*_checked_bert_inputs(
+            self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask
+        ))
 
     def signatures(self):
         return {"serving_default": self.serve, "classify_ids": self.classify_ids}
@@ -217,12 +258,7 @@ class _MaskedLMServing(tf.Module):
         self._top_k = top_k
         self._sequence_length = sequence_length
         _bert_special_tokens(tokenizer, "masked-LM", ("cls_token_id", "sep_token_id", "mask_token_id"))
-        vocabulary_size = model.get_layer("embeddings").vocabulary_size
-        if tokenizer.vocabulary_size != vocabulary_size:  # fills are named by the tokenizer
-            raise ValueError(
-                f"The tokenizer's vocabulary ({tokenizer.vocabulary_size} tokens) is not the "
-                f"model's ({vocabulary_size}). Received: tokenizer={type(tokenizer).__name__}"
-            )
+        _check_vocabulary(tokenizer, model, "masked-LM")  # fills are named by the tokenizer
         self._mask_token_id = tokenizer.mask_token_id
 
     def _fill(self, token_ids, segment_ids, padding_mask, mask_positions):
@@ -301,6 +337,9 @@ class _MaskedLMServing(tf.Module):
         ]
     )
     def fill_ids(self, token_ids, segment_ids, padding_mask, mask_positions):
+        token_ids, segment_ids, padding_mask = _checked_bert_inputs(
+            self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask
+        )
         return self._fill(token_ids, segment_ids, padding_mask, mask_positions)
 
     def signatures(self):
@@ -328,8 +367,11 @@ def export(
     path, `VERSION` an integer, by default one more than the largest there).
     The version is written into a temporary directory beside it (a name TF
     Serving ignores) and renamed into place, so a server watching `path`
-    never loads a half-written version. An existing version is an error
-    unless `overwrite=True`.
+    never loads a half-written version; what a killed export left there is
+    removed by the next one. The version gets the modes of the user's umask
+    (0755 directories, 0644 files under umask 022), so a TF Serving process
+    of another user can read it. An existing version is an error unless
+    `overwrite=True`.
 
     The SavedModel holds the weights, the tokenizer (its core-ops twin, see
     `serving_tokenizer`) and the decoding loop, and uses only ops that
@@ -342,7 +384,13 @@ def export(
       `generate` (the same with per-row `max_new_tokens`, `temperature`,
       `top_k`, `top_p`, `seed`: TF Serving cannot leave out a signature
       input, so the settings are a second signature), `generate_ids` (from
-      `token_ids` and `padding_mask`) and `logits`.
+      `token_ids` and `padding_mask`) and `logits`. Each setting has one
+      value per text, or one value that applies to every text (handy for a
+      REST client: `"inputs": {"text": [...], "seed": [1], ...}`); any
+      other number of values fails with `INVALID_ARGUMENT` naming the
+      setting. No texts give empty outputs. Ids outside the vocabulary, and
+      `logits` input longer than the context, fail with `INVALID_ARGUMENT`
+      naming `token_ids`.
     - a masked LM: `serving_default` (`text` with `[MASK]` marking blanks ->
       `mask_positions`, and per blank the `top_k` most likely
       `top_token_ids`, `top_tokens`, `top_probabilities`; `filled_text`,
@@ -366,8 +414,10 @@ def export(
         model: A model from `keras_llm.build_gpt`,
             `keras_llm.build_bert_pretrainer` or
             `keras_llm.build_bert_classifier`.
-        path: The model's base directory, e.g. `"saved_models/gpt_nano"`.
-        tokenizer: The tokenizer the model was trained with.
+        path: The model's base directory, e.g. `"saved_models/gpt_nano"`
+            (created if needed; not a file).
+        tokenizer: The tokenizer the model was trained with: it must have
+            the model's vocabulary size (a classifier's: at most it).
         version: The version number; default: the next free one.
         overwrite: Whether an existing `version` may be replaced.
         label_names: A classifier's class names (default `"0"`, `"1"`, ...).
@@ -376,8 +426,8 @@ def export(
             is shorter), greedy (0.0), 0 (no top-k), 1.0 (no top-p), 0.
             For a masked LM, `top_k` is the number of fills per blank
             (default 5, as in Hugging Face's fill-mask pipeline).
-        stop_token_ids: A GPT's stop tokens; default: the tokenizer's
-            `end_token_id`, if any.
+        stop_token_ids: A GPT's stop tokens, ids of its vocabulary;
+            default: the tokenizer's `end_token_id`, if any.
 
     Returns:
         The path of the written version directory.
@@ -403,17 +453,23 @@ def export(
     tokenizer = serving_tokenizer(tokenizer)
     if task == "causal_lm":
         if label_names is not None:
-            raise ValueError("`label_names` is for classifiers; this model is a GPT.")
+            raise ValueError(
+                f"`label_names` is for classifiers; this model is a GPT. Received: "
+                f"label_names={label_names!r}"
+            )
         context = model.get_layer("embeddings").max_sequence_length
         given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                      top_p=top_p, seed=seed)
         defaults = {**GENERATION_DEFAULTS, "max_new_tokens": min(64, context - 1)}
         defaults.update({k: v for k, v in given.items() if v is not None})
-        _check_generation_defaults(defaults, context)
+        check_settings(context, **defaults)
         if stop_token_ids is None:
             end = getattr(tokenizer, "end_token_id", None)
             stop_token_ids = [] if end is None else [end]
-        module = _CausalLMServing(model, tokenizer, defaults, list(stop_token_ids))
+        stop_token_ids = check_stop_token_ids(
+            stop_token_ids, model.get_layer("embeddings").vocabulary_size
+        )
+        module = _CausalLMServing(model, tokenizer, defaults, stop_token_ids)
     else:
         sequence_length = model.get_layer("embeddings").max_sequence_length
         settings = [max_new_tokens, temperature, top_p, seed, stop_token_ids]
@@ -431,7 +487,10 @@ def export(
             )
     if task == "masked_lm":
         if label_names is not None:
-            raise ValueError("`label_names` is for classifiers; this model is a masked LM.")
+            raise ValueError(
+                "`label_names` is for classifiers; this model is a masked LM. Received: "
+                f"label_names={label_names!r}"
+            )
         vocabulary_size = model.get_layer("embeddings").vocabulary_size
         top_k = 5 if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
@@ -443,35 +502,28 @@ def export(
     elif task == "classifier":
         num_classes = model.outputs[0].shape[-1]
         label_names = [str(i) for i in range(num_classes)] if label_names is None else label_names
-        if len(label_names) != num_classes:
+        if (
+            isinstance(label_names, (str, bytes))
+            or not hasattr(label_names, "__len__")
+            or len(label_names) != num_classes
+        ):
             raise ValueError(
                 f"`label_names` must have one name per class ({num_classes}). "
-                f"Received: {len(label_names)} names"
+                f"Received: label_names={label_names!r}"
             )
         module = _ClassifierServing(model, tokenizer, [str(n) for n in label_names], sequence_length)
     return _write_version(module, path, version, overwrite)
 
 
-def _check_generation_defaults(defaults, context):
-    checks = {
-        "max_new_tokens": lambda v: isinstance(v, int) and 0 <= v < context,
-        "temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
-        "top_k": lambda v: isinstance(v, int) and v >= 0,
-        "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
-        "seed": lambda v: isinstance(v, int),
-    }
-    expected = {
-        "max_new_tokens": f"an int in [0, {context})", "temperature": "a number >= 0",
-        "top_k": "an int >= 0 (0: off)", "top_p": "a number in (0, 1]", "seed": "an int",
-    }
-    for name, check in checks.items():
-        if not check(defaults[name]):
-            raise ValueError(f"`{name}` must be {expected[name]}. Received: {name}={defaults[name]!r}")
-
-
 def _write_version(module, path, version, overwrite):
-    os.makedirs(path, exist_ok=True)
-    existing = [int(n) for n in os.listdir(path) if n.isdigit()]
+    """Saves `module` as `path/VERSION` through `atomic_output`; returns its path."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            "`path` must be a directory (the model's base path, where versions go) or not "
+            f"exist yet. Received: path={path!r}, which is a file"
+        )
+    existing = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
     if version is None:
         version = max(existing, default=0) + 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
@@ -481,19 +533,26 @@ def _write_version(module, path, version, overwrite):
         raise FileExistsError(
             f"{target} exists; pass overwrite=True (--overwrite) to replace it, or another version."
         )
-    # A dot-name: TF Serving loads only directories named by an integer.
-    temporary = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=path)
-    try:
+    _clean_interrupted_versions(path, but=version)  # atomic_output cleans `version`'s
+    # A dot-named temporary (TF Serving loads only integer-named directories),
+    # renamed into place: a server watching `path` never sees half a version.
+    with atomic_output(target, overwrite=overwrite) as temporary:
         tf.saved_model.save(module, temporary, signatures=module.signatures())
-        if os.path.exists(target):
-            old = tempfile.mkdtemp(prefix=f".{version}-replaced-", dir=path)
-            os.rename(target, os.path.join(old, "version"))
-            os.rename(temporary, target)
-            shutil.rmtree(old)
-        else:
-            os.rename(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return target
 
+
+def _clean_interrupted_versions(path, but):
+    """Removes what killed exports of other versions left in `path`; names older leftovers."""
+    if not os.path.isdir(path):
+        return
+    for name in sorted(os.listdir(path)):
+        written = re.match(r"^\.(\d+)\.incomplete-", name)
+        if written and int(written[1]) != but:
+            clean_interrupted(os.path.join(path, written[1]))
+        elif re.match(r"^\.\d+-(incomplete|replaced)-", name):
+            # Earlier exports named their temporaries (tempfile.mkdtemp) without
+            # the writer's process: whether it is gone cannot be told.
+            logger.warning(
+                "%s was left by an interrupted export of an earlier keras_llm; remove it",
+                os.path.join(path, name),
+            )

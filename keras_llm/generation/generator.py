@@ -1,10 +1,13 @@
 """Text generation with a static-size key/value cache, in one compiled loop."""
 
+import reprlib
+
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
+from keras_llm.tokenizers.string_tokenizer import assert_that, check_token_ids
 
 # Sentinel of the `generated_ids` padding: never a token id.
 PADDING = -1
@@ -40,7 +43,8 @@ class Generator:
     plain-graph `tf.function` whose signature leaves batch size and lengths
     open (traced once, serves every shape): `generate` uses it with
     `jit_compile=False`, and it is what `keras_llm.export` puts in a
-    SavedModel.
+    SavedModel. Each of its settings has one value per prompt, or one value
+    that applies to every prompt; a batch of no prompts gives empty outputs.
 
     Prompts of different lengths are right-padded: the loop starts at the
     shortest prompt's end, and a row whose prompt is longer keeps its own
@@ -142,6 +146,10 @@ class Generator:
         `row_end` `[B]`. Run-time checks raise `InvalidArgumentError`.
         """
         context = self.max_sequence_length
+        token_ids, padding_mask = check_inputs(
+            token_ids, self.vocabulary_size, padding_mask=padding_mask
+        )
+        stop_token_ids = check_token_ids(stop_token_ids, self.vocabulary_size, "stop_token_ids")
         lengths = tf.reduce_sum(tf.cast(padding_mask != 0, tf.int32), axis=1)  # [B]
         checks = [
             tf.debugging.assert_non_negative(
@@ -158,14 +166,6 @@ class Generator:
                 tf.cast(padding_mask != 0, tf.int32),
                 tf.cast(tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None], tf.int32),
                 message="padding_mask must be 1s then 0s (prompts padded on the right)",
-            ),
-            tf.debugging.assert_non_negative(token_ids, message="token_ids must be >= 0"),
-            tf.debugging.assert_less(
-                token_ids, self.vocabulary_size,
-                message=f"token_ids must be < the vocabulary size {self.vocabulary_size}",
-            ),
-            tf.debugging.assert_non_negative(
-                stop_token_ids, message="stop_token_ids must be >= 0"
             ),
         ]
         with tf.control_dependencies(checks):
@@ -215,16 +215,25 @@ class Generator:
         self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed,
         stop_token_ids,
     ):
-        checks = _sampling_checks(temperature, top_k, top_p)
-        with tf.control_dependencies(checks):
-            ids, lengths, row_end = self._prepare(
-                token_ids, padding_mask, max_new_tokens, stop_token_ids
-            )
-        ids, stop_at = self._sample_loop(
-            ids, lengths, row_end, tf.reduce_max(lengths), temperature, top_k, top_p, seed,
-            stop_token_ids,
+        max_new_tokens, temperature, top_k, top_p, seed = _per_prompt(
+            tf.shape(token_ids)[0],
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            seed=seed,
         )
-        return _completions(ids, lengths, stop_at)
+
+        def generate():
+            checks = _sampling_checks(temperature, top_k, top_p)
+            with tf.control_dependencies(checks):
+                ids, lengths, row_end = self._prepare(
+                    token_ids, padding_mask, max_new_tokens, stop_token_ids
+                )
+            ids, stop_at = self._sample_loop(
+                ids, lengths, row_end, tf.reduce_max(lengths), temperature, top_k, top_p, seed,
+                stop_token_ids,
+            )
+            return _completions(ids, lengths, stop_at)
+
+        return _unless_empty(token_ids, generate)
 
     def _sample_loop(
         self, ids, lengths, row_end, prefill_width, temperature, top_k, top_p, seed,
@@ -275,13 +284,20 @@ class Generator:
         if num_beams not in self._beam_searches:
 
             def search(token_ids, padding_mask, max_new_tokens, stop_token_ids):
-                ids, lengths, row_end = self._prepare(
-                    token_ids, padding_mask, max_new_tokens, stop_token_ids
+                (max_new_tokens,) = _per_prompt(
+                    tf.shape(token_ids)[0], max_new_tokens=max_new_tokens
                 )
-                ids, stop_at = self._beam_loop(
-                    ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams
-                )
-                return _completions(ids, lengths, stop_at)
+
+                def generate():
+                    ids, lengths, row_end = self._prepare(
+                        token_ids, padding_mask, max_new_tokens, stop_token_ids
+                    )
+                    ids, stop_at = self._beam_loop(
+                        ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams
+                    )
+                    return _completions(ids, lengths, stop_at)
+
+                return _unless_empty(token_ids, generate)
 
             self._beam_searches[num_beams] = tf.function(
                 search,
@@ -380,6 +396,60 @@ class Generator:
 
     # -- Python front end ------------------------------------------------------------
 
+    def _prompt_rows(self, prompts):
+        """`prompts` as rows of ids, whether they were texts, whether one prompt was given."""
+        if isinstance(prompts, tf.Tensor) and prompts.dtype.is_integer:
+            prompts = prompts.numpy()
+        if isinstance(prompts, str):
+            single, batch = True, [prompts]
+        elif isinstance(prompts, (list, tuple, np.ndarray)):
+            single = len(prompts) > 0 and all(_is_int(p) for p in prompts)
+            batch = [prompts] if single else list(prompts)
+        else:
+            raise TypeError(
+                "`prompts` must be a string, a list of strings, a list of token ids or a list "
+                f"of token-id lists. Received: prompts={reprlib.repr(prompts)}"
+            )
+        texts = bool(batch) and all(isinstance(p, str) for p in batch)
+        if texts:
+            if self.tokenizer is None:
+                raise ValueError(
+                    "String prompts need a tokenizer: Generator(model, tokenizer=...)."
+                )
+            rows = [list(np.asarray(r)) for r in self.tokenizer(tf.constant(batch)).to_list()]
+            if self.end_token_id is not None:
+                rows = [row or [self.end_token_id] for row in rows]
+        else:
+            rows = []
+            for n, prompt in enumerate(batch):
+                try:
+                    row = np.asarray(prompt)
+                except ValueError:  # rows of different lengths: not one prompt
+                    row = np.asarray(None)
+                if row.size and not np.issubdtype(row.dtype, np.integer):
+                    raise TypeError(
+                        "`prompts` must be all strings or all token ids (lists of ints). "
+                        f"Received: prompt {n}={reprlib.repr(prompt)}"
+                    )
+                rows.append([int(t) for t in row.reshape(-1)])
+        for n, row in enumerate(rows):
+            if not row:
+                raise ValueError(
+                    f"Prompt {n} is empty; give at least one token (a tokenizer with an "
+                    "`end_token_id` starts empty prompts from it)."
+                )
+        try:
+            if rows:  # one flat array: cheap however many prompts there are
+                flat = np.concatenate([np.asarray(row, np.int64) for row in rows])
+                check_token_ids(flat, self.vocabulary_size, "prompts")
+        except ValueError as error:
+            if not texts:
+                raise
+            raise ValueError(
+                f"The tokenizer gives ids that the model does not have: {error}"
+            ) from None
+        return rows, texts, single
+
     def generate(
         self,
         prompts,
@@ -396,56 +466,37 @@ class Generator:
 
         Args:
             prompts: A string or a list of strings (needs the tokenizer), or
-                a list of token-id lists (or one list of ids).
+                a list of token-id lists (or one list of ids), each id in
+                `[0, vocabulary_size)`. An empty list gives an empty list.
             max_new_tokens: The most tokens to add to each prompt, in
                 `[0, max_sequence_length)`.
             temperature: 0 for greedy decoding; otherwise logits are divided
                 by it and the next token is sampled.
-            top_k: Sample among the `top_k` most likely tokens only.
+            top_k: Sample among the `top_k` most likely tokens only (None or
+                0: no top-k, as in Hugging Face).
             top_p: Sample among the most likely tokens whose probabilities
-                sum to at least `top_p`, in `(0, 1]`.
+                sum to at least `top_p`, in `(0, 1]` (None or 1: no top-p).
             num_beams: More than 1 for beam search (then `temperature`,
                 `top_k`, `top_p` and `seed` must keep their defaults).
             stop_token_ids: Token ids that end a row's generation (kept in
                 the ids, left out of the text). Default: the tokenizer's
                 `end_token_id`, if any, else none.
-            seed: An int for reproducible sampling; None draws one.
+            seed: An int32 for reproducible sampling, or a list of one per
+                prompt; None draws one. Rows that share a seed share their
+                sampling noise (the same draw for the same token at the same
+                step), so two prompts reaching the same text at the same
+                step continue alike: give each its own seed for independent
+                samples (`keras-llm generate` does).
 
         Returns:
             For strings, the completions (new text only), one per prompt (a
             string for a string). For ids, a list of int32 NumPy arrays of
             the new ids (one array for one list of ids).
         """
-        single = isinstance(prompts, str) or (
-            len(prompts) > 0 and all(isinstance(p, (int, np.integer)) for p in prompts)
-        )
-        batch = [prompts] if single else list(prompts)
-        texts = bool(batch) and all(isinstance(p, str) for p in batch)
-        if texts:
-            if self.tokenizer is None:
-                raise ValueError(
-                    "String prompts need a tokenizer: Generator(model, tokenizer=...)."
-                )
-            rows = [list(np.asarray(r)) for r in self.tokenizer(tf.constant(batch)).to_list()]
-            if self.end_token_id is not None:
-                rows = [row or [self.end_token_id] for row in rows]
-        else:
-            rows = [list(np.asarray(p).reshape(-1)) for p in batch]
-        for n, row in enumerate(rows):
-            if not row:
-                raise ValueError(
-                    f"Prompt {n} is empty; give at least one token (a tokenizer with an "
-                    "`end_token_id` starts empty prompts from it)."
-                )
-        if not isinstance(max_new_tokens, (int, np.integer)) or not (
-            0 <= max_new_tokens < self.max_sequence_length
-        ):
-            raise ValueError(
-                f"`max_new_tokens` must be an int in [0, {self.max_sequence_length}). "
-                f"Received: max_new_tokens={max_new_tokens!r}"
-            )
+        rows, texts, single = self._prompt_rows(prompts)
         if stop_token_ids is None:
             stop_token_ids = [] if self.end_token_id is None else [self.end_token_id]
+        stop_token_ids = check_stop_token_ids(stop_token_ids, self.vocabulary_size)
         if num_beams != 1:
             self._check_beams(num_beams)
             if temperature != 0.0 or top_k is not None or top_p is not None or seed is not None:
@@ -454,18 +505,32 @@ class Generator:
                     f"top_p and seed unset. Received: temperature={temperature}, top_k={top_k}, "
                     f"top_p={top_p}, seed={seed}"
                 )
-        else:
-            _check_sampling(temperature, top_k, top_p)
+        top_k = 0 if top_k is None else top_k
+        top_p = 1.0 if top_p is None else top_p
+        seeds = seed if isinstance(seed, (list, tuple, np.ndarray)) else None
+        if seeds is not None and len(seeds) != len(rows):
+            raise ValueError(
+                f"`seed` must be one int, or one per prompt ({len(rows)}). "
+                f"Received: {len(seeds)} seeds"
+            )
+        check_settings(
+            self.max_sequence_length, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p,
+        )
+        for value in [] if seed is None else seeds if seeds is not None else [seed]:
+            check_settings(self.max_sequence_length, seed=value)
+        if not rows:
+            return []
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
         per_row = lambda value, dtype: tf.fill([len(rows)], tf.constant(value, dtype))
         sampling = (
             per_row(temperature, tf.float32),
-            per_row(top_k or 0, tf.int32),
-            per_row(1.0 if top_p is None else top_p, tf.float32),
-            per_row(seed, tf.int32),
+            per_row(top_k, tf.int32),
+            per_row(top_p, tf.float32),
+            per_row(seed, tf.int32) if seeds is None else tf.constant(seeds, tf.int32),
         )
-        stops = tf.constant(list(stop_token_ids), tf.int32, shape=[len(stop_token_ids)])
+        stops = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
         # A longer prompt keeps its last tokens: they and the new ones must fit.
         room = self.max_sequence_length - max_new_tokens
         rows = [row[-room:] for row in rows]
@@ -496,7 +561,7 @@ class Generator:
             counts = outputs["generated_length"].numpy()
             new_ids = [generated[n, :count] for n, count in enumerate(counts)]
         if texts:
-            stops = set(int(s) for s in stop_token_ids)
+            stops = set(stop_token_ids)
             kept = [[int(t) for t in row if int(t) not in stops] for row in new_ids]
             ragged = tf.ragged.constant(kept, dtype=tf.int32, row_splits_dtype=tf.int64)
             strings = self.tokenizer.detokenize(ragged).numpy()
@@ -506,13 +571,47 @@ class Generator:
         return result[0] if single else result
 
 
-def _check_sampling(temperature, top_k, top_p):
-    if not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"`temperature` must be a number >= 0. Received: temperature={temperature!r}")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k <= 0):
-        raise ValueError(f"`top_k` must be a positive int or None. Received: top_k={top_k!r}")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise ValueError(f"`top_p` must be in (0, 1] or None. Received: top_p={top_p!r}")
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value):
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def check_settings(context, **settings):
+    """Checks decoding settings as the loop takes them; a `ValueError` names the first bad one.
+
+    The one check of the settings that `Generator.generate` and
+    `keras_llm.export` take (`Generator.sample` and the exported signatures
+    check their tensors in the graph). Each given keyword must be:
+    `max_new_tokens` an int in `[0, context)`, `temperature` a number >= 0
+    (0: greedy), `top_k` an int >= 0 (0: no top-k), `top_p` a number in
+    `(0, 1]` (1: no top-p), `seed` an int32 (in `[-2**31, 2**31)`).
+
+    Example:
+
+    ```python
+    from keras_llm.generation.generator import check_settings
+
+    check_settings(32, max_new_tokens=8, temperature=0.7, top_k=0, top_p=0.9, seed=1)
+    try:
+        check_settings(32, top_p=1.5)
+    except ValueError as error:
+        assert "Received: top_p=1.5" in str(error)
+    ```
+    """
+    rules = {
+        "max_new_tokens": (lambda v: _is_int(v) and 0 <= v < context, f"an int in [0, {context})"),
+        "temperature": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0: greedy)"),
+        "top_k": (lambda v: _is_int(v) and v >= 0, "an int >= 0 (0 or None: no top-k)"),
+        "top_p": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1] (1 or None: no top-p)"),
+        "seed": (lambda v: _is_int(v) and -(2**31) <= v < 2**31, "an int in [-2**31, 2**31)"),
+    }
+    for name, value in settings.items():
+        valid, expected = rules[name]
+        if not valid(value):
+            raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
 
 
 def _sampling_checks(temperature, top_k, top_p):
@@ -522,6 +621,116 @@ def _sampling_checks(temperature, top_k, top_p):
         tf.debugging.assert_positive(top_p, message="top_p must be in (0, 1]"),
         tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
     ]
+
+
+def check_inputs(token_ids, vocabulary_size, max_length=None, **same_shape):
+    """Graph checks of a model's inputs: `token_ids` and then each of `same_shape`, checked.
+
+    `token_ids` `[B, T]` must be ids in `[0, vocabulary_size)` and, given
+    `max_length`, at most that long; each tensor of `same_shape` (e.g.
+    `padding_mask=...`) must have its shape. Otherwise the graph fails with
+    `InvalidArgumentError` naming the argument, what it received and what
+    was expected. Used by `Generator` and by the exported signatures.
+
+    Example:
+
+    ```python
+    import tensorflow as tf
+    from keras_llm.generation.generator import check_inputs
+
+    @tf.function
+    def checked(token_ids, padding_mask):
+        return check_inputs(token_ids, 10, 4, padding_mask=padding_mask)
+
+    ids = tf.constant([[1, 2, 3]])
+    checked(ids, tf.ones_like(ids))
+    try:
+        checked(tf.constant([[1, 12]]), tf.ones([1, 2], tf.int32))
+    except tf.errors.InvalidArgumentError as error:
+        assert "`token_ids` must be token ids in [0, 10)" in error.message
+    ```
+    """
+    checks = [
+        assert_that(
+            tf.reduce_all(tf.equal(tf.shape(value), tf.shape(token_ids))),
+            f"`{name}` must have the shape of `token_ids` ({{}}). Received: {name} of shape {{}}",
+            tf.shape(token_ids), tf.shape(value),
+        )
+        for name, value in same_shape.items()
+    ]
+    if max_length is not None:
+        checks.append(assert_that(
+            tf.shape(token_ids)[1] <= max_length,
+            f"`token_ids` must be at most {max_length} tokens long (the context of the model). "
+            "Received: token_ids of length {}",
+            tf.shape(token_ids)[1],
+        ))
+    with tf.control_dependencies(checks):
+        others = [tf.identity(value) for value in same_shape.values()]
+    return (check_token_ids(token_ids, vocabulary_size, "token_ids"), *others)
+
+
+def check_stop_token_ids(stop_token_ids, vocabulary_size):
+    """`stop_token_ids` (a list of ids in `[0, vocabulary_size)`) as a list of ints.
+
+    Used by `Generator.generate` and `keras_llm.export`; anything else raises
+    an error naming `stop_token_ids` (see `check_token_ids`).
+
+    Example:
+
+    ```python
+    from keras_llm.generation.generator import check_stop_token_ids
+
+    assert check_stop_token_ids((256,), 258) == [256]
+    try:
+        check_stop_token_ids([258], 258)
+    except ValueError as error:
+        assert "`stop_token_ids` must be token ids in [0, 258)" in str(error)
+    ```
+    """
+    if isinstance(stop_token_ids, (str, bytes)):
+        raise TypeError(
+            f"`stop_token_ids` must be a list of token ids. Received: stop_token_ids={stop_token_ids!r}"
+        )
+    ids = check_token_ids(stop_token_ids, vocabulary_size, "stop_token_ids")
+    if isinstance(ids, tf.RaggedTensor) or ids.shape.rank != 1:
+        raise ValueError(
+            "`stop_token_ids` must be a flat list of token ids. "
+            f"Received: stop_token_ids={reprlib.repr(stop_token_ids)}"
+        )
+    return ids.numpy().tolist()
+
+
+def _per_prompt(batch_size, **settings):
+    """Each setting `[N]` as `[B]`: N is B (one per prompt) or 1 (one for every prompt).
+
+    Any other N fails the graph with `InvalidArgumentError` naming the
+    setting, its number of values and the number of prompts.
+    """
+    broadcast = []
+    for name, value in settings.items():
+        count = tf.shape(value)[0]
+        check = assert_that(
+            tf.logical_or(tf.equal(count, batch_size), tf.equal(count, 1)),
+            f"`{name}` must have one value per prompt ({{}} prompts) or one value for all. "
+            f"Received: {{}} values of {name}",
+            batch_size, count,
+        )
+        with tf.control_dependencies([check]):
+            broadcast.append(tf.broadcast_to(value, [batch_size]))
+    return broadcast
+
+
+def _unless_empty(token_ids, generate):
+    """`generate()`, or empty completions for a batch of no prompts (`[0, 0]`, `[0]`)."""
+    return tf.cond(
+        tf.shape(token_ids)[0] > 0,
+        generate,
+        lambda: {
+            "generated_ids": tf.zeros([0, 0], tf.int32),
+            "generated_length": tf.zeros([0], tf.int32),
+        },
+    )
 
 
 def _gumbel_noise(seed, step, vocabulary):

@@ -59,20 +59,21 @@ class ByteTokenizer(StringTokenizer):
         return pieces.with_flat_values(tf.cast(tf.reshape(ids, [-1]), tf.int32))
 
     def detokenize(self, ids):
-        """Joins byte ids back into UTF-8 strings, dropping special ids.
+        """Joins byte ids back into UTF-8 strings, dropping the special ids.
 
         Args:
-            ids: int ids, `[..., length]`, dense or ragged.
+            ids: int ids in `[0, 258)`, `[..., length]`, dense or ragged. Ids
+                outside it are an error that lists them.
 
         Returns:
             A string tensor with the last dimension joined. Byte sequences
             that are not valid UTF-8 are returned as they are.
         """
-        if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
-            ids = tf.ragged.constant(ids, dtype=tf.int32) if _is_ragged_list(ids) else tf.convert_to_tensor(ids)
-        ids = tf.cast(ids, tf.int32)
-        if isinstance(ids, tf.Tensor):
-            ids = tf.RaggedTensor.from_tensor(ids) if ids.shape.rank > 1 else ids
+        return super().detokenize(ids)
+
+    def _detokenize(self, ids):
+        if isinstance(ids, tf.Tensor) and ids.shape.rank > 1:
+            ids = tf.RaggedTensor.from_tensor(ids)
         if isinstance(ids, tf.RaggedTensor):
             kept = tf.ragged.boolean_mask(ids, ids < 256)
             return tf.strings.reduce_join(
@@ -107,13 +108,3 @@ class ByteTokenizer(StringTokenizer):
     def encode_numpy(self, text):
         """Encodes one Python string to a NumPy int32 array, without TensorFlow."""
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
-
-
-
-def _is_ragged_list(value):
-    return (
-        isinstance(value, (list, tuple))
-        and value
-        and isinstance(value[0], (list, tuple))
-        and len({len(v) for v in value}) > 1
-    )

@@ -67,6 +67,7 @@ def _load_files(vocabulary, merges):
         raise ValueError(
             f"{vocabulary_source}: expected a mapping from token strings to int ids."
         )
+    _check_ids(vocabulary, vocabulary_source)
     if isinstance(merges, (str, os.PathLike)):
         path = os.fspath(merges)
         if not os.path.isfile(path):
@@ -98,6 +99,26 @@ def _load_files(vocabulary, merges):
                 )
         pairs.append(text)
     return vocabulary, pairs
+
+
+def _check_ids(vocabulary, source):
+    """The ids of N tokens must be 0 to N - 1, each once (as GPT-2's and Hugging Face's are)."""
+    size = len(vocabulary)
+    owner = {}
+    for token, token_id in vocabulary.items():
+        if token_id in owner:
+            raise ValueError(
+                f"{source}: tokens {owner[token_id]!r} and {token!r} share the id {token_id}; "
+                "each token needs its own id."
+            )
+        owner[token_id] = token
+    lowest, highest = min(owner, default=0), max(owner, default=0)
+    for token_id in (lowest, highest):
+        if not 0 <= token_id < size:
+            raise ValueError(
+                f"{source}: token {owner[token_id]!r} has the id {token_id}; the ids of its "
+                f"{size} tokens must be 0 to {size - 1}, each used once."
+            )
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -158,7 +179,7 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
                 f"The vocabulary lacks {len(missing)} of GPT-2's 256 byte symbols "
                 f"(first: {missing[0]!r}); a byte-level BPE vocabulary holds all of them."
             )
-        self.vocabulary_size = max(self.vocabulary.values()) + 1
+        self.vocabulary_size = len(self.vocabulary)
         tokens = list(self.vocabulary)
         self._token_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -265,9 +286,16 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         return words.with_flat_values(ids).merge_dims(1, 2)
 
     def detokenize(self, ids):
-        """The UTF-8 text of the ids (a string, or `[batch]` strings)."""
-        if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
-            ids = tf.ragged.constant(ids, dtype=tf.int32)
+        """The UTF-8 text of the ids (a string, or `[batch]` strings).
+
+        Args:
+            ids: int ids in `[0, vocabulary_size)`, `[length]` or `[batch,
+                None]`, dense or ragged. Ids outside it are an error that
+                lists them.
+        """
+        return super().detokenize(ids)
+
+    def _detokenize(self, ids):
         return tf.strings.reduce_join(tf.gather(self._id_bytes, ids), axis=-1)
 
     def id_to_token(self, token_id):

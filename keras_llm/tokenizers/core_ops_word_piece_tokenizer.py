@@ -332,13 +332,16 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
         """Joins tokens with spaces and glues `##` continuations to the previous one.
 
         Args:
-            ids: int ids, `[length]` or `[batch, None]`, dense or ragged.
+            ids: int ids in `[0, vocabulary_size)`, `[length]` or `[batch,
+                None]`, dense or ragged. Ids outside it are an error that
+                lists them.
 
         Returns:
             A string, or a `[batch]` string tensor.
         """
-        if not isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
-            ids = tf.ragged.constant(ids, dtype=tf.int32)
+        return super().detokenize(ids)
+
+    def _detokenize(self, ids):
         tokens = tf.gather(self._tokens, ids)
         text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
         return tf.strings.regex_replace(text, " " + self.suffix_indicator, "")

@@ -5,6 +5,8 @@ import os
 import keras
 import keras_hub
 
+from keras_llm.tokenizers.string_tokenizer import check_token_ids
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class SentencePieceTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
@@ -44,6 +46,15 @@ class SentencePieceTokenizer(keras_hub.tokenizers.SentencePieceTokenizer):
         if isinstance(proto, str) and not _exists(proto):
             raise FileNotFoundError(f"SentencePiece model file not found: {proto!r}")
         super().__init__(proto=proto, **kwargs)
+
+    def detokenize(self, inputs):
+        """keras-hub's `detokenize`, after the check every keras_llm tokenizer makes.
+
+        Ids outside `[0, vocabulary_size())` are an error that lists them
+        (`ValueError`; in a graph, `InvalidArgumentError`), where
+        SentencePiece itself says only "piece id is out of range".
+        """
+        return super().detokenize(check_token_ids(inputs, self.vocabulary_size()))
 
 
 def _exists(path):

@@ -75,6 +75,13 @@ TENSORFLOW_ONLY = textwrap.dedent(
                 text=texts, max_new_tokens=tf.fill([n], 5), temperature=tf.fill([n], 0.8),
                 top_k=tf.fill([n], 20), top_p=tf.fill([n], 0.9), seed=tf.range(n))
             result["sampled"] = sampled["generated_ids"].numpy().tolist()
+            # One value of each setting for every text; a request with no texts.
+            one = loaded.signatures["generate"](
+                text=texts, max_new_tokens=tf.constant([5]), temperature=tf.constant([0.8]),
+                top_k=tf.constant([20]), top_p=tf.constant([0.9]), seed=tf.constant([3]))
+            result["one_for_all"] = one["generated_ids"].numpy().tolist()
+            empty = loaded.signatures["serving_default"](text=tf.zeros([0], tf.string))
+            result["empty"] = {k: [v.dtype.name, v.shape.as_list()] for k, v in empty.items()}
             ids = tf.constant(request["ids"], tf.int32)
             result["logits"] = loaded.signatures["logits"](
                 token_ids=ids, padding_mask=tf.ones_like(ids))["logits"].numpy().tolist()
@@ -121,6 +128,12 @@ def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
         sampled = generator.generate(prompt, 5, temperature=0.8, top_k=20, top_p=0.9, seed=n,
                                      stop_token_ids=[])
         assert served["sampled"][n][:5] == sampled.tolist()
+    for n, prompt in enumerate(prompts):
+        sampled = generator.generate(prompt, 5, temperature=0.8, top_k=20, top_p=0.9, seed=3,
+                                     stop_token_ids=[])
+        assert served["one_for_all"][n][:5] == sampled.tolist()
+    assert served["empty"] == {"generated_text": ["string", [0]], "generated_ids": ["int32", [0, 0]],
+                               "generated_length": ["int32", [0]]}
     logits = np.asarray(gpt({"token_ids": np.array(ids, "int32"), "padding_mask": np.ones((1, 6), "int32")}))
     np.testing.assert_allclose(served["logits"], logits, atol=1e-5)
 
@@ -308,7 +321,7 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
             [t for t in VOCAB if t != "[MASK]"] + ["extra"]))
     with pytest.raises(ValueError, match="`cls_token_id`.*ByteTokenizer"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.ByteTokenizer())
-    with pytest.raises(ValueError, match="vocabulary .16 tokens. is not the model's .17."):
+    with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 17 token ids.*with 16 token ids"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:-1]))
     gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
     with pytest.raises(ValueError, match="max_new_tokens"):
@@ -317,3 +330,180 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
         keras_llm.export(gpt, str(tmp_path / "g"), object())
     for name in ("g", "m"):
         assert not (tmp_path / name).exists() or os.listdir(tmp_path / name) == []
+
+
+def test_export_checks_the_tokenizer_and_the_stop_tokens_against_the_model(tmp_path):
+    gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
+    byte_tokenizer = keras_llm.tokenizers.ByteTokenizer()  # 256 bytes + 2 specials
+    assert gpt.get_layer("embeddings").vocabulary_size == 256 + 2
+    word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:8])
+    with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 258 token ids "
+                                         r"\(a GPT export.*Received: tokenizer=CoreOpsWordPieceTokenizer "
+                                         r"with 8 token ids"):
+        keras_llm.export(gpt, str(tmp_path / "g"), word_piece)
+    for stop, error, match in [
+        ([258], ValueError, r"`stop_token_ids` must be token ids in \[0, 258\).*: 258$"),
+        ([-1, 5], ValueError, r"`stop_token_ids` must be token ids in \[0, 258\).*: -1$"),
+        (["x"], TypeError, r"`stop_token_ids` must be integer token ids"),
+        ("ab", TypeError, r"`stop_token_ids` must be a list of token ids. Received: stop_token_ids='ab'"),
+    ]:
+        with pytest.raises(error, match=match):
+            keras_llm.export(gpt, str(tmp_path / "g"), byte_tokenizer, stop_token_ids=stop)
+    for settings, match in [(dict(seed=2**31), "Received: seed=2147483648"),
+                            (dict(top_p=0.0), "Received: top_p=0.0")]:
+        with pytest.raises(ValueError, match=match):
+            keras_llm.export(gpt, str(tmp_path / "g"), byte_tokenizer, **settings)
+    classifier = keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=8)
+    with pytest.raises(ValueError, match=r"`tokenizer` must have at most the model's 8 token ids.*"
+                                         r"with 17 token ids"):
+        keras_llm.export(classifier, str(tmp_path / "c"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB))
+    with pytest.raises(ValueError, match=r"`label_names` must have one name per class \(2\). "
+                                         r"Received: label_names='ab'"):
+        keras_llm.export(classifier, str(tmp_path / "c"), word_piece, label_names="ab")
+    assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_a_version_gets_the_umask_modes_so_other_users_can_read_it(tmp_path, umask_022):
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
+    path = keras_llm.export(model, str(tmp_path / "gpt"), keras_llm.tokenizers.ByteTokenizer())
+    modes = {}
+    for root, _, files in os.walk(path):
+        modes[root] = os.stat(root).st_mode & 0o777
+        modes.update({os.path.join(root, f): os.stat(os.path.join(root, f)).st_mode & 0o777 for f in files})
+    assert os.path.join(path, "saved_model.pb") in modes and os.path.join(path, "variables") in modes
+    # 0o777 & ~0o022 for directories, 0o666 & ~0o022 for files (tempfile gives 0700 / 0600).
+    assert {p: oct(m) for p, m in modes.items() if m != (0o755 if os.path.isdir(p) else 0o644)} == {}
+
+
+def test_the_next_export_removes_what_a_killed_one_left_and_path_must_be_a_directory(tmp_path):
+    from keras_llm._atomic import _host
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    base = tmp_path / "gpt"
+    # What `kill -9` during exports of versions 1 and 7 leaves: a process id that no longer exists.
+    with open("/proc/sys/kernel/pid_max") as f:
+        dead = int(f.read()) + 1
+    for version in (1, 7):
+        leftover = base / f".{version}.incomplete-{_host()}-{dead}-0123456789ab"
+        (leftover / "variables").mkdir(parents=True)
+        (leftover / "saved_model.pb").write_bytes(b"half")
+    path = keras_llm.export(model, str(base), tokenizer)
+    assert path == str(base / "1")
+    assert sorted(os.listdir(base)) == ["1"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    with pytest.raises(ValueError, match=rf"`path` must be a directory.*Received: path='{a_file}', which is a file"):
+        keras_llm.export(model, str(a_file), tokenizer)
+    assert a_file.read_text() == "not a directory"
+
+
+def _generate(signature, texts, counts=None, **settings):
+    """The `generate` signature with settings of `counts[name]` values (default: one per text)."""
+    values = {**dict(max_new_tokens=4, temperature=0.0, top_k=0, top_p=1.0, seed=0), **settings}
+    dtypes = dict(max_new_tokens=tf.int32, temperature=tf.float32, top_k=tf.int32, top_p=tf.float32,
+                  seed=tf.int32)
+    counts = {name: (counts or {}).get(name, len(texts)) for name in values}
+    return signature(text=tf.constant(texts, tf.string), **{
+        name: tf.fill([counts[name]], tf.constant(value, dtypes[name])) for name, value in values.items()
+    })
+
+
+def test_a_setting_has_one_value_per_text_or_one_for_all(exports):
+    signatures = tf.saved_model.load(exports["gpt_path"]).signatures
+    texts = ["The cat sat", "a dog"]
+    generator = Generator(exports["gpt"], exports["tokenizer"])
+    settings = dict(temperature=0.9, top_k=20, top_p=0.9, seed=3)
+    # The documented meaning of one value: each text generates as if it had it.
+    expected = [generator.generate(t, 5, stop_token_ids=[], **settings) for t in texts]
+    one_for_all = {name: 1 for name in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")}
+    out = _generate(signatures["generate"], texts, one_for_all, **{**settings, "max_new_tokens": 5})
+    assert out["generated_text"].numpy().tolist() == [t.encode() for t in expected]
+    for name in one_for_all:
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"`{name}` must have one value per prompt \(2 prompts\) or one value "
+                                 rf"for all. Received: 3 values of {name}"):
+            _generate(signatures["generate"], texts, {name: 3})
+    ids = tf.constant([[72, 105], [72, 0]])
+    rows = dict(max_new_tokens=tf.constant([3]), temperature=tf.zeros([1]), top_k=tf.zeros([1], tf.int32),
+                top_p=tf.ones([1]), seed=tf.zeros([1], tf.int32))
+    out = signatures["generate_ids"](token_ids=ids, padding_mask=tf.constant([[1, 1], [1, 0]]), **rows)
+    assert out["generated_ids"].numpy().tolist() == [
+        generator.generate([72, 105], 3, stop_token_ids=[]).tolist(),
+        generator.generate([72], 3, stop_token_ids=[]).tolist(),
+    ]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`seed` must have one value per prompt"):
+        signatures["generate_ids"](token_ids=ids, padding_mask=tf.ones_like(ids),
+                                   **{**rows, "seed": tf.zeros([3], tf.int32)})
+
+
+def test_a_request_with_no_texts_gets_empty_outputs(exports):
+    signatures = tf.saved_model.load(exports["gpt_path"]).signatures
+    nothing = tf.zeros([0], tf.string)
+    for out in (signatures["serving_default"](text=nothing),
+                _generate(signatures["generate"], []),
+                _generate(signatures["generate"], [], {"seed": 1})):
+        assert out["generated_text"].dtype == tf.string and out["generated_text"].shape == (0,)
+        assert out["generated_ids"].dtype == tf.int32 and out["generated_ids"].shape == (0, 0)
+        assert out["generated_length"].dtype == tf.int32 and out["generated_length"].shape == (0,)
+    no_ids = tf.zeros([0, 0], tf.int32)
+    out = signatures["generate_ids"](
+        token_ids=no_ids, padding_mask=no_ids, max_new_tokens=tf.constant([4]),
+        temperature=tf.zeros([0]), top_k=tf.zeros([0], tf.int32), top_p=tf.ones([0]),
+        seed=tf.zeros([0], tf.int32),
+    )
+    assert out["generated_ids"].shape == (0, 0) and out["generated_length"].shape == (0,)
+    out = signatures["logits"](token_ids=tf.zeros([0, 3], tf.int32), padding_mask=tf.zeros([0, 3], tf.int32))
+    assert out["logits"].dtype == tf.float32 and out["logits"].shape == (0, 3, 256 + 2)
+
+
+def test_id_signatures_name_ids_outside_the_vocabulary_or_the_context(exports):
+    signatures = tf.saved_model.load(exports["gpt_path"]).signatures
+    context = exports["gpt"].get_layer("embeddings").max_sequence_length
+    for bad in (258, -7, 999):
+        ids = tf.constant([[72, 105], [bad, 1]])
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"`token_ids` must be token ids in \[0, 258\) \(the vocabulary\). "
+                                 rf"Received: token_ids holding 1 id\(s\) outside it: {bad}\]"):
+            signatures["logits"](token_ids=ids, padding_mask=tf.ones_like(ids))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"`token_ids` must be token ids in \[0, 258\)"):
+            signatures["generate_ids"](
+                token_ids=ids, padding_mask=tf.ones_like(ids), max_new_tokens=tf.constant([1]),
+                temperature=tf.zeros([1]), top_k=tf.zeros([1], tf.int32), top_p=tf.ones([1]),
+                seed=tf.zeros([1], tf.int32),
+            )
+    longest = tf.ones([1, context], tf.int32)
+    assert signatures["logits"](token_ids=longest, padding_mask=longest)["logits"].shape == (1, context, 258)
+    too_long = tf.ones([1, context + 1], tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"`token_ids` must be at most {context} tokens long \(the context of the model\). "
+                             rf"Received: token_ids of length {context + 1}\]"):
+        signatures["logits"](token_ids=too_long, padding_mask=too_long)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`padding_mask` must have the shape of `token_ids` \(1, 2\)"):
+        signatures["logits"](token_ids=tf.ones([1, 2], tf.int32), padding_mask=tf.ones([1, 3], tf.int32))
+    # The classifier's and the masked LM's id signatures: 17 ids, a context of 16.
+    classify_ids = tf.saved_model.load(exports["classifier_path"]).signatures["classify_ids"]
+    fill_ids = tf.saved_model.load(exports["masked_lm_path"]).signatures["fill_ids"]
+    for ids, match in [
+        (tf.constant([[2, 17, 3]]), r"`token_ids` must be token ids in \[0, 17\).*: 17\]"),
+        (tf.constant([[2, -1, 3]]), r"`token_ids` must be token ids in \[0, 17\).*: -1\]"),
+        (tf.fill([1, 17], 5), r"`token_ids` must be at most 16 tokens long.*Received: token_ids of length 17\]"),
+    ]:
+        inputs = dict(token_ids=ids, segment_ids=tf.zeros_like(ids), padding_mask=tf.ones_like(ids))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            classify_ids(**inputs)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            fill_ids(**inputs, mask_positions=tf.constant([[1]]))
+    ids = tf.constant([[2, 5, 3]])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`segment_ids` must have the shape of `token_ids` \(1, 3\). "
+                             r"Received: segment_ids of shape 1, 2\]"):
+        classify_ids(token_ids=ids, segment_ids=tf.zeros([1, 2], tf.int32), padding_mask=tf.ones_like(ids))

@@ -175,7 +175,7 @@ def test_bad_arguments_name_themselves(model):
         (dict(max_new_tokens=-1), "max_new_tokens"),
         (dict(max_new_tokens=CONTEXT), "max_new_tokens"),
         (dict(temperature=-1.0), "temperature"),
-        (dict(top_k=0), "top_k"),
+        (dict(top_k=-1), "top_k"),
         (dict(top_p=1.5), "top_p"),
         (dict(num_beams=0), "num_beams"),
         (dict(num_beams=2, temperature=1.0), "deterministic"),
@@ -188,3 +188,113 @@ def test_bad_arguments_name_themselves(model):
         generator.generate([[1], []])
     with pytest.raises(ValueError, match="build_gpt"):
         Generator(keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=50))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("bad", [999, -7, VOCABULARY])
+def test_prompt_ids_outside_the_vocabulary_are_an_error_on_every_path(model, jit_compile, bad):
+    generator = Generator(model, jit_compile=jit_compile)
+    with pytest.raises(ValueError, match=rf"`prompts` must be token ids in \[0, {VOCABULARY}\).*: {bad}$"):
+        generator.generate([[1, 2], [3, bad]], 4)
+    with pytest.raises(ValueError, match=rf"`prompts` must be token ids in \[0, {VOCABULARY}\)"):
+        generator.generate([bad], 4, num_beams=2)
+    with pytest.raises(ValueError, match=rf"`stop_token_ids` must be token ids in \[0, {VOCABULARY}\)"):
+        generator.generate([1, 2], 4, stop_token_ids=[bad])
+
+
+def test_bad_prompts_and_settings_are_named_and_no_prompts_give_no_completions(model):
+    generator = Generator(model)
+    for prompts, error, match in [
+        (None, TypeError, "`prompts` must be a string.*Received: prompts=None"),
+        ([[1.5, 2.0]], TypeError, r"token ids \(lists of ints\). Received: prompt 0=\[1.5, 2.0\]"),
+        ([[1], "text"], TypeError, "Received: prompt 1='text'"),
+    ]:
+        with pytest.raises(error, match=match):
+            generator.generate(prompts, 4)
+    for kwargs, match in [
+        (dict(seed=2**31), r"`seed` must be an int in \[-2\*\*31, 2\*\*31\). Received: seed=2147483648"),
+        (dict(seed="1"), "Received: seed='1'"),
+        (dict(max_new_tokens=True), "Received: max_new_tokens=True"),
+        (dict(stop_token_ids=5), "`stop_token_ids` must have a length"),
+        (dict(stop_token_ids=[[1], [2, 3]]), "`stop_token_ids` must be a flat list"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            generator.generate([1, 2], **{"max_new_tokens": 4, **kwargs})
+    assert generator.generate([], 4) == []
+    # top_k=0 is "no top-k", as in Hugging Face: the same draw as top_k=None.
+    sampled = dict(temperature=1.0, seed=5, stop_token_ids=[])
+    assert generator.generate([3, 1, 4], 6, top_k=0, **sampled).tolist() == generator.generate(
+        [3, 1, 4], 6, top_k=None, **sampled
+    ).tolist()
+
+
+def _settings(n, max_new_tokens=4):
+    """Greedy settings `[n]` for `Generator.sample` (n = 1: one value for every prompt)."""
+    return (tf.fill([n], max_new_tokens), tf.zeros([n]), tf.zeros([n], tf.int32), tf.ones([n]),
+            tf.zeros([n], tf.int32))
+
+
+def _padded(prompts):
+    width = max(map(len, prompts))
+    ids = np.array([p + [0] * (width - len(p)) for p in prompts], "int32")
+    mask = np.array([[1] * len(p) + [0] * (width - len(p)) for p in prompts], "int32")
+    return ids, mask
+
+
+def test_sample_takes_one_value_per_prompt_or_one_for_all_and_nothing_else(model):
+    generator = Generator(model, jit_compile=False)
+    ids, mask = _padded(PROMPTS)
+    expected = [greedy_by_recomputing(model, p, 4) for p in PROMPTS]
+    stops = tf.zeros([0], tf.int32)
+    for n in (1, len(PROMPTS)):
+        out = generator.sample(ids, mask, *_settings(n), stops)
+        counts = out["generated_length"].numpy()
+        assert [row[:c].tolist() for row, c in zip(out["generated_ids"].numpy(), counts)] == expected
+    settings = list(_settings(len(PROMPTS)))
+    for index, name in enumerate(["max_new_tokens", "temperature", "top_k", "top_p", "seed"]):
+        wrong = settings[:index] + [tf.concat([settings[index]] * 2, 0)] + settings[index + 1:]
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=rf"`{name}` must have one value per prompt \(3 prompts\) or one value for all. "
+            rf"Received: 6 values of {name}",
+        ):
+            generator.sample(ids, mask, *wrong, stops)
+    search = generator.beam_search(2)
+    out = search(ids[:2], mask[:2], tf.constant([4]), stops)
+    assert out["generated_ids"].shape == (2, 4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`max_new_tokens` must have one value"):
+        search(ids, mask, tf.constant([4, 4]), stops)
+
+
+def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model):
+    generator = Generator(model, jit_compile=False)
+    empty = np.zeros((0, 3), "int32")
+    stops = tf.zeros([0], tf.int32)
+    for out in (generator.sample(empty, empty, *_settings(0), stops),
+                generator.sample(empty, empty, *_settings(1), stops),
+                generator.beam_search(2)(empty, empty, tf.constant([4]), stops)):
+        assert out["generated_ids"].dtype == tf.int32 and out["generated_ids"].shape == (0, 0)
+        assert out["generated_length"].dtype == tf.int32 and out["generated_length"].shape == (0,)
+    ids, mask = _padded([[1, 2], [3, VOCABULARY + 5]])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"`token_ids` must be token ids in \[0, {VOCABULARY}\).*: {VOCABULARY + 5}\]"):
+        generator.sample(ids, mask, *_settings(2), stops)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`padding_mask` must have the shape of `token_ids` \(2, 2\). "
+                             r"Received: padding_mask of shape 2, 1"):
+        generator.sample(ids, mask[:, :1], *_settings(2), stops)
+
+
+def test_one_seed_per_prompt_gives_each_row_its_own_sample(model):
+    """A list of seeds: each row samples as it does alone with its seed (a scalar seed is shared)."""
+    generator = Generator(model)
+    prompts = [[5, 6, 7], [9, 10]]
+    alone = [generator.generate(p, 6, temperature=1.0, seed=s)
+             for p, s in zip(prompts, (11, 12))]
+    batched = generator.generate(prompts, 6, temperature=1.0, seed=[11, 12])
+    for a, b in zip(alone, batched):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"one per prompt \(2\). Received: 3 seeds"):
+        generator.generate(prompts, 6, temperature=1.0, seed=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"Received: seed=2147483648"):
+        generator.generate(prompts, 6, temperature=1.0, seed=[1, 2**31])

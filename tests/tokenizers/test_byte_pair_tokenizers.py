@@ -132,3 +132,30 @@ def test_cached_tokenizer_equals_core_ops_one_and_survives_collisions(trained):
     key = tf.strings.to_hash_bucket_fast([" the"], 2**63 - 1)
     cached._cache.insert(key, tf.constant([b" tha\xff1 2 3"]))
     assert cached([" the"]).to_list() == core([" the"]).to_list()
+
+
+@pytest.mark.parametrize("tokenizer_class", [CoreOpsBytePairTokenizer, BytePairTokenizer])
+def test_vocabulary_ids_must_be_0_to_n_minus_1_each_once(trained, tmp_path, tokenizer_class):
+    reference, directory = trained
+    merges = str(directory / "merges.txt")
+    vocabulary = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+    ours = tokenizer_class(str(directory / "vocab.json"), merges)
+    assert ours.vocabulary_size == reference.get_vocab_size() == len(vocabulary)
+    # Two tokens share an id: "Ġthe" takes the id of "a".
+    shared = dict(vocabulary, **{"Ġthe": vocabulary["a"]})
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(shared), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"shared.json: tokens '(a|Ġthe)' and '(a|Ġthe)' share the "
+                                         rf"id {vocabulary['a']}; each token needs its own id"):
+        tokenizer_class(str(path), merges)
+    # An id far past the size: vocabulary_size would become 100,001.
+    far = dict(vocabulary, **{"Ġthe": 100_000})
+    path = tmp_path / "far.json"
+    path.write_text(json.dumps(far), encoding="utf-8")
+    n = len(vocabulary)
+    with pytest.raises(ValueError, match=rf"far.json: token 'Ġthe' has the id 100000; the ids of "
+                                         rf"its {n} tokens must be 0 to {n - 1}, each used once"):
+        tokenizer_class(str(path), merges)
+    negative = dict(vocabulary, **{"Ġthe": -3})
+    with pytest.raises(ValueError, match=r"vocabulary: token 'Ġthe' has the id -3"):
+        tokenizer_class(negative, merges)
