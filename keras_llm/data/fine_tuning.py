@@ -11,27 +11,67 @@ from keras_llm.data._pipeline import (
 )
 
 
-def _label_ids(labels, label_names, argument):
-    """int labels pass through; string labels map through `label_names`."""
-    if labels.dtype != tf.string:
-        return tf.cast(labels, tf.int32)
-    if not label_names:
+def _label_range(label_spec, label_names, num_classes, function, what):
+    """`num_classes` from the arguments and the labels' dtype; errors name what is missing."""
+    if label_spec.dtype == tf.string:
+        if not label_names:
+            raise ValueError(
+                f"{function}: the {what}s are strings; pass `label_names` (the list whose "
+                f"index is each {what}'s id). Received: label_names={label_names!r}"
+            )
+    elif not label_spec.dtype.is_integer:
         raise ValueError(
-            f"The {argument} are strings; pass `label_names` (the list whose index is each "
-            "label's id)."
+            f"{function}: the {what}s must be ints (or strings, with `label_names`). "
+            f"Received: {what}s of dtype {label_spec.dtype.name}"
         )
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(label_names)), tf.range(len(label_names), dtype=tf.int32)
-        ),
-        default_value=-1,
-    )
-    ids = table.lookup(labels)
-    check = tf.debugging.assert_non_negative(
-        ids, message=f"A label is not in label_names={list(label_names)}"
+    if label_names:
+        if num_classes is not None and num_classes != len(label_names):
+            raise ValueError(
+                f"{function}: `num_classes` must be len(label_names)={len(label_names)} "
+                f"when both are given. Received: num_classes={num_classes!r}"
+            )
+        return len(label_names)
+    if num_classes is None:
+        raise ValueError(
+            f"{function}: pass `num_classes` (the model's; each {what} must be an int in "
+            f"[0, num_classes)) or `label_names`. Received: num_classes=None"
+        )
+    check_positive(num_classes=num_classes)
+    return num_classes
+
+
+def _label_ids(labels, examples, label_names, num_classes, function, what, words=None):
+    """[N] int or string labels -> [N] int32 ids, or an error naming the first bad one.
+
+    `examples[i]` is label i's example in `data` (counted from 0, before
+    shuffling), and `words[i]` its word, for tags: the error says where the
+    label is. Without the check a label >= num_classes fails deep inside
+    `fit` ("Graph execution error").
+    """
+    if labels.dtype == tf.string:
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(label_names)), tf.range(len(label_names), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
+        ids = table.lookup(labels)
+        # Names unquoted: the assertion's message escapes quotes.
+        expected = f"one of label_names=[{', '.join(map(str, label_names))}]"
+    else:
+        ids = tf.cast(labels, tf.int64)  # range-checked before the cast to int32
+        expected = f"an int in [0, {num_classes}) (num_classes={num_classes})"
+    bad = tf.where(tf.logical_or(ids < 0, ids >= num_classes))[:1, 0]  # the first, if any
+    where = ["has", what, tf.gather(labels, bad)]
+    if words is not None:
+        where += ["at word", tf.gather(words, bad)]
+    check = tf.debugging.Assert(
+        tf.size(bad) == 0,
+        [f"{function}: example", tf.gather(examples, bad), "of `data` (counting from 0)"]
+        + where + [f"; expected {expected}"],
     )
     with tf.control_dependencies([check]):
-        return tf.identity(ids)
+        return tf.cast(ids, tf.int32)
 
 
 def _bucket_boundaries(sequence_length):
@@ -97,6 +137,7 @@ def classification_dataset(
     batch_size,
     *,
     sequence_length=128,
+    num_classes=None,
     label_names=None,
     seed=0,
     shuffle=True,
@@ -124,6 +165,9 @@ def classification_dataset(
         tokenizer: A WordPiece or SentencePiece tokenizer.
         batch_size: Examples per batch.
         sequence_length: The longest example, specials included.
+        num_classes: The classifier's number of classes: every label must be
+            in `[0, num_classes)`. Required for int labels unless
+            `label_names` is given; defaults to `len(label_names)`.
         label_names: Names whose index is the label id; required for string labels.
         seed: The shuffling seed.
         shuffle, shuffle_buffer, repeat, drop_remainder: As for the other pipelines.
@@ -132,7 +176,10 @@ def classification_dataset(
 
     Returns:
         A dataset of `({"token_ids", "segment_ids", "padding_mask"}, labels)`,
-        int32, `[B, padded_length]` and `[B]`.
+        int32, `[B, padded_length]` and `[B]`. A label outside `[0,
+        num_classes)` (or not in `label_names`) stops the iteration with a
+        `tf.errors.InvalidArgumentError` naming it and its example's index in
+        `data` (in `fit`: "Graph execution error ... assertion failed: ...").
 
     Example:
 
@@ -163,16 +210,24 @@ def classification_dataset(
             "`data` must give (text, label) pairs, e.g. load_texts(..., label_field=...). "
             f"Received elements: {data.element_spec}"
         )
-    data = _shuffled(data, shuffle, shuffle_buffer, seed, repeat)
+    num_classes = _label_range(
+        data.element_spec[1], label_names, num_classes, "classification_dataset", "label"
+    )
+    # Each example's index in `data`, so that a bad label's error says where it is.
+    data = _shuffled(data.enumerate(), shuffle, shuffle_buffer, seed, repeat)
 
-    def encode(texts, labels):
+    def encode(index, example):
+        texts, labels = example
         ids = add_specials(tf.cast(tokenizer(texts), tf.int32), cls_id, sep_id, sequence_length)
         x = {
             "token_ids": ids,
             "segment_ids": tf.zeros_like(ids),
             "padding_mask": tf.ones_like(ids),
         }
-        return _examples((x, _label_ids(labels, label_names, "labels")))
+        labels = _label_ids(
+            labels, index, label_names, num_classes, "classification_dataset", "label"
+        )
+        return _examples((x, labels))
 
     examples = data.batch(TOKENIZE_CHUNK).flat_map(encode)
     batches = _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id)
@@ -185,6 +240,7 @@ def token_tagging_dataset(
     batch_size,
     *,
     sequence_length=128,
+    num_classes=None,
     label_names=None,
     seed=0,
     shuffle=True,
@@ -212,12 +268,17 @@ def token_tagging_dataset(
         tokenizer: A WordPiece or SentencePiece tokenizer.
         batch_size: Examples per batch.
         sequence_length: The longest example in pieces, specials included.
+        num_classes: The number of tags: every tag must be in `[0,
+            num_classes)`. Required for int tags unless `label_names` is
+            given; defaults to `len(label_names)`.
         label_names: Names whose index is the tag id; required for string tags.
         Other arguments as in `classification_dataset`.
 
     Returns:
         A dataset of `({"token_ids", "segment_ids", "padding_mask"}, tags,
         sample_weight)`, `[B, padded_length]` each (tags int32, weights float32).
+        A tag outside `[0, num_classes)`, or an example without one tag per
+        word, stops the iteration with an error naming the example's index.
 
     Example:
 
@@ -230,7 +291,9 @@ def token_tagging_dataset(
         [{"tokens": ["New", "York", "is", "bigger"], "tags": [1, 2, 0, 0]}],
         text_field="tokens", label_field="tags",
     )
-    ds = keras_llm.data.token_tagging_dataset(data, tokenizer, batch_size=1, shuffle=False)
+    ds = keras_llm.data.token_tagging_dataset(
+        data, tokenizer, batch_size=1, num_classes=3, shuffle=False
+    )
     x, tags, weights = next(iter(ds))
     assert x["token_ids"].numpy()[0, :7].tolist() == [2, 4, 5, 6, 7, 8, 3]
     assert tags.numpy()[0, :7].tolist() == [0, 1, 2, 0, 0, 0, 0]
@@ -248,20 +311,34 @@ def token_tagging_dataset(
             "`data` must give (words, tags) pairs of 1-D tensors, e.g. load_texts(..., "
             f"text_field='tokens', label_field='tags') on list fields. Received elements: {spec}"
         )
-    def check(words, tags):
-        with tf.control_dependencies(
-            [tf.debugging.assert_equal(tf.size(words), tf.size(tags), message="An example "
-                                       "does not have one tag per word")]
-        ):
-            return tf.identity(words), tf.identity(tags)
+    num_classes = _label_range(spec[1], label_names, num_classes, "token_tagging_dataset", "tag")
 
-    data = data.map(check)
-    data = _shuffled(data, shuffle, shuffle_buffer, seed, repeat)
+    def check(index, example):
+        words, tags = example
+        one_per_word = tf.debugging.Assert(
+            tf.equal(tf.size(words), tf.size(tags)),
+            ["token_tagging_dataset: example", index, "of `data` (counting from 0) has",
+             tf.size(words), "words and", tf.size(tags), "tags; expected one tag per word"],
+        )
+        with tf.control_dependencies([one_per_word]):
+            return index, (tf.identity(words), tf.identity(tags))
 
-    def encode(words, tags):
-        # words, tags: [C, None words]
+    # Each example's index in `data`, so that an error says where it is.
+    data = _shuffled(data.enumerate().map(check), shuffle, shuffle_buffer, seed, repeat)
+
+    def encode(index, example):
+        words, tags = example  # [C, None words] each
         tags = tf.RaggedTensor.from_row_splits(
-            _label_ids(tags.flat_values, label_names, "tags"), tags.row_splits
+            _label_ids(
+                tags.flat_values,
+                tf.gather(index, tags.value_rowids()),
+                label_names,
+                num_classes,
+                "token_tagging_dataset",
+                "tag",
+                words=tf.ragged.range(tags.row_lengths()).flat_values,
+            ),
+            tags.row_splits,
         )
         pieces = tf.cast(tokenizer(words.flat_values), tf.int32)  # [W, None pieces]
         first = tf.equal(tf.ragged.range(pieces.row_lengths()).flat_values, 0)  # [N]

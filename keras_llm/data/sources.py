@@ -1,10 +1,12 @@
 """Where text comes from: TFDS, local files, Python lists, the default corpus."""
 
+import contextlib
 import csv
 import glob
 import io
 import json
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -31,11 +33,19 @@ def load_texts(
     - `None`: the embedded default corpus (`stdlib_docstrings()`), one
       docstring per element.
     - `"tfds:NAME"` (`NAME` may carry a config and version,
-      `"glue/sst2:2.0.0"`): `tfds.load(NAME, split=split, data_dir=data_dir)`.
-      `split` takes TFDS slicing (`"train[:10%]"`, `"train[:1000]+test"`).
-      Offline, point `data_dir` at a directory where the data set was
-      prepared (by `tfds build` or an earlier `tfds.load`) and pass
-      `download=False`.
+      `"glue/sst2:2.0.0"`): `tfds.load(NAME, split=split, data_dir=data_dir,
+      download=download)`. `split` takes TFDS slicing (`"train[:10%]"`,
+      `"train[:1000]+test"`). A data set already prepared in `data_dir` is
+      read without the network, whatever `download` says. One that is not
+      is downloaded and prepared there when `download=True` (the default,
+      as in `tfds.load`), after a quick check that the network reaches its
+      download hosts: offline, a `ConnectionError` says so within seconds
+      (TFDS itself would retry each download for minutes). With
+      `download=False`, a `FileNotFoundError` names the directory that is
+      missing. A download or preparation that fails leaves nothing in
+      `data_dir`. To work offline, prepare the data set on a machine with
+      network (`tfds build NAME --data_dir=DIR`, or this function), copy
+      `DIR` over and pass `data_dir=DIR`.
     - A path or glob of `.txt`, `.csv`, `.tsv` or `.jsonl` files, read in
       sorted order. `.txt`: one element per line (`sample_by="line"`, empty
       lines skipped, as Hugging Face `datasets`' text loader does), per
@@ -58,8 +68,11 @@ def load_texts(
             column whose values are all integers gives int64 labels, any other
             gives strings; a JSON list gives a 1-D tensor (token tags).
         split: The TFDS split (with slicing); ignored for other sources.
-        data_dir: The TFDS data directory.
-        download: Whether TFDS may download and prepare the data set.
+        data_dir: The TFDS data directory (default: TFDS's, `$TFDS_DATA_DIR`
+            or `~/tensorflow_datasets`).
+        download: For TFDS: True (default) downloads and prepares the data set
+            if `data_dir` does not hold it yet; False only reads a prepared
+            one.
         sample_by: For `.txt` files: `"line"`, `"paragraph"` or `"document"`.
 
     Returns:
@@ -263,6 +276,8 @@ def _read_file(path, text_field, label_field, sample_by):
 def _from_tfds(name, text_field, label_field, split, data_dir, download):
     import tensorflow_datasets as tfds
 
+    if not isinstance(download, bool):
+        raise TypeError(f"`download` must be True or False. Received: download={download!r}")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -270,18 +285,135 @@ def _from_tfds(name, text_field, label_field, split, data_dir, download):
             f"tfds:{name}: TensorFlow Datasets has no data set of that name; expected "
             "one of `tfds.list_builders()`, optionally with '/config' and ':version'."
         ) from None
+    root = os.fspath(builder.data_dir_root)
     if not download and not builder.is_prepared():
         raise FileNotFoundError(
-            f"tfds:{name}: not prepared in data_dir={builder.data_dir!r}, and download=False. "
-            f"Prepare it there first (`tfds build {name} --data_dir=...`)."
+            f"tfds:{name}: not prepared in data_dir={root!r}: "
+            f"{_missing_version(builder)} download=False only reads prepared data sets; "
+            f"prepare it with `tfds build {name} --data_dir={root}` (offline: on a machine "
+            "with network, then copy the directory here), or pass download=True."
         )
     features = list(builder.info.features.keys())
     text_field = _pick_text_field(text_field, features, f"tfds:{name} features")
     if label_field is not None and label_field not in features:
         raise ValueError(f"tfds:{name}: no feature label_field={label_field!r}; it has {features}.")
-    if download:
-        builder.download_and_prepare()
+    if download and not builder.is_prepared():
+        _prepare(builder, name, root)
     dataset = builder.as_dataset(split=split, shuffle_files=False)
     if label_field is None:
         return dataset.map(lambda x: x[text_field])
     return dataset.map(lambda x: (x[text_field], x[label_field]))
+
+
+def _missing_version(builder):
+    """What is missing of a data set that is not prepared, and which versions are there."""
+    version_dir = os.fspath(builder.data_dir)
+    parent = os.path.dirname(version_dir)
+    there = sorted(
+        v for v in (os.listdir(parent) if os.path.isdir(parent) else [])
+        if os.path.isfile(os.path.join(parent, v, "dataset_info.json"))
+    )
+    found = f" (prepared there: version {', '.join(there)})" if there else ""
+    return f"{version_dir} has no dataset_info.json{found}."
+
+
+# Seconds to wait for a TCP connection to a download host before calling the
+# network unreachable. TFDS's own downloader retries 10 times with a backoff
+# that adds up to about 3.5 minutes, with no message, before it gives up.
+_PROBE_TIMEOUT = 5
+_PROBE_HOSTS = 3
+
+
+def _unreachable(builder):
+    """Why the data set's download hosts cannot be reached, or None if one can be.
+
+    The hosts are those of the builder's registered download URLs plus TFDS's
+    own mirror on Cloud Storage (tried first when it holds the data set). A
+    proxy from the environment (`https_proxy`, ...), which TFDS's `requests`
+    uses too, is probed instead of the host it serves. Nothing is checked
+    (None) when the URLs are unknown (a builder without registered checksums)
+    or not HTTP(S)/FTP, or under `tfds.testing.mock_data`, which replaces the
+    download by a no-op.
+    """
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    import tensorflow_datasets as tfds
+
+    method = type(builder).download_and_prepare
+    if getattr(method, "__module__", None) != tfds.core.DatasetBuilder.__module__:
+        return None  # mock_data's no-op, or a builder's own: nothing to predict
+    urls = list(builder.url_infos or ())
+    schemes = {urllib.parse.urlsplit(u).scheme for u in urls}
+    if not urls or not schemes <= {"http", "https", "ftp"}:
+        return None
+    proxies = urllib.request.getproxies()
+    addresses = []
+    for url in ["https://storage.googleapis.com/"] + urls:
+        parts = urllib.parse.urlsplit(url)
+        proxy = proxies.get(parts.scheme)
+        if proxy and not urllib.request.proxy_bypass(parts.hostname):
+            parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        default_port = {"https": 443, "ftp": 21}.get(parts.scheme, 80)
+        address = (parts.hostname, parts.port or default_port)
+        if address not in addresses:
+            addresses.append(address)
+    errors = []
+    for host, port in addresses[:_PROBE_HOSTS]:
+        try:
+            socket.create_connection((host, port), timeout=_PROBE_TIMEOUT).close()
+            return None
+        except OSError as error:
+            errors.append(f"{host}:{port} ({error})")
+    return "; ".join(errors)
+
+
+def _prepare(builder, name, root):
+    """`builder.download_and_prepare()`, failing fast offline and leaving nothing on failure."""
+    why = _unreachable(builder)
+    if why is not None:
+        raise ConnectionError(
+            f"tfds:{name}: not prepared in data_dir={root!r}, and the network is unreachable: "
+            f"could not connect to {why}. To prepare it offline, run `tfds build {name} "
+            "--data_dir=DIR` on a machine with network, copy DIR here and pass "
+            "data_dir=DIR (with download=False, nothing is downloaded)."
+        )
+    top = os.fspath(builder.data_dir).removeprefix(root).strip(os.sep).split(os.sep)[0]
+    before = _tfds_entries(root, top)
+    try:
+        builder.download_and_prepare()
+    except BaseException:
+        # TFDS leaves `downloads/**/*.tmp.*` (and `incomplete.*` directories
+        # when killed): remove what this call added, deepest first.
+        for path in sorted(_tfds_entries(root, top) - before, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+        if root not in before:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # only if empty
+        raise
+
+
+def _tfds_entries(root, top, depth=4):
+    """Paths (to `depth` levels) under `root/downloads` and `root/top`, and `root` if it exists.
+
+    Where TFDS writes while preparing a data set whose directory is under
+    `root/top`; bounded in depth so that a large shared data directory is
+    listed quickly.
+    """
+    if not os.path.isdir(root):
+        return set()
+    found = {root}
+    stack = [(os.path.join(root, t), 1) for t in ("downloads", top)]
+    while stack:
+        path, level = stack.pop()
+        if not os.path.lexists(path):
+            continue
+        found.add(path)
+        if level < depth and os.path.isdir(path) and not os.path.islink(path):
+            stack.extend((os.path.join(path, n), level + 1) for n in os.listdir(path))
+    return found

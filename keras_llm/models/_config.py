@@ -1,5 +1,8 @@
 """Preset resolution and argument checks shared by every builder."""
 
+import math
+import numbers
+
 import keras
 
 # What a builder's `precision` takes: Keras dtype policy names.
@@ -14,6 +17,26 @@ ARCHITECTURE_ARGUMENTS = (
     "dropout",
     "max_sequence_length",
 )
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _finite_real(value):
+    """0, 0.1, np.float32(0.1); not a bool, a string or NaN."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# What each builder argument must be, and how to tell. Every argument a
+# builder resolves has an entry: a new one without it fails with a KeyError.
+_CHECKS = {
+    **{name: ("a positive int", _positive_int) for name in ARCHITECTURE_ARGUMENTS},
+    "num_segments": ("a positive int", _positive_int),
+    "dropout": ("a float in [0, 1)", lambda v: _finite_real(v) and 0.0 <= v < 1.0),
+    "layer_norm_epsilon": ("a positive float", lambda v: _finite_real(v) and v > 0.0),
+}
+_FLOATS = ("dropout", "layer_norm_epsilon")
 
 
 def resolve_config(builder, presets, preset, overrides, defaults):
@@ -44,20 +67,12 @@ def resolve_config(builder, presets, preset, overrides, defaults):
             f"{builder}: pass a `preset` or every size argument; missing "
             f"{', '.join(missing)}. Known presets: {', '.join(sorted(presets))}."
         )
-    for name in ARCHITECTURE_ARGUMENTS:
-        if name == "dropout":
-            continue
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(
-                f"{builder}: `{name}` must be a positive int. "
-                f"Received: {name}={value!r}"
-            )
-    if not 0.0 <= config["dropout"] < 1.0:
-        raise ValueError(
-            f"{builder}: `dropout` must be in [0, 1). "
-            f"Received: dropout={config['dropout']!r}"
-        )
+    for name, value in config.items():
+        expected, check = _CHECKS[name]
+        if not check(value):
+            raise ValueError(f"{builder}: `{name}` must be {expected}. Received: {name}={value!r}")
+        if name in _FLOATS:
+            config[name] = float(value)  # 0 or a NumPy float: a plain float in get_config
     if config["hidden_dim"] % config["num_heads"]:
         raise ValueError(
             f"{builder}: `hidden_dim` must be divisible by `num_heads`. "

@@ -6,6 +6,8 @@ import tempfile
 
 import tensorflow as tf
 
+from keras_llm._atomic import atomic_output
+
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -46,23 +48,23 @@ def _check_size(vocabulary_size, minimum):
 
 
 def _publish(build, output_dir):
-    """Runs `build(temporary_dir)`, then moves its files into `output_dir`.
+    """Runs `build(scratch_dir)`, then writes each file it made into `output_dir`.
 
-    The files appear whole or not at all: they are written into a temporary
-    directory beside `output_dir` and renamed into place.
+    The trainers write files of fixed names into a directory: they get a
+    scratch one of the system's, and each file goes to `output_dir` through
+    keras_llm's one atomic writer (whole or not at all, the modes of the
+    user's umask, and what a killed run left there removed).
     """
     output_dir = os.fspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=output_dir, prefix=".training-")
-    try:
-        build(staging)
+    with tempfile.TemporaryDirectory(prefix="keras_llm-vocabulary-") as scratch:
+        build(scratch)
         written = []
-        for name in sorted(os.listdir(staging)):
-            os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
-            written.append(os.path.join(output_dir, name))
+        for name in sorted(os.listdir(scratch)):
+            path = os.path.join(output_dir, name)
+            with atomic_output(path) as temporary:
+                shutil.move(os.path.join(scratch, name), temporary)
+            written.append(path)
         return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def train_word_piece(corpus, vocabulary_size, output_dir, lowercase=True,

@@ -3,17 +3,18 @@
 import logging
 import os
 import re
-import uuid
 
 import h5py
 import keras
-import tensorflow as tf
 
+from keras_llm._atomic import atomic_output, clean_interrupted
 from keras_llm.distribute import is_chief
 
 logger = logging.getLogger("keras_llm")
 
 _BACKUP = re.compile(r"^step-(\d+)\.weights\.h5$")
+# An unfinished backup, as `atomic_output` names it: `.step-N.incomplete-...`.
+_UNFINISHED = re.compile(r"^\.(step-\d+)\.incomplete-.*\.weights\.h5$")
 # Keras's weight files leave out the random-number states of dropout layers
 # (SeedGenerator); a backup stores them here, so a resumed run draws the same
 # dropout masks as an uninterrupted one.
@@ -31,12 +32,14 @@ class TrainingBackup(keras.callbacks.Callback):
     counter, hence the learning-rate schedule's position, and its moments) and
     the random-number states of dropout (which Keras's weight files leave
     out: they go in an extra HDF5 group), in one `.weights.h5` file named
-    after the global step. It is written under a temporary name in
-    `backup_dir` and renamed into place once complete, so a process killed
+    after the global step. It is written by keras_llm's atomic writer
+    (`keras_llm._atomic.atomic_output`): under a temporary name in
+    `backup_dir`, renamed into place once complete, so a process killed
     while writing leaves the previous backup intact and no partial file under
-    a backup's name. The newest `keep` backups are kept. In a multi-worker run
-    only the chief writes. Use it through `fit_resumable`, which also restores
-    and moves the data to where the backup stopped.
+    a backup's name; the next training run removes such an unfinished file.
+    The newest `keep` backups are kept. In a multi-worker run only the chief
+    writes. Use it through `fit_resumable`, which also restores and moves the
+    data to where the backup stopped.
 
     Args:
         backup_dir: Directory of the backups (created if missing), on a
@@ -65,15 +68,20 @@ class TrainingBackup(keras.callbacks.Callback):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep <= 0:
             raise ValueError(f"`keep` must be a positive int. Received: keep={keep!r}")
         self.backup_dir = os.fspath(backup_dir)
+        if "://" in self.backup_dir:
+            raise ValueError(
+                "`backup_dir` must be a local or mounted directory: backups are HDF5 files "
+                f"written in place. Received: backup_dir={self.backup_dir!r}"
+            )
         self.every = every
         self.keep = keep
 
     def _backups(self):
         """`{step: path}` of the complete backups in `backup_dir`."""
-        if not tf.io.gfile.isdir(self.backup_dir):
+        if not os.path.isdir(self.backup_dir):
             return {}
         found = {}
-        for name in tf.io.gfile.listdir(self.backup_dir):
+        for name in os.listdir(self.backup_dir):
             match = _BACKUP.match(name)
             if match:
                 found[int(match.group(1))] = os.path.join(self.backup_dir, name)
@@ -130,45 +138,52 @@ class TrainingBackup(keras.callbacks.Callback):
         """Writes a backup of the current step, unless this worker is not the chief."""
         if not is_chief(self.model.distribute_strategy):
             return
-        step = self._step()
-        tf.io.gfile.makedirs(self.backup_dir)
-        final = os.path.join(self.backup_dir, f"step-{step:09d}.weights.h5")
-        temporary = os.path.join(self.backup_dir, f".tmp-{uuid.uuid4().hex}.weights.h5")
-        try:
+        final = os.path.join(self.backup_dir, f"step-{self._step():09d}.weights.h5")
+        with atomic_output(final) as temporary:  # keeps the `.weights.h5` Keras needs
             self.model.save_weights(temporary)
             with h5py.File(temporary, "a") as f:
                 group = f.create_group(_RNG_GROUP)
                 for i, variable in enumerate(_rng_states(self.model)):
                     group.create_dataset(str(i), data=keras.ops.convert_to_numpy(variable.value))
-            with open(temporary, "rb") as f:  # durable before it gets a backup's name
-                os.fsync(f.fileno())
-            tf.io.gfile.rename(temporary, final, overwrite=True)
-        except BaseException:
-            if tf.io.gfile.exists(temporary):
-                tf.io.gfile.remove(temporary)
-            raise
         backups = self._backups()
         for old in sorted(backups)[: -self.keep]:
-            tf.io.gfile.remove(backups[old])
+            os.remove(backups[old])
+
+    def _clean_interrupted(self):
+        """Removes the unfinished backups that killed writers left in `backup_dir`.
+
+        Those of a writer that may still run (another live process, another
+        host) are named in a warning and kept (see `keras_llm._atomic`).
+        """
+        if not os.path.isdir(self.backup_dir):
+            return
+        for name in os.listdir(self.backup_dir):
+            match = _UNFINISHED.match(name)
+            if match:
+                clean_interrupted(os.path.join(self.backup_dir, match.group(1) + ".weights.h5"))
 
     def remove(self):
-        """Deletes the backups (and temporary files of killed writers).
+        """Deletes the backups (and the unfinished ones of killed writers).
 
         Call it on the chief only; the directory goes too if that empties it.
         """
-        if not tf.io.gfile.isdir(self.backup_dir):
+        if not os.path.isdir(self.backup_dir):
             return
-        for name in tf.io.gfile.listdir(self.backup_dir):
+        self._clean_interrupted()
+        for name in os.listdir(self.backup_dir):
+            # `.tmp-*`: what a killed writer of an earlier keras_llm left.
             if _BACKUP.match(name) or name.startswith(".tmp-"):
-                tf.io.gfile.remove(os.path.join(self.backup_dir, name))
-        if not tf.io.gfile.listdir(self.backup_dir):
-            tf.io.gfile.rmtree(self.backup_dir)
+                os.remove(os.path.join(self.backup_dir, name))
+        if not os.listdir(self.backup_dir):
+            os.rmdir(self.backup_dir)
 
     def _step(self):
         return int(self.model.optimizer.iterations.numpy())
 
     def on_train_begin(self, logs=None):
         self._period = self._step() // self.every
+        if is_chief(self.model.distribute_strategy):
+            self._clean_interrupted()
 
     def on_train_batch_end(self, batch, logs=None):
         # A new period of `every` steps began (steps_per_execution > 1 can
@@ -282,7 +297,9 @@ def fit_resumable(
             epochs=epoch - (-remaining // steps_per_epoch),
             steps_per_epoch=steps_per_epoch,
             callbacks=[backup, _StopAt(total), *callbacks],
-            **fit_kwargs,
+            # The dataset is shuffled by its pipeline; Keras ignores (and warns
+            # about) shuffle=True for a tf.data.Dataset.
+            **{"shuffle": False, **fit_kwargs},
         )
     if remove_backups and is_chief(model.distribute_strategy):
         backup.remove()

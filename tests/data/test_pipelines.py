@@ -156,7 +156,7 @@ def test_classification_determinism_and_label_errors():
     assert order(1) == order(1) and order(1) != order(2)
     with pytest.raises(ValueError, match="pass `label_names`"):
         classification_dataset(data, TOKENIZER, 8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not in label_names"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[label\] \[neutral\] \[; expected one of label_names=\[neg, pos\]\]"):
         list(classification_dataset(data, TOKENIZER, 8, label_names=["neg", "pos"]))
     with pytest.raises(ValueError, match=r"\(text, label\) pairs"):
         classification_dataset(["just text"], TOKENIZER, 8)
@@ -179,7 +179,9 @@ def test_token_tagging_labels_first_pieces_as_hugging_face_aligns_them():
         [{"tokens": s, "tags": t} for s, t in zip(sentences, tags)],
         text_field="tokens", label_field="tags",
     )
-    ds = token_tagging_dataset(data, ours, 7, sequence_length=24, shuffle=False, bucket=False)
+    ds = token_tagging_dataset(
+        data, ours, 7, sequence_length=24, num_classes=5, shuffle=False, bucket=False
+    )
     got = []
     for x, y, w in ds:
         got += zip(x["token_ids"].numpy(), y.numpy(), w.numpy())
@@ -196,3 +198,63 @@ def test_token_tagging_labels_first_pieces_as_hugging_face_aligns_them():
             previous = word
         assert labels[:n].tolist() == expected_labels
         assert weights[:n].tolist() == expected_weights and not weights[n:].any()
+
+
+def first_error(dataset):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        for _ in dataset:
+            pass
+    return str(error.value)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_classification_labels_outside_num_classes_are_named_with_their_example(shuffle):
+    # Example 37 (counted from 0, in the order given) is the only bad one;
+    # 2**32 + 1 would be 1 after a cast to int32.
+    for bad in (2, -1, 2**32 + 1):
+        labels = [i % 2 for i in range(60)]
+        labels[37] = bad
+        data = keras_llm.data.load_texts(
+            [{"text": f"w{i}", "label": y} for i, y in enumerate(labels)], label_field="label"
+        )
+        message = first_error(
+            classification_dataset(data, TOKENIZER, 8, num_classes=2, shuffle=shuffle)
+        )
+        assert f"[classification_dataset: example] [37] [of `data` (counting from 0)] [has] [label] [{bad}]" in message
+        assert "expected an int in [0, 2) (num_classes=2)" in message
+    # The same labels, all in range, go through unchanged.
+    data = keras_llm.data.load_texts(
+        [{"text": f"w{i}", "label": i % 3} for i in range(20)], label_field="label"
+    )
+    got = [y for _, batch in classification_dataset(data, TOKENIZER, 8, num_classes=3, shuffle=False)
+           for y in batch.numpy().tolist()]
+    assert sorted(got) == sorted(i % 3 for i in range(20))
+
+
+def test_classification_needs_the_label_range_at_build_time():
+    ints = keras_llm.data.load_texts([{"text": "w1", "label": 1}], label_field="label")
+    with pytest.raises(ValueError, match=r"pass `num_classes` .* Received: num_classes=None"):
+        classification_dataset(ints, TOKENIZER, 8)
+    with pytest.raises(ValueError, match=r"`num_classes` must be a positive int. Received: num_classes=0"):
+        classification_dataset(ints, TOKENIZER, 8, num_classes=0)
+    names = keras_llm.data.load_texts([{"text": "w1", "label": "pos"}], label_field="label")
+    with pytest.raises(ValueError, match=r"must be len\(label_names\)=2 when both are given. Received: num_classes=3"):
+        classification_dataset(names, TOKENIZER, 8, num_classes=3, label_names=["neg", "pos"])
+    floats = keras_llm.data.load_texts([{"text": "w1", "label": 0.5}], label_field="label")
+    with pytest.raises(ValueError, match=r"labels must be ints .* Received: labels of dtype float32"):
+        classification_dataset(floats, TOKENIZER, 8, num_classes=2)
+
+
+def test_token_tags_outside_num_classes_and_missing_tags_are_named():
+    records = [{"tokens": ["w1", "w2", "w3"], "tags": [0, 1, 2]} for _ in range(12)]
+    records[9] = {"tokens": ["w1", "w2", "w3"], "tags": [0, 1, 7]}
+    data = keras_llm.data.load_texts(records, text_field="tokens", label_field="tags")
+    message = first_error(token_tagging_dataset(data, TOKENIZER, 4, num_classes=3))
+    assert "[token_tagging_dataset: example] [9] [of `data` (counting from 0)] [has] [tag] [7] [at word] [2]" in message
+    assert "expected an int in [0, 3) (num_classes=3)" in message
+    with pytest.raises(ValueError, match=r"pass `num_classes` .* Received: num_classes=None"):
+        token_tagging_dataset(data, TOKENIZER, 4)
+    records[9] = {"tokens": ["w1", "w2", "w3"], "tags": [0, 1]}
+    data = keras_llm.data.load_texts(records, text_field="tokens", label_field="tags")
+    message = first_error(token_tagging_dataset(data, TOKENIZER, 4, num_classes=3))
+    assert "[token_tagging_dataset: example] [9] [of `data` (counting from 0) has] [3] [words and] [2] [tags; expected one tag per word]" in message

@@ -153,3 +153,101 @@ def test_tfds_public_name_with_mock_data_and_unknown_name():
 def test_sources_feed_tf_data():
     ds = load_texts(["a", "bb", "ccc"]).map(tf.strings.length)
     assert [int(n) for n in ds] == [1, 2, 3]
+
+
+class _StillRetrying(RuntimeError):
+    """Raised from the network once a test has waited too long (not an OSError: not retried)."""
+
+
+def _offline(monkeypatch, deadline_s=20):
+    """No name resolves, as on a machine without network; past `deadline_s`, the test fails."""
+    import socket
+    import time
+
+    start = time.monotonic()
+
+    def getaddrinfo(host, *args, **kwargs):
+        if time.monotonic() - start > deadline_s:
+            raise _StillRetrying(f"still trying to reach {host} after {deadline_s} s")
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def _files(directory):
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*")) if directory.exists() else []
+
+
+def test_tfds_download_offline_fails_fast_and_leaves_nothing(tmp_path, monkeypatch):
+    """A real data set that is not prepared, with no network: a clear error within seconds.
+
+    TFDS alone retries the download for about 3.5 minutes and leaves
+    `downloads/**/*.tmp.*` behind.
+    """
+    _offline(monkeypatch)
+    data_dir = tmp_path / "tfds"
+    with pytest.raises(ConnectionError) as error:
+        load_texts("tfds:tiny_shakespeare", data_dir=str(data_dir))  # download=True by default
+    message = str(error.value)
+    assert "tfds:tiny_shakespeare: not prepared in data_dir=" in message
+    assert str(data_dir) in message and "network is unreachable" in message
+    assert "raw.githubusercontent.com" in message  # where TFDS would download it from
+    assert "tfds build tiny_shakespeare --data_dir=DIR" in message and "download=False" in message
+    assert _files(data_dir) == []
+    with pytest.raises(FileNotFoundError) as error:
+        load_texts("tfds:tiny_shakespeare", data_dir=str(data_dir), download=False)
+    assert f"{data_dir / 'tiny_shakespeare' / '1.0.0'} has no dataset_info.json" in str(error.value)
+    assert _files(data_dir) == []
+    with pytest.raises(TypeError, match=r"`download` must be True or False. Received: download='no'"):
+        load_texts("tfds:tiny_shakespeare", data_dir=str(data_dir), download="no")
+
+
+class NotFoundDownload(tfds.core.GeneratorBasedBuilder):
+    """A data set whose download the server answers with 404 (no checksums: no network check)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    URL = None  # set by the test
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()})
+        )
+
+    def _split_generators(self, dl_manager):
+        dl_manager.download(self.URL)
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        yield 0, {"text": "never"}
+
+
+@pytest.fixture
+def not_found_url():
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/corpus.txt"
+    server.shutdown()
+    server.server_close()
+
+
+def test_tfds_failed_download_leaves_the_data_dir_as_it_was(tmp_path, not_found_url, monkeypatch):
+    TinyReviews(data_dir=str(tmp_path)).download_and_prepare()  # another data set, kept
+    before = _files(tmp_path)
+    monkeypatch.setattr(NotFoundDownload, "URL", not_found_url)
+    with pytest.raises(Exception, match="404"):
+        load_texts("tfds:not_found_download", data_dir=str(tmp_path))
+    assert _files(tmp_path) == before
+    with pytest.raises(Exception, match="404"):  # into a data_dir that did not exist
+        load_texts("tfds:not_found_download", data_dir=str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()

@@ -87,3 +87,73 @@ def test_training_input_errors(tmp_path):
         keras_llm.tokenizers.train_word_piece(TRAINING_CORPUS, 3, tmp_path)
     with pytest.raises(TypeError, match="Received: int"):
         keras_llm.tokenizers.train_byte_pair(42, 400, tmp_path)
+
+
+TRAINERS = {
+    "word_piece": (lambda out: keras_llm.tokenizers.train_word_piece(TRAINING_CORPUS, 300, out),
+                   ["vocab.txt"]),
+    "byte_pair": (lambda out: keras_llm.tokenizers.train_byte_pair(TRAINING_CORPUS, 400, out),
+                  ["merges.txt", "vocab.json"]),
+    "sentence_piece": (lambda out: keras_llm.tokenizers.train_sentence_piece(TRAINING_CORPUS, 100, out),
+                       ["sentencepiece.model"]),
+}
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_vocabulary_files_get_the_modes_of_the_umask(trainer, umask, file_mode, dir_mode, tmp_path):
+    train, names = TRAINERS[trainer]
+    old = os.umask(umask)
+    try:
+        train(tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert sorted(os.listdir(tmp_path / "out")) == names  # nothing else left
+    assert [os.stat(tmp_path / "out" / n).st_mode & 0o777 for n in names] == [file_mode] * len(names)
+    assert os.stat(tmp_path / "out").st_mode & 0o777 == dir_mode
+
+
+# Trains a vocabulary and is killed while its file is being put in place (the
+# rename into `vocab.txt` stalls until the test kills the process).
+KILLED_TRAINER = """
+import os, sys, time
+import keras_llm
+from tests.tokenizers.serving_check import TRAINING_CORPUS
+
+output_dir, marker = sys.argv[1], sys.argv[2]
+replace = os.replace
+
+def stalled(source, destination, *args, **kwargs):
+    if os.fspath(destination) == os.path.join(output_dir, "vocab.txt"):
+        open(marker, "w").close()
+        time.sleep(600)
+    return replace(source, destination, *args, **kwargs)
+
+os.replace = stalled
+keras_llm.tokenizers.train_word_piece(TRAINING_CORPUS, 300, output_dir)
+"""
+
+
+@pytest.mark.slow
+def test_what_a_killed_trainer_left_is_removed_by_the_next_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    output_dir, marker = tmp_path / "out", tmp_path / "stalled"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TRAINER, str(output_dir), str(marker)],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "the trainer never reached the point to kill it at"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.listdir(output_dir) and "vocab.txt" not in os.listdir(output_dir)  # only litter
+    keras_llm.tokenizers.train_word_piece(TRAINING_CORPUS, 300, output_dir)
+    assert os.listdir(output_dir) == ["vocab.txt"]

@@ -120,7 +120,7 @@ def test_killed_while_writing_a_backup_then_rerun_equals_an_uninterrupted_run(
     monkeypatch.setitem(ENV, "STALLED_MARKER", str(marker))
     _start_and_kill_when(tmp_path, marker.exists, command=[sys.executable, "-c", STALLED_WRITER])
     backup_dir = tmp_path / "out" / "model_backup"
-    leftovers = [p.name for p in backup_dir.iterdir() if p.name.startswith(".tmp-")]
+    leftovers = [p.name for p in backup_dir.iterdir() if p.name.startswith(".step-000000008.incomplete-")]
     assert leftovers, "the half-written backup should still be under its temporary name"
     assert _backup_steps(tmp_path) == [4]  # step 8's never became a backup
     output = _run_to_completion(tmp_path)

@@ -1,0 +1,106 @@
+"""TrainingBackup writes through keras_llm's atomic writer: readable files, no litter."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_llm
+
+
+def _tiny_gpt():
+    return keras_llm.build_gpt(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=16,
+    )
+
+
+def _data():
+    ids = np.random.default_rng(0).integers(0, 50, size=(8, 17)).astype("int32")
+    return tf.data.Dataset.from_tensor_slices(
+        ({"token_ids": ids[:, :-1], "padding_mask": np.ones((8, 16), "int32")}, ids[:, 1:])
+    ).batch(4).repeat()
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_backups_get_the_modes_of_the_umask(tmp_path, umask, file_mode, dir_mode):
+    backup_dir = tmp_path / "backup"
+    old = os.umask(umask)
+    try:
+        keras_llm.training.fit_resumable(
+            _tiny_gpt(), _data(), epochs=1, steps_per_epoch=2, backup_dir=backup_dir, verbose=0
+        )
+    finally:
+        os.umask(old)
+    assert os.listdir(backup_dir) == ["step-000000002.weights.h5"]
+    assert _mode(backup_dir / "step-000000002.weights.h5") == file_mode
+    assert _mode(backup_dir) == dir_mode
+
+
+# A writer of the step-2 backup that is killed half-way through the file, before
+# the rename: what `kill -9` (or a preempted machine) leaves.
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    import keras
+    import keras_llm
+    from tests.training.test_backup import _tiny_gpt
+
+    def stalled(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a backup")
+        open(sys.argv[2], "w").close()
+        time.sleep(600)
+
+    keras.Model.save_weights = stalled
+    model = _tiny_gpt()
+    model.optimizer.iterations.assign(2)
+    backup = keras_llm.training.TrainingBackup(sys.argv[1])
+    backup.set_model(model)
+    backup.save()
+    """
+)
+
+
+@pytest.mark.slow
+def test_what_a_killed_writer_left_is_removed_by_the_next_run(tmp_path):
+    backup_dir, marker = tmp_path / "backup", tmp_path / "stalled"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(backup_dir), str(marker)],
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "the writer never reached the point to kill it at"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = os.listdir(backup_dir)
+    assert len(left) == 1 and left[0].startswith("."), left  # unfinished, under a hidden name
+
+    # The next run (one step, so it writes no step-2 backup of its own) removes it.
+    keras_llm.training.fit_resumable(
+        _tiny_gpt(), _data(), epochs=1, steps_per_epoch=1, backup_dir=backup_dir, verbose=0
+    )
+    assert os.listdir(backup_dir) == ["step-000000001.weights.h5"]
+
+
+def test_a_url_backup_dir_is_refused_before_training():
+    with pytest.raises(ValueError) as error:
+        keras_llm.training.TrainingBackup("gs://bucket/run_backup")
+    assert str(error.value) == (
+        "`backup_dir` must be a local or mounted directory: backups are HDF5 files written "
+        "in place. Received: backup_dir='gs://bucket/run_backup'"
+    )
