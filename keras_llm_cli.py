@@ -27,8 +27,9 @@ BERT_PRESET_NAMES = ("bert_tiny", "bert_mini", "bert_small", "bert_medium", "ber
 COMMON_FLAGS = {
     "--verbose": dict(
         action="store_true",
-        help="Show TensorFlow's start-up and C++ log lines and Python warnings of "
-        "TensorFlow and Keras (hidden by default).",
+        help="Show TensorFlow's start-up lines, its C++ log (errors included: rerun a failing "
+        "command with --verbose to see them) and the deprecation warnings of TensorFlow and "
+        "Keras, all hidden by default.",
     ),
 }
 
@@ -141,7 +142,8 @@ GENERATE_FLAGS = {
     "--seed": dict(
         type=int, default=0,
         help="Seed of the sampling. Each prompt and sample gets its own seed derived from it, "
-        "so the same prompt and --seed give the same text alone or in any batch.",
+        "so the same prompt and --seed give the same text alone or in any batch (a prompt "
+        "given twice gives the same text twice: --num-samples gives different ones).",
     ),
 }
 
@@ -178,7 +180,8 @@ def _with_default(spec):
     default = spec.get("default")
     if default is None or isinstance(default, bool) or "Default:" in spec["help"]:
         return spec  # nothing to show, or said already (BooleanOptionalAction adds its own)
-    return {**spec, "help": f"{spec['help']} Default: {default}."}
+    shown = repr(default) if isinstance(default, str) and default != default.strip() else default
+    return {**spec, "help": f"{spec['help']} Default: {shown}."}
 
 
 def build_parser():
@@ -229,7 +232,7 @@ def _import_quietly(verbose):
     absl.logging.set_verbosity(absl.logging.ERROR)
     # TensorFlow's and Keras's own deprecation notes are for their developers.
     for module in ("tensorflow", "keras", "tf_keras", "tensorflow_text", "keras_hub"):
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")
     return keras_llm.cli
 
 

@@ -13,11 +13,20 @@ configs, vocabularies, training backups, SavedModel versions) goes through
   ordinary file or directory (0644 / 0755 under umask 022; `tempfile`'s
   0600 / 0700 would hide it from a TF Serving process running as another
   user), a file is flushed to disk, and it is renamed into place. A writer
-  that raises, or a process that is killed, leaves the target as it was.
+  that raises leaves the target as it was; so does a killed process, once
+  the next write of the target has cleaned up (a directory replacing
+  another is swapped in with two renames: the previous version, moved aside
+  under `.NAME.replaced-HOST-PID-RANDOM`, is put back if the writer died
+  between them).
 - Before writing, what a killed writer of the same target left behind is
-  removed when it provably died (same host, its process is gone); a
-  temporary of a live process, or of another host, is named in a warning
-  and left alone.
+  cleaned up when its writer ran on this host and its process no longer
+  exists (hosts are told apart by name: containers that share a filesystem
+  and a host name but not their process ids would mistake each other's
+  writers for dead ones); a leftover of a live process, or of another host,
+  is named in a warning and left alone.
+- "Whole" holds against a killed process. Against a power loss, files are
+  fsynced before their rename, but a directory's files (a SavedModel) and the
+  renames themselves are not.
 """
 
 import contextlib
@@ -30,9 +39,6 @@ import uuid
 
 logger = logging.getLogger("keras_llm")
 
-_MARK = ".incomplete-"
-
-
 def _host():
     return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 
@@ -44,7 +50,19 @@ def _split(basename):
 
 
 def _umask():
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux tells it.
+
+    `os.umask` can only be read by setting it: for that instant another
+    thread (tf.data, TensorBoard) would create files with mode 0666.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -66,38 +84,64 @@ def _remove(path):
         os.remove(path)
 
 
-def clean_interrupted(path):
-    """Removes the temporaries that killed writers of `path` left; returns what it removed.
+_LEFTOVER = re.compile(
+    r"^\.(?P<stem>[^.]+)\.(?P<kind>incomplete|replaced)-(?P<host>\w+)-(?P<pid>\d+)-[0-9a-f]+"
+    r"(?P<suffix>.*)$"
+)
 
-    A temporary is removed when its writer ran on this host and its process
-    no longer exists; others (a writer still running, or on another host of
-    a shared filesystem) are named in a warning.
+
+def clean_interrupted(path):
+    """Cleans up after killed writers of `path`; returns the leftovers it removed or restored.
+
+    A leftover of a writer that ran on this host and whose process no longer
+    exists is dealt with: an unfinished output is removed; a previous version
+    that a killed writer had moved aside (`.NAME.replaced-...`, during the two
+    renames that swap a directory) is renamed back when `path` is missing, and
+    removed otherwise. Leftovers of a writer that may still run (a live
+    process, or another host of a shared filesystem) are named in a warning.
     """
-    directory, basename = os.path.split(os.path.abspath(path))
-    stem, suffix = _split(basename)
-    pattern = re.compile(
-        rf"^\.{re.escape(stem)}{re.escape(_MARK)}(?P<host>\w+)-(?P<pid>\d+)-[0-9a-f]+{re.escape(suffix)}$"
-    )
+    directory, basename = os.path.split(os.path.abspath(os.fspath(path)))
     if not os.path.isdir(directory):
         return []
-    removed = []
-    for name in sorted(os.listdir(directory)):
-        match = pattern.match(name)
-        if not match:
-            continue
+    stem, suffix = _split(basename)
+    found = []
+    for name in os.listdir(directory):
+        match = _LEFTOVER.match(name)
+        if match and match["stem"] == stem and match["suffix"] == suffix:
+            found.append((match["kind"] != "replaced", name, match))  # moved-aside ones first
+    handled = []
+    for _, name, match in sorted(found):
         leftover = os.path.join(directory, name)
         pid = int(match["pid"])
-        if match["host"] == _host() and pid != os.getpid() and not _alive(pid):
-            _remove(leftover)
-            removed.append(leftover)
-        elif pid != os.getpid():
+        if pid == os.getpid():
+            continue
+        if match["host"] != _host() or _alive(pid):
             logger.warning(
                 "%s is another writer's unfinished output (process %d on %s); left alone: "
                 "remove it if that writer is gone", leftover, pid, match["host"],
             )
-    if removed:
-        logger.info("removed what an interrupted writer left: %s", ", ".join(removed))
-    return removed
+            continue
+        if match["kind"] == "replaced" and not os.path.lexists(path):
+            os.rename(leftover, path)  # the previous version, complete: back in place
+            logger.warning("restored %s, which an interrupted writer had moved aside", path)
+        else:
+            _remove(leftover)
+        handled.append(leftover)
+    if handled:
+        logger.info("cleaned up after an interrupted writer: %s", ", ".join(handled))
+    return handled
+
+
+def clean_interrupted_in(directory):
+    """`clean_interrupted` for every target in `directory` that has leftovers of killed writers."""
+    if not os.path.isdir(directory):
+        return []
+    targets = {
+        match["stem"] + match["suffix"]
+        for match in map(_LEFTOVER.match, os.listdir(directory)) if match
+    }
+    return [path for target in sorted(targets)
+            for path in clean_interrupted(os.path.join(directory, target))]
 
 
 @contextlib.contextmanager
@@ -138,9 +182,9 @@ def atomic_output(path, *, overwrite=True):
     os.makedirs(directory, exist_ok=True)
     clean_interrupted(path)
     stem, suffix = _split(basename)
-    temporary = os.path.join(
-        directory, f".{stem}{_MARK}{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
-    )
+    tag = f"{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    temporary = os.path.join(directory, f".{stem}.incomplete-{tag}{suffix}")
+    old = None
     try:
         yield temporary
         if not os.path.lexists(temporary):
@@ -153,8 +197,10 @@ def atomic_output(path, *, overwrite=True):
         if not overwrite and os.path.lexists(path):
             raise FileExistsError(f"{path} was created by someone else while this was written")
         if is_directory and os.path.isdir(path):
-            # os.replace cannot replace a non-empty directory: move the old one aside.
-            old = os.path.join(directory, f".{stem}.replaced-{uuid.uuid4().hex[:12]}")
+            # os.replace cannot replace a non-empty directory: move the old one
+            # aside (a name clean_interrupted restores if this process dies
+            # before the next rename), then move the new one in.
+            old = os.path.join(directory, f".{stem}.replaced-{tag}{suffix}")
             os.rename(path, old)
             os.rename(temporary, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -162,6 +208,8 @@ def atomic_output(path, *, overwrite=True):
             os.replace(temporary, path)
     except BaseException:
         _remove(temporary)
+        if old is not None and os.path.lexists(old) and not os.path.lexists(path):
+            os.rename(old, path)  # the swap failed halfway: the previous version stays
         raise
 
 

@@ -15,7 +15,9 @@ import tempfile
 import time
 
 from keras_llm._atomic import atomic_output, write_text
-from keras_llm_cli import main  # noqa: F401  (python -m keras_llm.cli)
+# `python -m keras_llm.cli` works too, but imports TensorFlow before the
+# parser can hide its start-up lines: the `keras-llm` script is the quiet way.
+from keras_llm_cli import main  # noqa: F401
 
 # Learning rates that suit the small presets trained for a few hundred steps.
 SMALL_PRESET_LEARNING_RATE = {
@@ -33,6 +35,13 @@ def _positive(parser, args, names):
 
 def _load_tokenizer(spec, is_bert, texts, directory, parser):
     """The tokenizer that --tokenizer names, learning one (into `directory`) if asked."""
+    try:
+        return _tokenizer_of(spec, is_bert, texts, directory, parser)
+    except (ValueError, OSError) as error:  # a malformed vocabulary, a bad SIZE
+        parser.error(f"--tokenizer {spec or 'default'!r}: {error}")
+
+
+def _tokenizer_of(spec, is_bert, texts, directory, parser):
     import keras_llm
 
     tokenizers = keras_llm.tokenizers
@@ -67,15 +76,10 @@ def _load_tokenizer(spec, is_bert, texts, directory, parser):
 
 
 def train(args, parser):
-    """Trains a GPT (next-token prediction) or a BERT (masked LM + next sentence).
-
-    Saves the model and its tokenizer, exports them for TF Serving
-    (saved_models/NAME/VERSION, --export) and prints a sample from the export:
-    a GPT's continuation of --prompt, or a BERT's fills of its [MASK]s.
-    Rerunning the same command after the process was killed resumes from the
-    last backup (--backup-dir) and ends with the same model.
-    """
+    """`keras-llm train`: what it does is its --help (keras_llm_cli.COMMANDS)."""
     _positive(parser, args, ["steps", "batch_size", "sequence_length", "sample_length", "backup_every"])
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be positive; received {args.learning_rate}")
     args.output = args.output or f"{args.preset}.keras"
     if not args.output.endswith(".keras"):
         parser.error(f"--output must end in .keras; received {args.output!r}")
@@ -121,7 +125,9 @@ def train(args, parser):
 
     presets = keras_llm.BERT_PRESETS if is_bert else keras_llm.GPT_PRESETS
     max_length = max(args.sequence_length, presets[args.preset]["max_sequence_length"])
-    learning_rate = args.learning_rate or SMALL_PRESET_LEARNING_RATE.get(args.preset)
+    learning_rate = args.learning_rate
+    if learning_rate is None:
+        learning_rate = SMALL_PRESET_LEARNING_RATE.get(args.preset)
     build = keras_llm.build_bert_pretrainer if is_bert else keras_llm.build_gpt
     task = "bert_pretraining" if is_bert else "causal_lm"
     jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
@@ -330,11 +336,14 @@ def _read_prompts(args, parser):
             if args.prompt_file == "-":
                 text = sys.stdin.read()
             else:
-                with open(args.prompt_file, encoding="utf-8") as f:
+                with open(args.prompt_file, encoding="utf-8-sig") as f:  # a BOM is not text
                     text = f.read()
         except (OSError, UnicodeDecodeError) as error:
             parser.error(f"--prompt-file {args.prompt_file!r}: {error}")
-        prompts += [line for line in text.splitlines() if line.strip()]
+        # Lines end at \n (or \r\n) only: str.splitlines would also cut at
+        # form feeds and Unicode separators inside a prompt.
+        lines = (line.removesuffix("\r") for line in text.split("\n"))
+        prompts += [line for line in lines if line.strip()]
     if not prompts:
         parser.error("give at least one prompt: --prompt TEXT or --prompt-file FILE (- for stdin)")
     return prompts
@@ -367,6 +376,15 @@ def generate(args, parser):
             f"--num-samples {args.num_samples} needs sampling (--temperature > 0, no "
             "--num-beams): greedy decoding and beam search give one text per prompt"
         )
+    if args.num_beams > 1:
+        sampling_flags = {"--temperature": args.temperature != 0.0, "--top-k": args.top_k != 0,
+                          "--top-p": args.top_p != 1.0}
+        given = [flag for flag, set_ in sampling_flags.items() if set_]
+        if given:
+            parser.error(
+                f"--num-beams {args.num_beams} is deterministic beam search: leave "
+                f"{', '.join(given)} at the default (greedy)"
+            )
     if args.stop is not None and "" in args.stop:
         parser.error("--stop must not be empty")
     prompts = _read_prompts(args, parser)
@@ -379,7 +397,7 @@ def generate(args, parser):
 
         model, tokenizer = _load_trained(args.model, parser)
         if args.num_beams > 1:
-            sampling = dict(num_beams=args.num_beams)
+            sampling = dict(num_beams=args.num_beams)  # sampling flags refused above
         else:
             sampling = dict(temperature=args.temperature, top_k=args.top_k or None,
                             top_p=None if args.top_p == 1.0 else args.top_p, seed=seeds)

@@ -105,3 +105,52 @@ def test_other_targets_temporaries_are_not_touched(tmp_path):
     stranger.write_text("")
     write_text(tmp_path / "model.keras", "x")
     assert stranger.exists()
+
+
+def _dead_pid():
+    with open("/proc/sys/kernel/pid_max") as f:
+        return int(f.read()) + 1  # no process can have it
+
+
+def test_a_swap_killed_between_its_renames_gets_the_previous_version_back(tmp_path):
+    from keras_llm._atomic import _host, clean_interrupted_in
+
+    tag = f"{_host()}-{_dead_pid()}-abc123"
+    old = tmp_path / f".1.replaced-{tag}"  # the previous version, moved aside
+    old.mkdir()
+    (old / "f").write_text("old")
+    new = tmp_path / f".1.incomplete-{tag}"  # the new one, not yet renamed in
+    new.mkdir()
+    (new / "f").write_text("new")
+    assert sorted(clean_interrupted_in(tmp_path)) == sorted([str(old), str(new)])
+    assert os.listdir(tmp_path) == ["1"] and (tmp_path / "1" / "f").read_text() == "old"
+
+
+def test_a_swap_failing_at_its_second_rename_keeps_the_previous_version(tmp_path, monkeypatch):
+    path = tmp_path / "1"
+    path.mkdir()
+    (path / "f").write_text("old")
+    renames = []
+    real_rename = os.rename
+
+    def rename(source, target):
+        renames.append(target)
+        if len(renames) == 2:
+            raise OSError("disk gone")
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="disk gone"):
+        with atomic_output(path) as temporary:
+            os.makedirs(temporary)
+            (open(os.path.join(temporary, "f"), "w")).write("new")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert os.listdir(tmp_path) == ["1"] and (path / "f").read_text() == "old"
+
+
+def test_a_live_or_foreign_writers_leftover_is_named_and_kept(tmp_path, caplog):
+    foreign = tmp_path / ".model.incomplete-otherhost-1-abc.keras"
+    foreign.write_text("")
+    with caplog.at_level("WARNING", logger="keras_llm"):
+        clean_interrupted(tmp_path / "model.keras")
+    assert foreign.exists() and str(foreign) in caplog.text

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -33,7 +34,8 @@ def test_help_shows_defaults_and_presets(capsys):
     for flag, spec in keras_llm_cli.TRAIN_FLAGS.items():
         default = spec.get("default")
         if default is not None and not isinstance(default, bool):
-            assert f"Default: {default}" in text.split(flag, 1)[1], flag
+            shown = repr(default) if default == "Return the " else default  # a trailing space shows
+            assert f"Default: {shown}" in text.split(flag, 1)[1], flag
     text = _subcommand_help(capsys, "generate")
     assert "--num-beams" in text and "--num-samples" in text and "--prompt-file" in text
     assert "Default: 64" in text.split("--max-new-tokens", 1)[1]
@@ -111,19 +113,29 @@ def test_row_seeds_differ_between_prompts_and_samples():
 
 
 def test_generate_beam_search_and_stop_strings(trained, capsys):
+    from tests.generation.test_generator import beam_search_by_recomputing, greedy_by_recomputing
+
     directory, model, tokenizer = trained
     path = str(directory / "model.keras")
+    prompt = list("to be".encode())
+    stop = (tokenizer.end_token_id,)
+    # The reference: beam search by recomputing every step in float64. The
+    # prompt is one where it differs from greedy, so a CLI ignoring
+    # --num-beams would fail.
+    expected = beam_search_by_recomputing(model, prompt, 10, 3, stop)
+    assert expected != greedy_by_recomputing(model, prompt, 10, stop)
     code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "to be", "--num-beams", "3",
                        "--max-new-tokens", "10")
-    assert code == 0
-    expected = keras_llm.generate(model, "to be", 10, tokenizer=tokenizer, num_beams=3)
-    assert out == "to be" + expected + "\n"
+    text = tokenizer.detokenize([[t for t in expected if t not in stop]]).numpy()[0].decode(
+        "utf-8", errors="replace")
+    assert code == 0 and out == "to be" + text + "\n"
     # --stop cuts before the first occurrence of any stop string.
-    full = keras_llm.generate(model, "q", 20, tokenizer=tokenizer, temperature=1.0,
+    full = keras_llm.generate(model, "q", 40, tokenizer=tokenizer, temperature=1.0,
                               seed=row_seed(0, "q", 0))
-    stops = [full[5:7], full[9:10]]
+    assert len(full) >= 12, full  # room for two stop strings
+    stops = [full[8:10], full[4:5]]
     code, out, _ = cli(capsys, "generate", "--model", path, "--prompt", "q", "--max-new-tokens",
-                       "20", "--temperature", "1.0", "--stop", stops[0], "--stop", stops[1])
+                       "40", "--temperature", "1.0", "--stop", stops[0], "--stop", stops[1])
     cut = min(full.find(s) for s in stops)
     assert code == 0 and out == "q" + full[:cut] + "\n"
 
@@ -133,7 +145,7 @@ def test_generate_prompts_from_a_file_and_stdin(trained, capsys, monkeypatch, tm
     path = str(directory / "model.keras")
     code, expected, _ = cli(capsys, "generate", "--model", path, "--prompt", "one", "--prompt",
                             "two", "--max-new-tokens", "4")
-    (tmp_path / "prompts.txt").write_text("one\n\ntwo\n", encoding="utf-8")
+    (tmp_path / "prompts.txt").write_text("\ufeffone\r\n\ntwo\n", encoding="utf-8")
     code, out, _ = cli(capsys, "generate", "--model", path, "--prompt-file",
                        str(tmp_path / "prompts.txt"), "--max-new-tokens", "4")
     assert code == 0 and out == expected
@@ -163,6 +175,11 @@ def test_user_errors_are_one_line_with_status_2(trained, capsys, tmp_path, monke
     _one_line_error(code, err, "--num-beams must be positive")
     code, _, err = cli(capsys, "generate", "--model", path, "--prompt-file", "missing.txt")
     _one_line_error(code, err, "--prompt-file 'missing.txt'")
+    code, _, err = cli(capsys, "generate", "--model", path, "--prompt", "a", "--num-beams", "2",
+                       "--temperature", "0.7")
+    _one_line_error(code, err, "--num-beams 2 is deterministic", "--temperature")
+    code, _, err = cli(capsys, "train", "--learning-rate", "0")
+    _one_line_error(code, err, "--learning-rate must be positive; received 0.0")
 
     # A malformed tokenizer config beside the model.
     (tmp_path / "bad.keras").write_bytes((directory / "model.keras").read_bytes())
@@ -191,6 +208,19 @@ def test_user_errors_are_one_line_with_status_2(trained, capsys, tmp_path, monke
     (tmp_path / "empty.txt").write_text("")
     code, _, err = cli(capsys, "train", "--data", "empty.txt")
     _one_line_error(code, err, "--data", "empty.txt")
+    # --tokenizer: a vocabulary size too small to learn, a vocab.json with a shared id.
+    code, _, err = cli(capsys, "train", "--tokenizer", "train:3", "--steps", "1")
+    _one_line_error(code, err, "--tokenizer 'train:3'", "vocabulary_size")
+    os.makedirs("bpe")
+    (tmp_path / "bpe" / "vocab.json").write_text('{"a": 0, "b": 0}')
+    (tmp_path / "bpe" / "merges.txt").write_text("#version: 0.2\n")
+    code, _, err = cli(capsys, "train", "--tokenizer", "bpe/vocab.json", "--steps", "1")
+    _one_line_error(code, err, "--tokenizer 'bpe/vocab.json'")
+    for leftover in ("gpt_nano_vocabulary", "gpt_nano_backup"):
+        if os.path.isdir(leftover):
+            assert os.listdir(leftover) == [], leftover  # nothing half-written
+            os.rmdir(leftover)
+    shutil.rmtree("bpe")
     assert sorted(os.listdir(tmp_path)) == [
         "bad.keras", "bad.tokenizer.json", "cut.keras", "cut.tokenizer.json", "empty.txt", "taken"
     ]

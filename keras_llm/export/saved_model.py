@@ -6,7 +6,7 @@ import re
 
 import tensorflow as tf
 
-from keras_llm._atomic import atomic_output, clean_interrupted
+from keras_llm._atomic import atomic_output, clean_interrupted_in
 from keras_llm.data._pipeline import add_specials
 from keras_llm.generation import Generator
 from keras_llm.generation.generator import (
@@ -523,6 +523,7 @@ def _write_version(module, path, version, overwrite):
             "`path` must be a directory (the model's base path, where versions go) or not "
             f"exist yet. Received: path={path!r}, which is a file"
         )
+    _clean_interrupted_versions(path)  # first: a killed swap's previous version comes back
     existing = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
     if version is None:
         version = max(existing, default=0) + 1
@@ -533,7 +534,6 @@ def _write_version(module, path, version, overwrite):
         raise FileExistsError(
             f"{target} exists; pass overwrite=True (--overwrite) to replace it, or another version."
         )
-    _clean_interrupted_versions(path, but=version)  # atomic_output cleans `version`'s
     # A dot-named temporary (TF Serving loads only integer-named directories),
     # renamed into place: a server watching `path` never sees half a version.
     with atomic_output(target, overwrite=overwrite) as temporary:
@@ -541,15 +541,13 @@ def _write_version(module, path, version, overwrite):
     return target
 
 
-def _clean_interrupted_versions(path, but):
-    """Removes what killed exports of other versions left in `path`; names older leftovers."""
+def _clean_interrupted_versions(path):
+    """Cleans up after killed exports in `path` (`_atomic`); names older leftovers."""
     if not os.path.isdir(path):
         return
+    clean_interrupted_in(path)
     for name in sorted(os.listdir(path)):
-        written = re.match(r"^\.(\d+)\.incomplete-", name)
-        if written and int(written[1]) != but:
-            clean_interrupted(os.path.join(path, written[1]))
-        elif re.match(r"^\.\d+-(incomplete|replaced)-", name):
+        if re.match(r"^\.\d+-(incomplete|replaced)-", name):
             # Earlier exports named their temporaries (tempfile.mkdtemp) without
             # the writer's process: whether it is gone cannot be told.
             logger.warning(

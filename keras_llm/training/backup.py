@@ -7,14 +7,12 @@ import re
 import h5py
 import keras
 
-from keras_llm._atomic import atomic_output, clean_interrupted
+from keras_llm._atomic import atomic_output, clean_interrupted_in
 from keras_llm.distribute import is_chief
 
 logger = logging.getLogger("keras_llm")
 
 _BACKUP = re.compile(r"^step-(\d+)\.weights\.h5$")
-# An unfinished backup, as `atomic_output` names it: `.step-N.incomplete-...`.
-_UNFINISHED = re.compile(r"^\.(step-\d+)\.incomplete-.*\.weights\.h5$")
 # Keras's weight files leave out the random-number states of dropout layers
 # (SeedGenerator); a backup stores them here, so a resumed run draws the same
 # dropout masks as an uninterrupted one.
@@ -150,17 +148,8 @@ class TrainingBackup(keras.callbacks.Callback):
             os.remove(backups[old])
 
     def _clean_interrupted(self):
-        """Removes the unfinished backups that killed writers left in `backup_dir`.
-
-        Those of a writer that may still run (another live process, another
-        host) are named in a warning and kept (see `keras_llm._atomic`).
-        """
-        if not os.path.isdir(self.backup_dir):
-            return
-        for name in os.listdir(self.backup_dir):
-            match = _UNFINISHED.match(name)
-            if match:
-                clean_interrupted(os.path.join(self.backup_dir, match.group(1) + ".weights.h5"))
+        """Cleans up after killed writers in `backup_dir` (see `keras_llm._atomic`)."""
+        clean_interrupted_in(self.backup_dir)
 
     def remove(self):
         """Deletes the backups (and the unfinished ones of killed writers).
