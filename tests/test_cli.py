@@ -12,6 +12,8 @@ import tensorflow_datasets as tfds
 import keras_llm
 import keras_llm.cli
 
+pytestmark = pytest.mark.slow  # every test trains through the CLI, most in a subprocess
+
 
 def keras_llm_command():
     """The installed `keras-llm` script beside this interpreter, as README runs it."""

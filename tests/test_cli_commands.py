@@ -112,6 +112,7 @@ def test_row_seeds_differ_between_prompts_and_samples():
     assert row_seed(0, "a", 0) == row_seed(0, "a", 0) != row_seed(1, "a", 0)
 
 
+@pytest.mark.slow
 def test_generate_beam_search_and_stop_strings(trained, capsys):
     from tests.generation.test_generator import beam_search_by_recomputing, greedy_by_recomputing
 
@@ -140,6 +141,7 @@ def test_generate_beam_search_and_stop_strings(trained, capsys):
     assert code == 0 and out == "q" + full[:cut] + "\n"
 
 
+@pytest.mark.slow
 def test_generate_prompts_from_a_file_and_stdin(trained, capsys, monkeypatch, tmp_path):
     directory, _, _ = trained
     path = str(directory / "model.keras")

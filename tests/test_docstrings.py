@@ -10,6 +10,9 @@ import pytest
 
 import keras_llm
 
+# Each example builds (and the README's train) models: the full tier runs them.
+pytestmark = pytest.mark.slow
+
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -61,6 +61,7 @@ def test_stdlib_docstrings_reads_what_ast_finds(tmp_path):
     assert docs == ["Module doc that is long enough to keep.", "A class docstring, also long enough here."]
 
 
+@pytest.mark.slow
 def test_stdlib_corpus_is_large_english_text():
     docs = keras_llm.data.stdlib_docstrings()
     size = sum(len(d.encode("utf-8")) for d in docs)

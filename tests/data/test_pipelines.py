@@ -88,6 +88,7 @@ def test_masked_lm_pairs_truncation_masks_and_next_sentence_share():
     assert abs(share - 0.5) < 4 * sigma, share
 
 
+@pytest.mark.slow
 def test_masked_lm_is_deterministic_and_dynamic_across_epochs():
     texts = segments(120, seed=1)
     def epochs(seed):
@@ -98,6 +99,7 @@ def test_masked_lm_is_deterministic_and_dynamic_across_epochs():
     assert first[0] != first[1] and first != epochs(8)
 
 
+@pytest.mark.slow
 def test_bert_pretrainer_trains_on_the_pipeline():
     texts = segments(64, seed=2)
     model = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=TOKENIZER.vocabulary_size)

@@ -33,6 +33,7 @@ def test_python_lists_of_strings_and_records():
         load_texts([])
 
 
+@pytest.mark.slow
 def test_default_corpus_is_the_stdlib_docstrings():
     first = rows(load_texts(None).take(3))
     assert first == keras_llm.data.stdlib_docstrings()[:3]

@@ -8,6 +8,9 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # worker subprocesses
 
 # Runs `keras-llm train` in this process and saves the weights it ended with
 # (every worker's, not only the chief's) to the path in argv[1].

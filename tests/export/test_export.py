@@ -99,6 +99,7 @@ TENSORFLOW_ONLY = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
     ids = [[72, 101, 108, 108, 111, 33]]
     masked_ids = [[2, 5, 4, 7, 3]]
@@ -192,6 +193,7 @@ def test_a_tensorflow_only_process_serves_the_same_outputs_as_python(exports):
     np.testing.assert_allclose(served["mlm_logits"], logits, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_documented_signatures(exports):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", exports["gpt_path"], "--all"],
@@ -212,6 +214,7 @@ def test_saved_model_cli_lists_the_documented_signatures(exports):
         assert f"['{name}']" in shown.stdout or f"signature_def['{name}']" in shown.stdout
 
 
+@pytest.mark.slow
 def test_versions_are_numbered_written_atomically_and_never_overwritten(tmp_path, monkeypatch):
     model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
     tokenizer = keras_llm.tokenizers.ByteTokenizer()
@@ -277,6 +280,7 @@ def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
     ].numpy().tolist()
 
 
+@pytest.mark.slow
 def test_padding_is_never_a_blank_even_when_mask_has_the_padding_id(tmp_path):
     vocabulary = ["[MASK]", "[UNK]", "[CLS]", "[SEP]", "the", "cat"]  # no [PAD]: pads with 0
     model = keras_llm.build_bert_pretrainer("bert_tiny", vocabulary_size=6, num_layers=1)
@@ -286,6 +290,7 @@ def test_padding_is_never_a_blank_even_when_mask_has_the_padding_id(tmp_path):
     assert out["mask_positions"].numpy().tolist() == [[2], [-1]]
 
 
+@pytest.mark.slow
 def test_eight_threads_of_requests_get_the_sequential_answers(exports):
     gpt = tf.saved_model.load(exports["gpt_path"]).signatures["serving_default"]
     classifier = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"]

@@ -55,6 +55,7 @@ def beam_search_by_recomputing(model, prompt, new, beams, stop=()):
 PROMPTS = [[3, 1, 4, 1, 5], [9], [2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_greedy_with_the_cache_equals_recomputing_for_single_and_batched_prompts(model, jit_compile):
     generator = Generator(model, jit_compile=jit_compile)
@@ -75,6 +76,7 @@ def test_stop_tokens_end_a_row_and_stay_in_its_ids(model):
     assert out[0].tolist()[-1] == stop and len(out[0]) <= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [(), (5,)])
 def test_beam_search_equals_a_beam_search_that_recomputes(model, stop):
     generator = Generator(model)
@@ -108,6 +110,7 @@ def filtered_probabilities(log_probs, temperature, top_k, top_p):
     return p / p.sum()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.5, 0, 0.8), (2.0, 8, 0.9)])
 def test_sampled_tokens_follow_the_filtered_softmax(model, temperature, top_k, top_p):
     prompt, draws = [3, 1, 4], 4000
@@ -136,6 +139,7 @@ def test_a_seed_gives_the_same_sample_alone_in_a_batch_with_and_without_xla(mode
     assert other != alone
 
 
+@pytest.mark.slow
 def test_compiled_once_per_shape_bucket(model):
     graph = Generator(model, jit_compile=False)
     for prompts in (PROMPTS, PROMPTS[:1], [[1, 2]] * 5):

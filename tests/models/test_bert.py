@@ -21,6 +21,7 @@ def bert_inputs(ids, mask=None, segments=None, positions=None):
     return x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["bert_tiny", "bert_mini", "bert_small"])
 def test_parameter_count_matches_keras_hub(preset):
     import keras_hub
@@ -91,6 +92,7 @@ def test_every_weight_gets_a_gradient(builder):
         assert grad is not None and np.abs(np.asarray(tf.convert_to_tensor(grad))).max() > 0, var.path
 
 
+@pytest.mark.slow
 def test_pretrainer_fit_lowers_the_loss():
     rng = np.random.default_rng(0)
     model = keras_llm.build_bert_pretrainer(**TINY)

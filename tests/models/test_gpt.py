@@ -18,6 +18,7 @@ def gpt2_parameter_count(vocabulary_size, num_layers, hidden_dim, intermediate_d
     return vocabulary_size * d + max_sequence_length * d + num_layers * per_layer + 2 * d
 
 
+@pytest.mark.slow
 def test_gpt2_small_has_exactly_124_439_808_parameters():
     assert keras_llm.build_gpt("gpt2_small").count_params() == 124_439_808
 
@@ -92,6 +93,7 @@ def copy_task(rng, n, length=6, vocab=10):
     return inputs(x), y.astype("int32"), weight
 
 
+@pytest.mark.slow
 def test_tiny_gpt_learns_to_copy_through_fit():
     rng = np.random.default_rng(0)
     model = keras_llm.build_gpt(vocabulary_size=11, num_layers=2, num_heads=2, hidden_dim=64,
@@ -109,6 +111,7 @@ def test_tiny_gpt_learns_to_copy_through_fit():
     assert abs(metrics["accuracy"] - accuracy) < 1e-3
 
 
+@pytest.mark.slow
 def test_save_and_load_after_training(tmp_path):
     model = keras_llm.build_gpt(**TINY)
     x, y, w = copy_task(np.random.default_rng(0), 32, vocab=10)

@@ -43,6 +43,7 @@ def _train_tiny_gpt(precision, x, y):
     return model, history.history["loss"]
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_gpt_trains_on_cpu_without_nans():
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, size=(8, 17)).astype("int32")
@@ -66,6 +67,7 @@ def test_mixed_bfloat16_gpt_trains_on_cpu_without_nans():
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_mixed_float16_scales_the_loss_and_trains():
     model = keras_llm.build_gpt(vocabulary_size=50, precision="mixed_float16", **TINY)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)

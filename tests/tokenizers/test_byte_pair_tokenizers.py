@@ -44,6 +44,7 @@ def test_stress_set_matches_hugging_face(pair):
     assert ours(STRESS).to_list() == reference_ids(reference, STRESS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_FILES)
 def test_shared_corpora_match_hugging_face(pair, name):
     ours, reference, _ = pair
@@ -65,6 +66,7 @@ def test_invalid_utf8_becomes_replacement_character(pair):
     assert ours([b"caf\xffe"]).to_list() == ours(["caf\ufffde"]).to_list()
 
 
+@pytest.mark.slow
 def test_tf_data_and_keras_round_trip(pair, tmp_path):
     ours, reference, _ = pair
     ds = tf.data.Dataset.from_tensor_slices(STRESS[:6]).batch(3).map(ours)
@@ -75,6 +77,7 @@ def test_tf_data_and_keras_round_trip(pair, tmp_path):
     assert loaded(tf.constant(STRESS)).to_list() == ours(STRESS).to_list()
 
 
+@pytest.mark.slow
 def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(trained, tmp_path):
     reference, directory = trained
     ours = CoreOpsBytePairTokenizer(str(directory / "vocab.json"), str(directory / "merges.txt"))

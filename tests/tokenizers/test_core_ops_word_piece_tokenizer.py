@@ -38,6 +38,7 @@ def test_stress_set_matches_hugging_face(pair):
     assert ours(STRESS).to_list() == reference_ids(reference, STRESS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHARED_FILES)
 def test_shared_corpora_match_hugging_face(pair, name):
     ours, reference, _ = pair
@@ -69,6 +70,7 @@ def test_detokenize_glues_continuations(pair):
     assert ours.detokenize(ids).numpy().decode() == reference.decode(ids.numpy().tolist())
 
 
+@pytest.mark.slow
 def test_keras_round_trip(pair, tmp_path):
     ours, _, _ = pair
     inputs = keras.Input(shape=(), dtype="string")
@@ -80,6 +82,7 @@ def test_keras_round_trip(pair, tmp_path):
     assert loaded(tf.constant(STRESS)).to_list() == ours(STRESS).to_list()
 
 
+@pytest.mark.slow
 def test_saved_model_runs_in_a_process_that_imports_only_tensorflow(pair, tmp_path):
     ours, reference, _ = pair
     answer = run_in_tensorflow_only_process(ours, STRESS, tmp_path)
@@ -107,6 +110,7 @@ def test_bad_vocabulary_files_are_named(tmp_path):
         CoreOpsWordPieceTokenizer(["[UNK]", "a"], unknown_token="<unk>")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [None, "sst2_dev.tsv", "tinyshakespeare.txt"])
 def test_tensorflow_text_variant_matches_core_ops_variant(pair, name):
     """WordPieceTokenizer (tensorflow-text kernel) == CoreOpsWordPieceTokenizer."""

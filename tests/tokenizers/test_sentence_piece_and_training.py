@@ -46,6 +46,7 @@ def test_sentence_piece_missing_file_is_named(tmp_path):
         keras_llm.tokenizers.SentencePieceTokenizer(str(tmp_path / "absent.model"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["list", "file", "dataset"])
 def test_word_piece_training_equals_hugging_face_on_every_corpus_form(source, tmp_path):
     if source == "list":
@@ -99,6 +100,7 @@ TRAINERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", TRAINERS)
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
 def test_vocabulary_files_get_the_modes_of_the_umask(trainer, umask, file_mode, dir_mode, tmp_path):

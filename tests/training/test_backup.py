@@ -32,6 +32,7 @@ def _mode(path):
     return os.stat(path).st_mode & 0o777
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
 def test_backups_get_the_modes_of_the_umask(tmp_path, umask, file_mode, dir_mode):
     backup_dir = tmp_path / "backup"

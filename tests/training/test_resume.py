@@ -76,6 +76,7 @@ def _assert_same_weights(ours, reference):
     assert difference <= 1e-6, difference
 
 
+@pytest.mark.slow
 def test_killed_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, uninterrupted):
     backup_dir = tmp_path / "out" / "model_backup"
     _start_and_kill_when(tmp_path, lambda: backup_dir.is_dir() and _backup_steps(tmp_path))
@@ -113,6 +114,7 @@ STALLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_while_writing_a_backup_then_rerun_equals_an_uninterrupted_run(
     tmp_path, uninterrupted, monkeypatch
 ):
@@ -142,6 +144,7 @@ class _Crash(keras.callbacks.Callback):
             raise RuntimeError("crash")
 
 
+@pytest.mark.slow
 def test_fit_resumable_restores_optimizer_schedule_dropout_and_data_position(tmp_path):
     ids = np.random.default_rng(0).integers(0, 50, size=(40, 17)).astype("int32")
     data = tf.data.Dataset.from_tensor_slices(
@@ -166,6 +169,7 @@ def test_fit_resumable_restores_optimizer_schedule_dropout_and_data_position(tmp
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_backup_from_a_longer_run_is_refused(tmp_path):
     model = _tiny_gpt()
     data = tf.data.Dataset.from_tensor_slices(
