@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from keras_llm._checks import is_positive_int
+
 # Texts tokenized per call inside the pipelines: large enough to amortise the
 # tokenizer's per-call cost, small enough to keep the first batch quick.
 TOKENIZE_CHUNK = 256
@@ -35,7 +37,7 @@ def special_id(tokenizer, value, attribute):
 
 def check_positive(**values):
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if not is_positive_int(value):
             raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 

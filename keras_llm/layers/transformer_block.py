@@ -1,10 +1,11 @@
 """The Transformer block: attention, feed-forward network, residuals, LayerNorm."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from keras_llm._checks import is_finite_real
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -31,11 +32,6 @@ def gelu_approximate(x):
 
 def _clone(initializer):
     return initializer.__class__.from_config(initializer.get_config())
-
-
-def _finite_real(value):
-    """0, 0.1, np.float32(0.1); not a bool, a string or NaN."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -156,11 +152,11 @@ class TransformerBlock(keras.layers.Layer):
                 raise ValueError(
                     f"`{name}` must be a positive int. Received: {name}={value}"
                 )
-        if not _finite_real(dropout) or not 0.0 <= dropout < 1.0:
+        if not is_finite_real(dropout) or not 0.0 <= dropout < 1.0:
             raise ValueError(
                 f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
             )
-        if not _finite_real(layer_norm_epsilon) or layer_norm_epsilon <= 0.0:
+        if not is_finite_real(layer_norm_epsilon) or layer_norm_epsilon <= 0.0:
             raise ValueError(
                 "`layer_norm_epsilon` must be a positive float. "
                 f"Received: layer_norm_epsilon={layer_norm_epsilon!r}"

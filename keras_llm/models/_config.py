@@ -1,9 +1,8 @@
 """Preset resolution and argument checks shared by every builder."""
 
-import math
-import numbers
-
 import keras
+
+from keras_llm._checks import is_finite_real, is_positive_int
 
 # What a builder's `precision` takes: Keras dtype policy names.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -19,22 +18,13 @@ ARCHITECTURE_ARGUMENTS = (
 )
 
 
-def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _finite_real(value):
-    """0, 0.1, np.float32(0.1); not a bool, a string or NaN."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # What each builder argument must be, and how to tell. Every argument a
 # builder resolves has an entry: a new one without it fails with a KeyError.
 _CHECKS = {
-    **{name: ("a positive int", _positive_int) for name in ARCHITECTURE_ARGUMENTS},
-    "num_segments": ("a positive int", _positive_int),
-    "dropout": ("a float in [0, 1)", lambda v: _finite_real(v) and 0.0 <= v < 1.0),
-    "layer_norm_epsilon": ("a positive float", lambda v: _finite_real(v) and v > 0.0),
+    **{name: ("a positive int", is_positive_int) for name in ARCHITECTURE_ARGUMENTS},
+    "num_segments": ("a positive int", is_positive_int),
+    "dropout": ("a float in [0, 1)", lambda v: is_finite_real(v) and 0.0 <= v < 1.0),
+    "layer_norm_epsilon": ("a positive float", lambda v: is_finite_real(v) and v > 0.0),
 }
 _FLOATS = ("dropout", "layer_norm_epsilon")
 
