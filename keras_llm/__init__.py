@@ -24,6 +24,8 @@ from keras_llm.models import (  # noqa: E402
     build_bert,
     build_bert_classifier,
     build_bert_pretrainer,
+    build_bert_question_answerer,
+    build_bert_tagger,
     build_gpt,
 )
 from keras_llm.export import export  # noqa: E402
@@ -38,6 +40,8 @@ __all__ = [
     "build_bert",
     "build_bert_classifier",
     "build_bert_pretrainer",
+    "build_bert_question_answerer",
+    "build_bert_tagger",
     "build_gpt",
     "compile_model",
     "data",

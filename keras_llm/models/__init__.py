@@ -11,6 +11,8 @@ from keras_llm.models.bert import (
     build_bert,
     build_bert_classifier,
     build_bert_pretrainer,
+    build_bert_question_answerer,
+    build_bert_tagger,
 )
 from keras_llm.models.gpt import GPT_PRESETS, build_gpt
 
@@ -20,5 +22,7 @@ __all__ = [
     "build_bert",
     "build_bert_classifier",
     "build_bert_pretrainer",
+    "build_bert_question_answerer",
+    "build_bert_tagger",
     "build_gpt",
 ]

@@ -292,11 +292,7 @@ def build_bert_classifier(
     assert logits.shape == (1, 3)
     ```
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            "build_bert_classifier: `num_classes` must be an int >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    _check_num_classes("build_bert_classifier", num_classes, 2)
     config = _resolve("build_bert_classifier", locals())
     dtype = resolve_precision("build_bert_classifier", precision)
     inputs, _, _, pooled_output = _bert_graph(config, dtype, False)
@@ -311,5 +307,145 @@ def build_bert_classifier(
     return compile_model(model, "classification")
 
 
-for _builder in (build_bert, build_bert_pretrainer, build_bert_classifier):
+def _check_num_classes(builder, num_classes, minimum):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < minimum:
+        raise ValueError(
+            f"{builder}: `num_classes` must be an int >= {minimum}. "
+            f"Received: num_classes={num_classes!r}"
+        )
+
+
+def build_bert_tagger(
+    preset=None,
+    *,
+    num_classes,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    num_segments=None,
+    precision=None,
+    name="bert_tagger",
+):
+    """Builds BERT with a token-classification (tagging, e.g. NER) head, compiled.
+
+    Dropout then `Dense(num_classes)` on every position of the sequence
+    output, as Hugging Face's `BertForTokenClassification`. The model comes
+    compiled with `keras_llm.compile_model(model, "token_tagging")`: train it
+    on `keras_llm.data.token_tagging_dataset` batches `(inputs, tags,
+    sample_weight)`, where only each word's first piece has weight 1 (the
+    loss is the mean over weighted pieces).
+
+    num_classes is required (an int >= 2): the number of tags.
+    {args}
+    Returns:
+        A functional `keras.Model` with the three BERT inputs and tag logits
+        `(batch_size, sequence_length, num_classes)`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_bert_tagger("bert_tiny", num_classes=5, vocabulary_size=100)
+    logits = model({{
+        "token_ids": np.array([[2, 5, 9, 3]], "int32"),
+        "segment_ids": np.zeros((1, 4), "int32"),
+        "padding_mask": np.ones((1, 4), "int32"),
+    }})
+    assert logits.shape == (1, 4, 5)
+    ```
+    """
+    _check_num_classes("build_bert_tagger", num_classes, 2)
+    config = _resolve("build_bert_tagger", locals())
+    dtype = resolve_precision("build_bert_tagger", precision)
+    inputs, _, sequence_output, _ = _bert_graph(config, dtype, False)
+    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="tagger_dropout")(sequence_output)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="tagger_logits",
+    )(x)  # [B, T, C]
+    model = keras.Model(inputs=inputs, outputs=logits, name=name)
+    return compile_model(model, "token_tagging")
+
+
+def build_bert_question_answerer(
+    preset=None,
+    *,
+    vocabulary_size=None,
+    num_layers=None,
+    num_heads=None,
+    hidden_dim=None,
+    intermediate_dim=None,
+    dropout=None,
+    max_sequence_length=None,
+    layer_norm_epsilon=None,
+    num_segments=None,
+    precision=None,
+    name="bert_question_answerer",
+):
+    """Builds BERT with an extractive question-answering head, compiled.
+
+    `Dense(2)` on every position of the sequence output gives each token a
+    start and an end logit, as Hugging Face's `BertForQuestionAnswering`
+    (and BERT's SQuAD fine-tuning, Devlin et al. 2019, section 4.2). Inputs
+    are `[CLS] question [SEP] context [SEP]` with segment ids 0 then 1. The
+    logits are not masked: a span decoder keeps to the context's tokens. The
+    model comes compiled with `keras_llm.compile_model(model,
+    "question_answering")`: train it on `(inputs, {{"start_logits": start,
+    "end_logits": end}})` token positions; the loss is the mean of the two
+    cross-entropies, as in Hugging Face.
+    {args}
+    Returns:
+        A functional `keras.Model` with the three BERT inputs and a dict of
+        outputs `start_logits` and `end_logits`, `(batch_size,
+        sequence_length)` each.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_bert_question_answerer("bert_tiny", vocabulary_size=100)
+    outputs = model({{
+        "token_ids": np.array([[2, 5, 3, 9, 8, 3]], "int32"),
+        "segment_ids": np.array([[0, 0, 0, 1, 1, 1]], "int32"),
+        "padding_mask": np.ones((1, 6), "int32"),
+    }})
+    assert outputs["start_logits"].shape == (1, 6)
+    assert outputs["end_logits"].shape == (1, 6)
+    ```
+    """
+    config = _resolve("build_bert_question_answerer", locals())
+    dtype = resolve_precision("build_bert_question_answerer", precision)
+    inputs, _, sequence_output, _ = _bert_graph(config, dtype, False)
+    logits = keras.layers.Dense(
+        2,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        dtype=dtype,
+        name="qa_logits",
+    )(sequence_output)  # [B, T, 2]
+    outputs = {
+        "start_logits": keras.layers.Identity(name="start_logits")(logits[..., 0]),
+        "end_logits": keras.layers.Identity(name="end_logits")(logits[..., 1]),
+    }
+    model = keras.Model(inputs=inputs, outputs=outputs, name=name)
+    return compile_model(model, "question_answering")
+
+
+for _builder in (
+    build_bert,
+    build_bert_pretrainer,
+    build_bert_classifier,
+    build_bert_tagger,
+    build_bert_question_answerer,
+):
     _builder.__doc__ = _builder.__doc__.replace("{args}", _ARGS_DOC).replace("{{", "{").replace("}}", "}")

@@ -11,7 +11,7 @@ trains well with a bare `model.fit(dataset)`. To change anything, call
 | weight decay | 0.01, none on LayerNorm, biases, embeddings | BERT's recipe |
 | gradient clipping | global norm 1.0, of the gradient summed over replicas | BERT, GPT-2, nanoGPT |
 | learning rate | linear warm-up for `warmup_steps`, then linear decay to 10% of the peak at `total_steps`, then constant | BERT (decay to a floor rather than zero so a longer `fit` still learns) |
-| peak learning rate | causal LM 6e-4, BERT pre-training 1e-4, classification 5e-5 | nanoGPT/GPT-3 small, BERT, BERT fine-tuning |
+| peak learning rate | causal LM 6e-4, BERT pre-training 1e-4, fine-tuning (classification, tagging, QA) 5e-5 | nanoGPT/GPT-3 small, BERT, BERT fine-tuning |
 | steps | `warmup_steps=100`, `total_steps=10000` | pass the real `total_steps` when you know it |
 | loss | sparse cross-entropy on logits, averaged over the tokens whose sample weight is non-zero | padding never counts |
 | loss scaling | dynamic, for `mixed_float16` models only | float16's small range |
@@ -45,6 +45,8 @@ PEAK_LEARNING_RATE = {
     "causal_lm": 6e-4,
     "bert_pretraining": 1e-4,
     "classification": 5e-5,
+    "token_tagging": 5e-5,
+    "question_answering": 5e-5,
 }
 
 
@@ -188,8 +190,12 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
     Args:
         model: A model from one of the builders.
         task: `"causal_lm"` (outputs next-token logits), `"bert_pretraining"`
-            (outputs `mlm_logits` and `nsp_logits`) or `"classification"`
-            (outputs class logits).
+            (outputs `mlm_logits` and `nsp_logits`), `"classification"`
+            (outputs class logits), `"token_tagging"` (outputs per-token tag
+            logits; trained with per-token sample weights) or
+            `"question_answering"` (outputs `start_logits` and `end_logits`;
+            the loss is the mean of their two cross-entropies, as in
+            Hugging Face's `BertForQuestionAnswering`).
         learning_rate: Peak learning rate; defaults to `PEAK_LEARNING_RATE[task]`.
         jit_compile: Passed to `keras.Model.compile`: `"auto"` (XLA on one
             GPU; off on CPUs and under tf.distribute strategies), True or
@@ -249,6 +255,25 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             weighted_metrics={
                 "mlm_logits": _lm_metrics(),
                 "nsp_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            },
+            jit_compile=jit_compile,
+        )
+    elif task == "token_tagging":
+        model.compile(
+            optimizer=optimizer,
+            loss=_token_loss(),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+    elif task == "question_answering":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(
+            optimizer=optimizer,
+            loss={"start_logits": loss, "end_logits": loss},
+            loss_weights={"start_logits": 0.5, "end_logits": 0.5},
+            metrics={
+                name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+                for name in ("start_logits", "end_logits")
             },
             jit_compile=jit_compile,
         )
