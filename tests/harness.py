@@ -81,3 +81,56 @@ def check_layer(layer_cls, init_kwargs, inputs, call_kwargs=None, tmp_path=None,
             assert np.all(np.isfinite(got))
             np.testing.assert_allclose(got, want, atol=0.1, rtol=0.05)
     return layer
+
+
+def _same_outputs(got, want, atol):
+    got, want = keras.tree.flatten(got), keras.tree.flatten(want)
+    assert len(got) == len(want), f"{len(got)} outputs, expected {len(want)}"
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=atol)
+
+
+def check_model(model, x, y, sample_weight=None, tmp_path=None, atol=1e-6):
+    """Checks what every model a keras_llm builder returns must do.
+
+    - it comes compiled: `train_on_batch` on `(x, y, sample_weight)` gives a
+      finite loss and changes (nearly) every trainable weight (two steps: the
+      default schedule's warm-up starts at a learning rate of 0);
+    - `keras.Model.from_config(model.get_config())` rebuilds it: same number
+      of parameters and, with the same weights, the same outputs;
+    - it saves to `.keras` and loads with no `custom_objects` and `safe_mode`
+      on: same outputs, same optimizer state (so training resumes where it
+      was) and the same loss on the batch.
+
+    Returns the trained model.
+    """
+    assert model.optimizer is not None, "builders return compiled models"
+    before = [np.asarray(v) for v in model.trainable_variables]
+    for _ in range(2):
+        loss = model.train_on_batch(x, y, sample_weight=sample_weight, return_dict=True)["loss"]
+        assert np.isfinite(loss), loss
+    changed = [not np.array_equal(b, np.asarray(v)) for b, v in zip(before, model.trainable_variables)]
+    assert sum(changed) > 0.9 * len(changed), (
+        f"only {sum(changed)} of {len(changed)} weights changed in two training steps"
+    )
+    expected = model(x)
+
+    # Config round trip.
+    clone = keras.Model.from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    clone.set_weights(model.get_weights())
+    _same_outputs(clone(x), expected, atol)
+
+    # `.keras` round trip, compiled state included.
+    path = os.path.join(str(tmp_path), f"{model.name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    _same_outputs(loaded(x), expected, atol)
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    want = model.evaluate(x, y, sample_weight=sample_weight, verbose=0, return_dict=True)["loss"]
+    got = loaded.evaluate(x, y, sample_weight=sample_weight, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    return model

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_llm
+from tests.harness import check_model
 
 TINY = dict(vocabulary_size=13, num_layers=2, num_heads=2, hidden_dim=16,
             intermediate_dim=32, max_sequence_length=16, dropout=0.0)
@@ -126,12 +127,9 @@ def test_save_and_load_after_training(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_config_round_trip():
-    model = keras_llm.build_gpt(**TINY)
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    x = inputs([[1, 2, 3]])
-    np.testing.assert_allclose(clone(x), model(x), atol=1e-6)
+def test_model_harness(tmp_path):
+    x, y, w = copy_task(np.random.default_rng(0), 4, vocab=10)
+    check_model(keras_llm.build_gpt(**TINY), x, y, sample_weight=w, tmp_path=tmp_path)
 
 
 def test_unknown_preset_lists_the_known_ones():
