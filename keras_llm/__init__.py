@@ -1,7 +1,9 @@
 """keras_llm: transformer language models for TensorFlow and Keras 3.
 
 Build a model with `keras_llm.build_bert(...)` or `keras_llm.build_gpt(...)`,
-train it with `model.fit`, save it with `model.save("x.keras")`.
+train it with `model.fit`, save it with `model.save("x.keras")`. Load a
+Hugging Face checkpoint with `keras_llm.from_pretrained(path)`, write one
+with `keras_llm.save_pretrained(model, path)`.
 """
 
 import os
@@ -15,6 +17,7 @@ from keras_llm import (  # noqa: E402
     generation,
     layers,
     models,
+    pretrained,
     tokenizers,
     training,
 )
@@ -30,6 +33,7 @@ from keras_llm.models import (  # noqa: E402
 )
 from keras_llm.export import export  # noqa: E402
 from keras_llm.generation import generate  # noqa: E402
+from keras_llm.pretrained import from_pretrained, save_pretrained  # noqa: E402
 from keras_llm.training import compile_model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -46,10 +50,13 @@ __all__ = [
     "compile_model",
     "data",
     "export",
+    "from_pretrained",
     "generate",
     "generation",
     "layers",
     "models",
+    "pretrained",
+    "save_pretrained",
     "tokenizers",
     "training",
 ]

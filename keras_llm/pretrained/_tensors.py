@@ -1,0 +1,71 @@
+"""One checkpoint tensor and the Keras variables it fills, both ways.
+
+A model family (`_bert.py`, `_gpt2.py`) lists its checkpoint as `Tensor`s;
+`hugging_face.py` reads and writes them. Each `Tensor` carries the two
+transforms between the layouts, so import and export share one table and
+cannot drift apart.
+
+Layouts: PyTorch's `nn.Linear` stores `[out, in]`; GPT-2's `Conv1D` stores
+`[in, out]`; Keras's `Dense` / `EinsumDense` kernels are `[in..., out...]`
+(a query kernel `[D, N, H]`, an attention output kernel `[N, H, D]`) and
+their biases `[out...]`.
+"""
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class Tensor(NamedTuple):
+    """A checkpoint tensor: its name, its part and how it maps to Keras variables."""
+
+    name: str  # the Hugging Face name, without the base model's prefix
+    part: str  # "body", "pooler" or a head: a checkpoint has or lacks a part as a whole
+    variables: tuple  # paths of the Keras variables it fills
+    to_keras: Callable  # (array, [variable shapes]) -> [one array per variable]
+    to_hf: Callable  # [one array per variable] -> array
+
+
+def _flat(array, inputs):
+    """`array` as `[in, out]` (its first `inputs` axes are the input), or a vector if 0."""
+    if inputs == 0:
+        return array.reshape(-1)
+    return array.reshape(math.prod(array.shape[:inputs]), -1)
+
+
+def stored(name, part, path, inputs=1):
+    """A tensor stored `[in, out]` as Keras does (embeddings, LayerNorm, biases with inputs=0,
+    GPT-2's Conv1D), up to a reshape of the head axes."""
+    return Tensor(
+        name,
+        part,
+        (path,),
+        lambda array, shapes: [array.reshape(shapes[0])],
+        lambda arrays: _flat(arrays[0], inputs),
+    )
+
+
+def transposed(name, part, path, inputs=1):
+    """A PyTorch `nn.Linear` weight, `[out, in]`: the transpose of the Keras kernel."""
+    return Tensor(
+        name,
+        part,
+        (path,),
+        lambda array, shapes: [array.T.reshape(shapes[0])],
+        lambda arrays: _flat(arrays[0], inputs).T,
+    )
+
+
+def fused(name, part, paths, inputs=1):
+    """GPT-2's `c_attn`: query, key and value side by side on the last axis, `[in, 3 * out]`."""
+    return Tensor(
+        name,
+        part,
+        tuple(paths),
+        lambda array, shapes: [
+            piece.reshape(shape)
+            for piece, shape in zip(np.split(array, len(shapes), axis=-1), shapes)
+        ],
+        lambda arrays: np.concatenate([_flat(a, inputs) for a in arrays], axis=-1),
+    )
