@@ -14,6 +14,6 @@ one back that `transformers` loads with the same outputs.
 | `_config.py` | typed reading of config.json values |
 """
 
-from keras_llm.pretrained.hugging_face import from_pretrained, save_pretrained
+from keras_llm.pretrained.hugging_face import checkpoint_task, from_pretrained, save_pretrained
 
-__all__ = ["from_pretrained", "save_pretrained"]
+__all__ = ["checkpoint_task", "from_pretrained", "save_pretrained"]

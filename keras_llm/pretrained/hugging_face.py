@@ -172,6 +172,42 @@ def from_pretrained(path, task=None, **head_arguments):
     return model
 
 
+def checkpoint_task(path):
+    """The task of a checkpoint's own head: what `from_pretrained(path)` gives, unbuilt.
+
+    Reads only `config.json` (its `model_type` and first `architectures`
+    entry), so a caller can decide between the checkpoint's head and a fresh
+    one without loading the weights.
+
+    Args:
+        path: A Hugging Face model directory.
+
+    Returns:
+        One of `"backbone"`, `"masked_lm"`, `"classify"`, `"tag"`, `"qa"`
+        (BERT) or `"causal_lm"` (GPT-2).
+
+    Example:
+
+    ```python
+    import tempfile
+    import keras_llm
+
+    model = keras_llm.build_bert_tagger(
+        num_classes=3, vocabulary_size=50, num_layers=1, num_heads=2,
+        hidden_dim=8, intermediate_dim=16, max_sequence_length=8,
+    )
+    path = tempfile.mkdtemp() + "/tagger"
+    keras_llm.save_pretrained(model, path)
+    assert keras_llm.pretrained.checkpoint_task(path) == "tag"
+    ```
+    """
+    path = os.fspath(path)
+    config = _files.read_config(path)
+    where = os.path.join(path, _files.CONFIG)
+    family = _family(config, where)
+    return family.ARCHITECTURES[_architecture(family, config, where)][0]
+
+
 def _family(config, where):
     model_type = config.get("model_type")
     if model_type not in FAMILIES:
