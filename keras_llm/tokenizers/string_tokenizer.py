@@ -144,31 +144,19 @@ class StringTokenizer(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def __call__(self, inputs, *args, **kwargs):
-        if isinstance(inputs, tf.Tensor) and inputs.dtype != tf.string:
-            raise TypeError(
-                "`inputs` must be a string or a 1-D batch of strings. "
-                f"Received: inputs of dtype {inputs.dtype.name}"
-            )
-        if not isinstance(inputs, (tf.Tensor, keras.KerasTensor)):
-            try:
-                inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    "`inputs` must be a string or a 1-D batch of strings (str or bytes; a list, "
-                    f"a NumPy array or a tf.string tensor). Received: inputs={reprlib.repr(inputs)}"
-                ) from None
+        if not isinstance(inputs, keras.KerasTensor):
+            inputs = _string_tensor(inputs)
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs):
-        inputs = tf.convert_to_tensor(inputs, tf.string)
-        if inputs.shape.rank is not None and inputs.shape.rank > 1:
-            raise ValueError(
-                "Tokenizers take a string or a 1-D batch of strings. "
-                f"Received: inputs.shape={inputs.shape}"
-            )
+        inputs = _check_rank(tf.convert_to_tensor(inputs, tf.string))
         texts = tf.reshape(inputs, [-1])
         ids = self._tokenize_graph(texts) if tf.executing_eagerly() else self._tokenize(texts)
         return ids.flat_values if inputs.shape.rank == 0 else ids
+
+    def _string_batch(self, inputs):
+        """`inputs` as a string tensor of rank 0 or 1, checked as calling the layer checks it."""
+        return _check_rank(_string_tensor(inputs))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def _tokenize_graph(self, texts):
@@ -200,3 +188,30 @@ class StringTokenizer(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(tuple(inputs.shape) + (None,), dtype="int32", ragged=True)
+
+
+def _string_tensor(inputs):
+    """`inputs` as a tf.string tensor, or a `TypeError` that says what it is instead."""
+    if isinstance(inputs, tf.Tensor) and inputs.dtype != tf.string:
+        raise TypeError(
+            "`inputs` must be a string or a 1-D batch of strings. "
+            f"Received: inputs of dtype {inputs.dtype.name}"
+        )
+    if not isinstance(inputs, tf.Tensor):
+        try:
+            inputs = tf.convert_to_tensor(inputs, dtype=tf.string)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "`inputs` must be a string or a 1-D batch of strings (str or bytes; a list, "
+                f"a NumPy array or a tf.string tensor). Received: inputs={reprlib.repr(inputs)}"
+            ) from None
+    return inputs
+
+
+def _check_rank(inputs):
+    if inputs.shape.rank is not None and inputs.shape.rank > 1:
+        raise ValueError(
+            "Tokenizers take a string or a 1-D batch of strings. "
+            f"Received: inputs.shape={inputs.shape}"
+        )
+    return inputs

@@ -62,7 +62,9 @@ def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):
     Returns the ids per text, which of tensorflow_text, keras, keras_llm and
     keras_hub loading and running imported (beyond what `import tensorflow`
     imports by itself), the ops TensorFlow's registry does not know, and the
-    number of distinct ops.
+    number of distinct ops. A tokenizer with `tokenize_with_offsets` serves
+    it too, in the same signature: its ids, starts and ends per text are
+    returned as well (`offset_ids`, `starts`, `ends`), and audited with the rest.
     """
 
     class Serving(tf.Module):
@@ -72,7 +74,12 @@ def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def tokenize(self, texts):
-            return {"ids": self.tokenizer(texts).to_tensor(-1)}
+            outputs = {"ids": self.tokenizer(texts).to_tensor(-1)}
+            if hasattr(self.tokenizer, "tokenize_with_offsets"):
+                ids, starts, ends = self.tokenizer.tokenize_with_offsets(texts)
+                outputs.update(offset_ids=ids.to_tensor(-1), starts=starts.to_tensor(-1),
+                               ends=ends.to_tensor(-1))
+            return outputs
 
     export_dir = str(tmp_path / "saved")
     tf.saved_model.save(Serving(tokenizer), export_dir)
@@ -83,13 +90,15 @@ def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):
         from tensorflow.python.framework import op_def_registry
         before = set(sys.modules)  # `import tensorflow` itself brings parts of keras
         loaded = tf.saved_model.load({export_dir!r})
-        ids = loaded.tokenize(tf.constant(json.loads(sys.stdin.read())))["ids"].numpy()
+        outputs = loaded.tokenize(tf.constant(json.loads(sys.stdin.read())))
+        rows = {{name: [[int(i) for i in row if i >= 0] for row in value.numpy()]
+                 for name, value in outputs.items()}}
         graph = loaded.tokenize.concrete_functions[0].graph.as_graph_def()
         ops = {{n.op for n in graph.node}}
         ops |= {{n.op for f in graph.library.function for n in f.node_def}}
         ops -= {{f.signature.name for f in graph.library.function}}
         print(json.dumps({{
-            "ids": [[int(i) for i in row if i >= 0] for row in ids],
+            **rows,
             "imported": sorted({{m.split(".")[0] for m in set(sys.modules) - before}}
                                & {{"tensorflow_text", "keras", "keras_llm", "keras_hub"}}),
             "unregistered": sorted(op for op in ops if op_def_registry.get(op) is None),
