@@ -8,12 +8,15 @@
   (masked LM + next sentence).
 - `fine_tuning.py`: classification and token-tagging batches with padding
   and length bucketing.
+- `question_answering.py`: SQuAD-style examples cut into overlapping windows
+  of `[CLS] question [SEP] context [SEP]`, with answer-span labels.
 """
 
 from keras_llm.data.causal_lm import causal_lm_dataset
 from keras_llm.data.default_corpus import stdlib_docstrings
 from keras_llm.data.fine_tuning import classification_dataset, token_tagging_dataset
 from keras_llm.data.masked_lm import mask_tokens, masked_lm_dataset
+from keras_llm.data.question_answering import question_answering_dataset, question_answering_windows
 from keras_llm.data.sources import load_texts
 
 __all__ = [
@@ -22,6 +25,8 @@ __all__ = [
     "load_texts",
     "mask_tokens",
     "masked_lm_dataset",
+    "question_answering_dataset",
+    "question_answering_windows",
     "stdlib_docstrings",
     "token_tagging_dataset",
 ]

@@ -62,3 +62,15 @@ def add_specials(ids, cls_id, sep_id, sequence_length):
     ids = ids[:, : sequence_length - 2]
     rows = ids.nrows()
     return tf.concat([column(rows, cls_id), ids, column(rows, sep_id)], axis=1)
+
+
+def model_inputs(ragged, value):
+    """`ragged.to_tensor(value)`, at least 3 columns wide when it has no rows.
+
+    With an empty batch, a BERT would get `[0, 0]` inputs, and Keras's `Add`
+    fails on zero rows of 0 or 1 tokens ("Biases must be 1D"); `[0, 3]`
+    runs. A batch with rows keeps its width (always >= 2: [CLS] [SEP]).
+    """
+    dense = ragged.to_tensor(tf.cast(value, ragged.dtype))
+    missing = tf.where(tf.shape(dense)[0] > 0, 0, tf.maximum(3 - tf.shape(dense)[1], 0))
+    return tf.pad(dense, [[0, 0], [0, missing]], constant_values=tf.cast(value, ragged.dtype))

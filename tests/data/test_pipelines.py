@@ -11,6 +11,7 @@ import tokenizers as hf
 import keras_llm
 from keras_llm.data import classification_dataset, masked_lm_dataset, token_tagging_dataset
 from tests.tokenizers.serving_check import TRAINING_CORPUS
+from tests.word_piece_reference import word_piece_pair
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [f"w{i}" for i in range(1000)]
@@ -200,6 +201,36 @@ def test_token_tagging_labels_first_pieces_as_hugging_face_aligns_them():
             previous = word
         assert labels[:n].tolist() == expected_labels
         assert weights[:n].tolist() == expected_weights and not weights[n:].any()
+
+
+def test_token_tagging_labels_first_pieces_as_transformers_word_ids_say(tmp_path):
+    # transformers' BertTokenizerFast from the same vocab.txt, on words
+    # (is_split_into_words=True): word_ids() names each token's word; a
+    # word's first token carries its tag. Words of no token (U+200B), words
+    # split into pieces, and words past the truncation occur.
+    ours, reference = word_piece_pair(tmp_path)
+    rng = np.random.default_rng(1)
+    pool = " ".join(TRAINING_CORPUS[:3]).split() + ["\u200b", "supercalifragilistic", "ǅ!"]
+    sentences = [list(rng.choice(pool, rng.integers(1, 20))) for _ in range(40)]
+    tags = [list(map(int, rng.integers(0, 5, len(s)))) for s in sentences]
+    data = keras_llm.data.load_texts(
+        [{"tokens": s, "tags": t} for s, t in zip(sentences, tags)],
+        text_field="tokens", label_field="tags",
+    )
+    ds = token_tagging_dataset(data, ours, 8, sequence_length=20, num_classes=5, shuffle=False,
+                               bucket=False)
+    got = [row for x, y, w in ds for row in zip(x["token_ids"].numpy(), y.numpy(), w.numpy())]
+    untagged = 0
+    for (ids, labels, weights), words, word_tags in zip(got, sentences, tags):
+        encoding = reference(words, is_split_into_words=True, truncation=True, max_length=20)
+        n = len(encoding["input_ids"])
+        assert ids[:n].tolist() == encoding["input_ids"] and (ids[n:] == PAD).all()
+        word_ids = encoding.word_ids()
+        first = [w is not None and w not in word_ids[:i] for i, w in enumerate(word_ids)]
+        assert labels[:n].tolist() == [word_tags[w] if f else 0 for w, f in zip(word_ids, first)]
+        assert weights.tolist() == [float(f) for f in first] + [0.0] * (len(weights) - n)
+        untagged += len({w for w in word_ids if w is not None}) < len(words)
+    assert untagged > 5  # a test of the test: words of no token, or truncated
 
 
 def first_error(dataset):
