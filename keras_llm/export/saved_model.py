@@ -7,7 +7,13 @@ import re
 import tensorflow as tf
 
 from keras_llm._atomic import atomic_output, clean_interrupted_in
-from keras_llm.data._pipeline import add_specials
+from keras_llm.data._pipeline import add_specials, model_inputs
+from keras_llm.data.question_answering import QUESTION_ANSWERING_DEFAULTS, check_window_settings
+from keras_llm.evaluation.question_answering import (
+    answer_questions,
+    best_spans,
+    check_max_answer_length,
+)
 from keras_llm.generation import Generator
 from keras_llm.generation.generator import (
     PROMPT_SPECS,
@@ -21,6 +27,7 @@ from keras_llm.tokenizers import (
     CoreOpsBytePairTokenizer,
     CoreOpsWordPieceTokenizer,
 )
+from keras_llm.tokenizers.core_ops_word_piece_tokenizer import _WHITESPACE
 
 logger = logging.getLogger("keras_llm")
 
@@ -58,24 +65,84 @@ def _task(model):
     bert_inputs = {"token_ids", "segment_ids", "padding_mask"}
     if bert_inputs | {"mask_positions"} == inputs and {"mlm_dense", "embeddings"} <= names:
         return "masked_lm"
+    if bert_inputs == inputs and "tagger_logits" in names:
+        return "tagger"
+    outputs = set(model.output) if isinstance(model.output, dict) else set()
+    if bert_inputs == inputs and outputs == {"start_logits", "end_logits"}:
+        return "question_answerer"
     if bert_inputs == inputs and len(model.outputs) == 1 and len(model.outputs[0].shape) == 2:
         return "classifier"
     raise ValueError(
         "`model` must be a GPT from keras_llm.build_gpt, a masked LM from "
-        "keras_llm.build_bert_pretrainer or a classifier from keras_llm.build_bert_classifier. "
-        f"Received: model={model.name!r}"
+        "keras_llm.build_bert_pretrainer, a classifier from keras_llm.build_bert_classifier, a "
+        "tagger from keras_llm.build_bert_tagger or a question answerer from "
+        f"keras_llm.build_bert_question_answerer. Received: model={model.name!r}"
     )
+
+
+# What each kind of model is called in messages, and the settings of `export` it takes.
+_TASK_NAMES = {
+    "causal_lm": "GPT",
+    "masked_lm": "masked LM",
+    "classifier": "classifier",
+    "tagger": "tagger",
+    "question_answerer": "question answerer",
+}
+_TASK_SETTINGS = {
+    "causal_lm": ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_token_ids"),
+    "masked_lm": ("top_k",),
+    "classifier": ("label_names",),
+    "tagger": ("label_names",),
+    "question_answerer": ("max_answer_length", "doc_stride", "max_question_length"),
+}
+
+
+def _refuse_other_settings(task, settings):
+    """An error naming every setting given that is for other kinds of models."""
+    others = {
+        name: value for name, value in settings.items()
+        if value is not None and name not in _TASK_SETTINGS[task]
+    }
+    if others:
+        takers = {
+            name: " and ".join(f"{_TASK_NAMES[kind]}s" for kind, names in _TASK_SETTINGS.items()
+                               if name in names)
+            for name in others
+        }
+        raise ValueError(
+            f"{' and '.join(others)} {'is' if len(others) == 1 else 'are'} for other models "
+            f"({'; '.join(f'{name}: {kinds}' for name, kinds in takers.items())}); this model is a "
+            f"{_TASK_NAMES[task]}. Received: "
+            + ", ".join(f"{name}={value!r}" for name, value in others.items())
+        )
+
+
+def _check_label_names(label_names, num_classes, what):
+    """`label_names` (default "0", "1", ...) as strings, one per class."""
+    if label_names is None:
+        return [str(i) for i in range(num_classes)]
+    if (
+        isinstance(label_names, (str, bytes))
+        or not hasattr(label_names, "__len__")
+        or len(label_names) != num_classes
+    ):
+        raise ValueError(
+            f"`label_names` must have one name per {what} ({num_classes}). "
+            f"Received: label_names={label_names!r}"
+        )
+    return [str(name) for name in label_names]
 
 
 def _check_vocabulary(tokenizer, model, task):
     """The tokenizer must give the model's ids: all of them where outputs are ids to name."""
     model_size = model.get_layer("embeddings").vocabulary_size
     size = tokenizer.vocabulary_size
-    # A GPT's and a masked LM's outputs are ids that the tokenizer names; a
-    # classifier only reads the tokenizer's ids.
-    fits = size <= model_size if task == "classifier" else size == model_size
+    # A GPT's and a masked LM's outputs are ids that the tokenizer names;
+    # classifiers, taggers and question answerers only read its ids.
+    reads_only = task in ("classifier", "tagger", "question answerer")
+    fits = size <= model_size if reads_only else size == model_size
     if not fits:
-        expected = "at most" if task == "classifier" else "exactly"
+        expected = "at most" if reads_only else "exactly"
         raise ValueError(
             f"`tokenizer` must have {expected} the model's {model_size} token ids (a {task} "
             f"export serves text through it). Received: tokenizer={type(tokenizer).__name__} "
@@ -103,8 +170,8 @@ def _checked_bert_inputs(model, token_ids, **same_shape):
 def _bert_inputs(tokenizer, ids, sequence_length):
     """[CLS] ids [SEP], the ids truncated to `sequence_length - 2`: dense BERT inputs."""
     ids = add_specials(ids, tokenizer.cls_token_id, tokenizer.sep_token_id, sequence_length)
-    token_ids = ids.to_tensor(tokenizer.pad_token_id or 0)
-    padding_mask = tf.cast(tf.ones_like(ids).to_tensor(0), tf.int32)
+    token_ids = model_inputs(ids, tokenizer.pad_token_id or 0)
+    padding_mask = tf.cast(model_inputs(tf.ones_like(ids), 0), tf.int32)
     return token_ids, tf.zeros_like(token_ids), padding_mask
 
 
@@ -248,6 +315,142 @@ class _ClassifierServing(tf.Module):
         return {"serving_default": self.serve, "classify_ids": self.classify_ids}
 
 
+# Unicode's White_Space characters: where BERT's tokenizer splits words, and
+# so where a tagger's text is split into the words it tags.
+_WHITESPACE_RUN = "[" + "".join(f"\\x{{{cp:x}}}" for cp in sorted(_WHITESPACE)) + "]+"
+
+
+class _TaggerServing(tf.Module):
+    """Signatures of a tagger export; see saved_models/README.md."""
+
+    def __init__(self, model, tokenizer, label_names, sequence_length):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._label_names = tf.constant(label_names)
+        self._sequence_length = sequence_length
+        _bert_special_tokens(tokenizer, "tagger", ("cls_token_id", "sep_token_id"))
+        _check_vocabulary(tokenizer, model, "tagger")
+
+    def _logits(self, token_ids, segment_ids, padding_mask):
+        logits = self.model(
+            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            training=False,
+        )
+        return tf.cast(logits, tf.float32)  # [B, T, C]
+
+    def _tags(self, logits, tagged):
+        """[..., C] logits -> tag ids, tags and their probabilities; -1, "" and 0 where not tagged."""
+        tag_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        scores = tf.reduce_max(tf.nn.softmax(logits), axis=-1)
+        return (
+            tf.where(tagged, tag_ids, -1),
+            tf.where(tagged, tf.gather(self._label_names, tag_ids), ""),
+            tf.where(tagged, scores, 0.0),
+        )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        # The words are outputs: valid UTF-8 (a REST answer is JSON).
+        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
+        words = tf.strings.split(tf.strings.regex_replace(text, _WHITESPACE_RUN, " "))  # [B, None]
+        # Each word alone gives the pieces it has in its text: BERT's
+        # tokenizer never joins characters across whitespace.
+        pieces = self.tokenizer(words.flat_values)  # [W, None]
+        counts = pieces.row_lengths()
+        splits = tf.concat([[0], tf.cumsum(counts)], axis=0)  # [W + 1] piece splits
+        # A word's first piece, counted in its text's pieces (and after [CLS]).
+        first_piece = splits[:-1] - tf.gather(
+            splits, tf.gather(words.row_starts(), words.value_rowids())
+        )
+        # Words past the context, and words of no piece, get no tag.
+        tagged = (counts > 0) & (first_piece < self._sequence_length - 2)
+        by_text = tf.RaggedTensor.from_row_splits(pieces.flat_values, tf.gather(splits, words.row_splits))
+        logits = self._logits(*_bert_inputs(self.tokenizer, by_text, self._sequence_length))
+        positions = tf.stack([words.value_rowids(), tf.where(tagged, 1 + first_piece, 0)], axis=-1)
+        tag_ids, tags, scores = self._tags(tf.gather_nd(logits, positions), tagged)  # [W]
+        return {
+            "words": words.to_tensor(""),
+            "num_words": tf.cast(words.row_lengths(), tf.int32),
+            "tags": words.with_flat_values(tags).to_tensor(""),
+            "tag_ids": words.with_flat_values(tag_ids).to_tensor(-1),
+            "scores": words.with_flat_values(scores).to_tensor(0.0),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ]
+    )
+    def classify_ids(self, token_ids, segment_ids, padding_mask):
+        token_ids, segment_ids, padding_mask = _checked_bert_inputs(
+            self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask
+        )
+        logits = self._logits(token_ids, segment_ids, padding_mask)
+        tag_ids, tags, scores = self._tags(logits, padding_mask > 0)
+        return {"tag_ids": tag_ids, "tags": tags, "scores": scores, "logits": logits}
+
+    def signatures(self):
+        return {"serving_default": self.serve, "classify_ids": self.classify_ids}
+
+
+class _QuestionAnswererServing(tf.Module):
+    """Signatures of a question-answering export; see saved_models/README.md."""
+
+    def __init__(self, model, tokenizer, settings):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self._settings = settings
+        _bert_special_tokens(tokenizer, "question-answering", ("cls_token_id", "sep_token_id"))
+        _check_vocabulary(tokenizer, model, "question answerer")
+        self._sep_token_id = tokenizer.sep_token_id
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="question"),
+            tf.TensorSpec([None], tf.string, name="context"),
+        ]
+    )
+    def serve(self, question, context):
+        return answer_questions(self.model, self.tokenizer, question, context, **self._settings)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ]
+    )
+    def answer_ids(self, token_ids, segment_ids, padding_mask):
+        token_ids, segment_ids, padding_mask = _checked_bert_inputs(
+            self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask
+        )
+        outputs = self.model(
+            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            training=False,
+        )
+        start_logits = tf.cast(outputs["start_logits"], tf.float32)
+        end_logits = tf.cast(outputs["end_logits"], tf.float32)
+        # The context: segment 1, not padding, not its closing [SEP].
+        context = (segment_ids == 1) & (padding_mask > 0) & (token_ids != self._sep_token_id)
+        start, end, score = best_spans(
+            start_logits, end_logits, context, self._settings["max_answer_length"]
+        )
+        return {
+            "start_logits": start_logits,
+            "end_logits": end_logits,
+            "start_index": start,
+            "end_index": end,
+            "score": score,
+        }
+
+    def signatures(self):
+        return {"serving_default": self.serve, "answer_ids": self.answer_ids}
+
+
 class _MaskedLMServing(tf.Module):
     """Signatures of a masked-LM export; see saved_models/README.md."""
 
@@ -275,12 +478,19 @@ class _MaskedLMServing(tf.Module):
         ]
         with tf.control_dependencies(checks):
             mask_positions = tf.identity(mask_positions)
+        # An empty request ([0, 0] positions) fails in the model's gather:
+        # one column then, cut off the outputs again.
+        blanks = tf.shape(mask_positions)[1]
+        no_rows = tf.cast(tf.shape(mask_positions)[0] == 0, tf.int32)
+        positions = tf.pad(
+            tf.where(valid, mask_positions, 0), [[0, 0], [0, no_rows * tf.maximum(1 - blanks, 0)]]
+        )
         outputs = self.model(
             {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask,
-             "mask_positions": tf.where(valid, mask_positions, 0)},
+             "mask_positions": positions},
             training=False,
         )
-        logits = tf.cast(outputs["mlm_logits"], tf.float32)  # [B, M, V]
+        logits = tf.cast(outputs["mlm_logits"], tf.float32)[:, :blanks]  # [B, M, V]
         probabilities, token = tf.math.top_k(tf.nn.softmax(logits), k=self._top_k)
         return {
             "top_token_ids": tf.where(valid[..., None], token, -1),
@@ -360,6 +570,9 @@ def export(
     top_p=None,
     seed=None,
     stop_token_ids=None,
+    max_answer_length=None,
+    doc_stride=None,
+    max_question_length=None,
 ):
     """Exports `model` with its tokenizer as a SavedModel that TF Serving serves from text.
 
@@ -402,25 +615,54 @@ def export(
       pipeline does; the text between blanks is tokenized as usual.
     - a classifier: `serving_default` (`text` -> `probabilities`,
       `label_id`, `label`) and `classify_ids` (also `logits`).
+    - a tagger: `serving_default` (`text` -> per word `words`, `tags`,
+      `tag_ids`, `scores`, and `num_words`) and `classify_ids` (per token
+      `tag_ids`, `tags`, `scores`, `logits`). The text is split into words
+      at whitespace (Unicode's White_Space characters, where BERT's
+      tokenizer splits too: Python's `str.split()` but for U+001C..U+001F)
+      and each word is tagged by its first piece, as it was trained
+      (`keras_llm.data.token_tagging_dataset`); `scores` are the softmax
+      probabilities of the tags. Outputs are padded to the request's most
+      words (`""`, -1, 0); `num_words` counts each text's words. A word that
+      tokenizes to nothing (e.g. only control characters), or whose first
+      piece is past the context (`max_sequence_length - 2` pieces: longer
+      texts are truncated, not strided), is listed with tag `""`, tag id -1
+      and score 0.
+    - a question answerer: `serving_default` (`question`, `context` ->
+      `answer`, `score`, `start`, `end`) and `answer_ids` (from
+      `token_ids`, `segment_ids`, `padding_mask`: `start_logits`,
+      `end_logits`, and the best span's `start_index`, `end_index`,
+      `score`). See `keras_llm.evaluation.answer_questions`, which serves
+      it: contexts longer than a window are cut into windows that overlap
+      by `doc_stride` tokens, questions keep their first
+      `max_question_length` tokens, the answer is the best span of at most
+      `max_answer_length` tokens over all windows, cut from the context's
+      own text; `score` is the span's start and end probabilities
+      multiplied (Hugging Face's pipeline score); `start` and `end` are
+      offsets into the context in characters (code points). An empty
+      context answers `""` with score 0.
 
-    Text longer than the model's context is truncated: a classifier or a
-    masked LM keeps the first `max_sequence_length - 2` tokens (a `[MASK]`
-    past them is dropped, with no position); a GPT prompt keeps its last
-    tokens, leaving room for `max_new_tokens`. An empty GPT prompt starts
-    from the tokenizer's `end_token_id`. Generated text is always valid
-    UTF-8 (a byte-level model can stop inside a character: U+FFFD).
+    Text longer than the model's context is truncated: a classifier, a
+    tagger or a masked LM keeps the first `max_sequence_length - 2` tokens
+    (a `[MASK]` past them is dropped, with no position); a GPT prompt keeps
+    its last tokens, leaving room for `max_new_tokens`. An empty GPT prompt
+    starts from the tokenizer's `end_token_id`. Generated text is always
+    valid UTF-8 (a byte-level model can stop inside a character: U+FFFD).
 
     Args:
         model: A model from `keras_llm.build_gpt`,
-            `keras_llm.build_bert_pretrainer` or
-            `keras_llm.build_bert_classifier`.
+            `keras_llm.build_bert_pretrainer`,
+            `keras_llm.build_bert_classifier`, `keras_llm.build_bert_tagger`
+            or `keras_llm.build_bert_question_answerer`.
         path: The model's base directory, e.g. `"saved_models/gpt_nano"`
             (created if needed; not a file).
         tokenizer: The tokenizer the model was trained with: it must have
-            the model's vocabulary size (a classifier's: at most it).
+            the model's vocabulary size (a classifier's, a tagger's or a
+            question answerer's: at most it).
         version: The version number; default: the next free one.
         overwrite: Whether an existing `version` may be replaced.
-        label_names: A classifier's class names (default `"0"`, `"1"`, ...).
+        label_names: A classifier's class names, a tagger's tag names
+            (default `"0"`, `"1"`, ...).
         max_new_tokens, temperature, top_k, top_p, seed: A GPT's
             `serving_default` settings; defaults: 64 (fewer if the context
             is shorter), greedy (0.0), 0 (no top-k), 1.0 (no top-p), 0.
@@ -428,6 +670,11 @@ def export(
             (default 5, as in Hugging Face's fill-mask pipeline).
         stop_token_ids: A GPT's stop tokens, ids of its vocabulary;
             default: the tokenizer's `end_token_id`, if any.
+        max_answer_length, doc_stride, max_question_length: A question
+            answerer's settings, in tokens; defaults: 30 (as Hugging Face's
+            run_qa.py), 128 and 64 (as its pipeline). Windows are
+            `min(384, max_sequence_length)` tokens, as in its pipeline;
+            `doc_stride` must be less than `window - 3 - max_question_length`.
 
     Returns:
         The path of the written version directory.
@@ -450,14 +697,15 @@ def export(
     ```
     """
     task = _task(model)
+    _refuse_other_settings(task, dict(
+        label_names=label_names, max_new_tokens=max_new_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed, stop_token_ids=stop_token_ids,
+        max_answer_length=max_answer_length, doc_stride=doc_stride,
+        max_question_length=max_question_length,
+    ))
     tokenizer = serving_tokenizer(tokenizer)
+    context = model.get_layer("embeddings").max_sequence_length
     if task == "causal_lm":
-        if label_names is not None:
-            raise ValueError(
-                f"`label_names` is for classifiers; this model is a GPT. Received: "
-                f"label_names={label_names!r}"
-            )
-        context = model.get_layer("embeddings").max_sequence_length
         given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                      top_p=top_p, seed=seed)
         defaults = {**GENERATION_DEFAULTS, "max_new_tokens": min(64, context - 1)}
@@ -470,27 +718,7 @@ def export(
             stop_token_ids, model.get_layer("embeddings").vocabulary_size
         )
         module = _CausalLMServing(model, tokenizer, defaults, stop_token_ids)
-    else:
-        sequence_length = model.get_layer("embeddings").max_sequence_length
-        settings = [max_new_tokens, temperature, top_p, seed, stop_token_ids]
-        if task == "classifier":
-            settings.append(top_k)
-        given = {name: value for name, value in zip(
-            ["max_new_tokens", "temperature", "top_p", "seed", "stop_token_ids", "top_k"], settings
-        ) if value is not None}
-        if given:
-            raise ValueError(
-                "max_new_tokens, temperature, top_p, seed and stop_token_ids are for GPT "
-                "exports (top_k for GPTs and masked LMs); this model is a "
-                f"{'classifier' if task == 'classifier' else 'masked LM'}. Received: "
-                + ", ".join(f"{name}={value!r}" for name, value in given.items())
-            )
-    if task == "masked_lm":
-        if label_names is not None:
-            raise ValueError(
-                "`label_names` is for classifiers; this model is a masked LM. Received: "
-                f"label_names={label_names!r}"
-            )
+    elif task == "masked_lm":
         vocabulary_size = model.get_layer("embeddings").vocabulary_size
         top_k = 5 if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
@@ -498,20 +726,34 @@ def export(
                 f"`top_k` (fills per [MASK]) must be an int in [1, {vocabulary_size}]. "
                 f"Received: top_k={top_k!r}"
             )
-        module = _MaskedLMServing(model, tokenizer, top_k, sequence_length)
+        module = _MaskedLMServing(model, tokenizer, top_k, context)
     elif task == "classifier":
-        num_classes = model.outputs[0].shape[-1]
-        label_names = [str(i) for i in range(num_classes)] if label_names is None else label_names
-        if (
-            isinstance(label_names, (str, bytes))
-            or not hasattr(label_names, "__len__")
-            or len(label_names) != num_classes
-        ):
+        label_names = _check_label_names(label_names, model.outputs[0].shape[-1], "class")
+        module = _ClassifierServing(model, tokenizer, label_names, context)
+    elif task == "tagger":
+        label_names = _check_label_names(label_names, model.outputs[0].shape[-1], "tag")
+        module = _TaggerServing(model, tokenizer, label_names, context)
+    else:
+        given = dict(max_answer_length=max_answer_length, doc_stride=doc_stride,
+                     max_question_length=max_question_length)
+        settings = {
+            **QUESTION_ANSWERING_DEFAULTS,
+            # Hugging Face's pipeline: windows of 384 tokens, or the model's context if shorter.
+            "sequence_length": min(QUESTION_ANSWERING_DEFAULTS["sequence_length"], context),
+            **{k: v for k, v in given.items() if v is not None},
+        }
+        check_window_settings(
+            "export", settings["sequence_length"], settings["doc_stride"],
+            settings["max_question_length"],
+        )
+        check_max_answer_length("export", settings["max_answer_length"])
+        if not callable(getattr(tokenizer, "tokenize_with_offsets", None)):
             raise ValueError(
-                f"`label_names` must have one name per class ({num_classes}). "
-                f"Received: label_names={label_names!r}"
+                "A question-answering export needs a tokenizer with `tokenize_with_offsets` "
+                "(answers are cut from the context at its tokens' offsets), such as "
+                f"keras_llm.tokenizers.WordPieceTokenizer. Received: tokenizer={type(tokenizer).__name__}"
             )
-        module = _ClassifierServing(model, tokenizer, [str(n) for n in label_names], sequence_length)
+        module = _QuestionAnswererServing(model, tokenizer, settings)
     return _write_version(module, path, version, overwrite)
 
 

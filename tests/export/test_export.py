@@ -467,6 +467,14 @@ def test_a_request_with_no_texts_gets_empty_outputs(exports):
     assert out["generated_ids"].shape == (0, 0) and out["generated_length"].shape == (0,)
     out = signatures["logits"](token_ids=tf.zeros([0, 3], tf.int32), padding_mask=tf.zeros([0, 3], tf.int32))
     assert out["logits"].dtype == tf.float32 and out["logits"].shape == (0, 3, 256 + 2)
+    # The BERT exports too (the model would fail on [0, 0] inputs).
+    out = tf.saved_model.load(exports["classifier_path"]).signatures["serving_default"](text=nothing)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "probabilities": (0, 3), "label_id": (0,), "label": (0,)}
+    out = tf.saved_model.load(exports["masked_lm_path"]).signatures["serving_default"](text=nothing)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "mask_positions": (0, 0), "top_token_ids": (0, 0, 4), "top_tokens": (0, 0, 4),
+        "top_probabilities": (0, 0, 4), "filled_text": (0,)}
 
 
 def test_id_signatures_name_ids_outside_the_vocabulary_or_the_context(exports):
