@@ -161,6 +161,79 @@ EXPORT_FLAGS = {
     ),
 }
 
+FINETUNE_FLAGS = {
+    "--checkpoint": dict(
+        required=True,
+        help="A Hugging Face BERT-family model directory: config.json, model.safetensors and "
+        "vocab.txt or tokenizer.json (keras_llm.from_pretrained).",
+    ),
+    "--task": dict(
+        required=True, choices=("classify", "tag", "qa"),
+        help="classify: one label per text; tag: one tag per word (NER); qa: the answer to a "
+        "question as a span of its context.",
+    ),
+    "--train": dict(
+        required=True,
+        help="Training examples: a .tsv/.csv/.jsonl file (or a glob) with named fields, or "
+        "tfds:NAME. classify: a text and a label field; tag: lists of words and of tags (.jsonl "
+        "or TFDS, e.g. tfds:conll2003); qa: question, context and answers ({text: [...], "
+        "answer_start: [...]}, SQuAD's format) or answer_text and answer_start.",
+    ),
+    "--eval": dict(
+        default=None,
+        help="Evaluation examples, as --train; scored after training (classify: accuracy; "
+        "tag: entity-level precision, recall and F1; qa: exact match and F1).",
+    ),
+    "--text-field": dict(
+        default=None,
+        help="The text field. Default: classify: the first of text, sentence, content; tag: tokens.",
+    ),
+    "--label-field": dict(default=None, help="The label field. Default: classify: label; tag: tags."),
+    "--label-names": dict(
+        default=None,
+        help="Class or tag names, comma-separated, in id order. Default: the checkpoint's "
+        "id2label if it has the head, else the sorted names found in --train (tag: O first).",
+    ),
+    "--split": dict(default="train", help="The TFDS split of a tfds:NAME --train."),
+    "--eval-split": dict(default="validation", help="The TFDS split of a tfds:NAME --eval."),
+    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
+    "--download": dict(
+        default=True, action=argparse.BooleanOptionalAction,
+        help="Whether tfds:NAME may be downloaded and prepared into --data-dir.",
+    ),
+    "--epochs": dict(type=int, default=2, help="Passes over --train."),
+    "--max-steps": dict(type=int, default=None, help="Stop after this many steps (batches) in all."),
+    "--batch-size": dict(type=int, default=32, help="Examples (qa: windows) per batch."),
+    "--sequence-length": dict(
+        type=int, default=None,
+        help="The longest input in tokens, specials included. Default: 128 (qa: 384), or the "
+        "checkpoint's max_position_embeddings if smaller.",
+    ),
+    "--doc-stride": dict(
+        type=int, default=128,
+        help="qa: tokens that consecutive windows of a long context share.",
+    ),
+    "--max-question-length": dict(type=int, default=64, help="qa: questions keep this many tokens."),
+    "--learning-rate": dict(type=float, default=5e-5, help="Peak learning rate (10%% warm-up, then linear decay)."),
+    "--output": dict(
+        default=None,
+        help="Where the fine-tuned model is saved (.keras; NAME.tokenizer.json beside it). "
+        "Default: CHECKPOINT-TASK.keras, CHECKPOINT the directory's name.",
+    ),
+    "--export": dict(
+        default=None,
+        help="Where it is exported for TF Serving (a new version directory inside). "
+        "Default: saved_models/NAME, NAME from --output.",
+    ),
+    "--seed": dict(type=int, default=0, help="Seed of the fresh head, dropout and data order."),
+    "--backup-dir": dict(
+        default=None,
+        help="Where training state is backed up, so that rerunning the same command after a "
+        "kill resumes. Default: OUTPUT without .keras, plus _backup.",
+    ),
+    "--backup-every": dict(type=int, default=200, help="Steps between backups."),
+}
+
 COMMANDS = {
     "train": (
         TRAIN_FLAGS, "Train a GPT or a BERT; by default gpt_nano on the built-in corpus.",
@@ -171,6 +244,14 @@ COMMANDS = {
         "and ends with the same model.",
     ),
     "generate": (GENERATE_FLAGS, "Continue prompts with a GPT from a .keras file or an export.", ""),
+    "finetune": (
+        FINETUNE_FLAGS,
+        "Fine-tune a pretrained Hugging Face checkpoint to classify texts, tag words or answer "
+        "questions.",
+        " Trains (resumably, as train does), evaluates on --eval, saves the model and its "
+        "tokenizer, exports them for TF Serving (saved_models/NAME/VERSION) and prints what the "
+        "export answers for the first --eval example.",
+    ),
     "export": (EXPORT_FLAGS, "Export a trained .keras model for TF Serving.", ""),
 }
 

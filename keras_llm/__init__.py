@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from keras_llm import (  # noqa: E402
     data,
     distribute,
+    evaluation,
     generation,
     layers,
     models,
@@ -49,6 +50,7 @@ __all__ = [
     "build_gpt",
     "compile_model",
     "data",
+    "evaluation",
     "export",
     "from_pretrained",
     "generate",

@@ -1,4 +1,4 @@
-"""The commands of `keras-llm`: train, generate, export.
+"""The commands of `keras-llm`: train, generate, finetune, export.
 
 The flags, the parser and the start-up are in `keras_llm_cli` (a module beside
 this package, so that `--help` needs no TensorFlow); each command here takes
@@ -432,6 +432,320 @@ def generate(args, parser):
         if args.num_samples > 1:
             print(f"# prompt {n + 1}, sample {sample + 1}")
         print(prompt + _cut_at_stop_strings(completion, args.stop or []))
+    return 0
+
+
+# `keras-llm finetune --task` -> (from_pretrained's task, compile_model's task).
+FINETUNE_TASKS = {
+    "classify": ("classify", "classification"),
+    "tag": ("tag", "token_tagging"),
+    "qa": ("qa", "question_answering"),
+}
+
+
+def _read_qa_examples(source, split, args, parser, flag):
+    """SQuAD-style examples: a list of dicts from files, or a TFDS dataset of dicts."""
+    import glob
+
+    import keras_llm
+
+    if source.startswith("tfds:"):
+        import tensorflow_datasets as tfds
+
+        name = source[len("tfds:"):]
+        try:
+            keras_llm.data.load_texts(  # its checks: offline, unknown, not prepared
+                source, text_field="context", split=split, data_dir=args.data_dir,
+                download=args.download,
+            )
+            return tfds.load(name, split=split, data_dir=args.data_dir, download=False)
+        except (OSError, ValueError) as error:
+            parser.error(f"{flag}: {error}")
+    paths = sorted(glob.glob(source)) if glob.has_magic(source) else [source]
+    records = []
+    for path in paths:
+        if not os.path.isfile(path):
+            parser.error(f"{flag}: no such file {path!r}")
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"{flag} {path!r}: {error}")
+        if path.endswith(".jsonl"):
+            for line, row in enumerate(text.split("\n"), start=1):
+                if row.strip():
+                    try:
+                        records.append(json.loads(row))
+                    except json.JSONDecodeError as error:
+                        parser.error(f"{flag} {path}:{line}: not a JSON object ({error.msg})")
+        elif path.endswith((".tsv", ".csv")):
+            import csv
+            import io
+
+            tsv = path.endswith(".tsv")
+            reader = csv.DictReader(
+                io.StringIO(text), delimiter="\t" if tsv else ",",
+                quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
+            )
+            for row in reader:
+                if "answer_start" in row:
+                    try:
+                        row["answer_start"] = int(row["answer_start"])
+                    except (TypeError, ValueError):
+                        parser.error(
+                            f"{flag} {path}:{reader.line_num}: answer_start must be an int "
+                            f"(characters into the context, -1 for none); received {row['answer_start']!r}"
+                        )
+                records.append(row)
+        else:
+            parser.error(f"{flag} {path!r}: qa reads .jsonl, .tsv or .csv files, or tfds:NAME")
+    if not records:
+        parser.error(f"{flag} {source!r}: no examples")
+    return records
+
+
+def _finetune_data(args, parser, source, split, flag):
+    """`(text, label)` or `(words, tags)` pairs (classify, tag), or QA examples."""
+    import keras_llm
+
+    if args.task == "qa":
+        return _read_qa_examples(source, split, args, parser, flag)
+    default_text, default_label = (None, "label") if args.task == "classify" else ("tokens", "tags")
+    try:
+        return keras_llm.data.load_texts(
+            source, text_field=args.text_field or default_text,
+            label_field=args.label_field or default_label, split=split, data_dir=args.data_dir,
+            download=args.download,
+        )
+    except (OSError, ValueError) as error:
+        parser.error(f"{flag}: {error}")
+
+
+def _label_names_of(args, own_head, data):
+    """--label-names; else None where the checkpoint's own head names its classes (id2label);
+    else the string labels found in the data, sorted (tags: O first); None for int labels."""
+    import numpy as np
+
+    if args.label_names:
+        return [name.strip() for name in args.label_names.split(",")]
+    if own_head:
+        return None
+    labels = data.map(lambda _, label: label)
+    if labels.element_spec.dtype != "string":
+        return None  # int labels: numbered classes
+    names = set()
+    for label in labels.as_numpy_iterator():
+        names.update(np.atleast_1d(label).tolist())
+    names = sorted(n.decode("utf-8") for n in names)
+    if args.task == "tag" and "O" in names:  # the outside tag first, as CoNLL lists them
+        names = ["O"] + [n for n in names if n != "O"]
+    return names
+
+
+def _finetune_batches(args, data, tokenizer, label_names, num_classes, training):
+    import keras_llm
+
+    common = dict(sequence_length=args.sequence_length, seed=args.seed, repeat=training,
+                  shuffle=training, bucket=training)
+    if args.task == "qa":
+        return keras_llm.data.question_answering_dataset(
+            data, tokenizer, args.batch_size, doc_stride=args.doc_stride,
+            max_question_length=args.max_question_length, **common
+        )
+    pipeline = (keras_llm.data.classification_dataset if args.task == "classify"
+                else keras_llm.data.token_tagging_dataset)
+    return pipeline(data, tokenizer, args.batch_size, label_names=label_names,
+                    num_classes=num_classes, **common)
+
+
+def _evaluate_finetuned(args, model, tokenizer, data, label_names, num_classes):
+    """The task's score on --eval: {name: value} for printing."""
+    import numpy as np
+
+    import keras_llm
+    from keras_llm import evaluation
+
+    if args.task == "qa":
+        records = data if isinstance(data, list) else list(data.as_numpy_iterator())
+        decode = lambda v: v.decode("utf-8") if isinstance(v, bytes) else v
+        questions = [decode(r["question"]) for r in records]
+        contexts = [decode(r["context"]) for r in records]
+        references = [
+            [decode(t) for t in r["answers"]["text"]] if "answers" in r else [decode(r["answer_text"])]
+            for r in records
+        ]
+        answers = []
+        for i in range(0, len(records), args.batch_size):
+            # The windows the export serves (the model's context, at most 384 tokens).
+            out = evaluation.answer_questions(
+                model, tokenizer, questions[i:i + args.batch_size], contexts[i:i + args.batch_size],
+                doc_stride=args.doc_stride, max_question_length=args.max_question_length,
+            )
+            answers += [a.decode("utf-8") for a in out["answer"].numpy()]
+        return evaluation.squad_scores(answers, references)
+    batches = _finetune_batches(args, data, tokenizer, label_names, num_classes, training=False)
+    truth, predicted = [], []
+    for batch in batches:
+        x, labels = batch[0], batch[1].numpy()
+        guesses = np.argmax(model.predict_on_batch(x), axis=-1)
+        if args.task == "classify":
+            truth += labels.tolist()
+            predicted += guesses.tolist()
+        else:  # one tag per word: the positions of first pieces (weight 1)
+            weights = batch[2].numpy() > 0
+            for row in range(len(labels)):
+                truth.append([label_names[t] for t in labels[row][weights[row]]])
+                predicted.append([label_names[t] for t in guesses[row][weights[row]]])
+    if args.task == "classify":
+        return {"accuracy": evaluation.accuracy(truth, predicted)}
+    return {"accuracy": evaluation.accuracy(truth, predicted), **evaluation.entity_f1(truth, predicted)}
+
+
+def _served_answer(args, version, data):
+    """What the export answers for the first --eval (else --train) example: a line to print."""
+    import numpy as np
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(version).signatures["serving_default"]
+    if args.task == "qa":
+        record = data[0] if isinstance(data, list) else next(data.as_numpy_iterator())
+        decode = lambda v: v.decode("utf-8") if isinstance(v, bytes) else v
+        question, context = decode(record["question"]), decode(record["context"])
+        out = serve(question=tf.constant([question]), context=tf.constant([context]))
+        return (f"question: {question}\nanswer: {out['answer'].numpy()[0].decode('utf-8')!r} "
+                f"(score {float(out['score'][0]):.3f})")
+    text = next(iter(data))[0].numpy()
+    if args.task == "tag":
+        text = b" ".join(text.tolist())
+    out = serve(text=tf.constant([text]))
+    if args.task == "classify":
+        return (f"text: {text.decode('utf-8')}\nlabel: {out['label'].numpy()[0].decode('utf-8')} "
+                f"(probability {float(np.max(out['probabilities'].numpy()[0])):.3f})")
+    count = int(out["num_words"][0])
+    pairs = zip(out["words"].numpy()[0][:count], out["tags"].numpy()[0][:count])
+    return "tags: " + " ".join(f"{w.decode('utf-8')}/{t.decode('utf-8')}" for w, t in pairs)
+
+
+def finetune(args, parser):
+    """`keras-llm finetune`: what it does is its --help (keras_llm_cli.COMMANDS)."""
+    _positive(parser, args, ["epochs", "batch_size", "doc_stride", "max_question_length", "backup_every"])
+    if args.max_steps is not None:
+        _positive(parser, args, ["max_steps"])
+    if not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be positive; received {args.learning_rate}")
+    if args.sequence_length is not None:
+        _positive(parser, args, ["sequence_length"])
+    if not os.path.isdir(args.checkpoint):
+        parser.error(f"--checkpoint: no such directory {args.checkpoint!r}")
+    name = os.path.basename(os.path.normpath(args.checkpoint))
+    args.output = args.output or f"{name}-{args.task}.keras"
+    if not args.output.endswith(".keras"):
+        parser.error(f"--output must end in .keras; received {args.output!r}")
+    stem = os.path.splitext(args.output)[0]
+    args.backup_dir = args.backup_dir or stem + "_backup"
+
+    import keras
+    import tensorflow as tf
+
+    import keras_llm
+
+    keras.utils.set_random_seed(args.seed)
+    pretrained_task, compile_task = FINETUNE_TASKS[args.task]
+    try:
+        tokenizer = keras_llm.tokenizers.from_pretrained(args.checkpoint)
+    except (OSError, ValueError) as error:
+        parser.error(f"--checkpoint: {error}")
+    if type(tokenizer) is keras_llm.tokenizers.CoreOpsWordPieceTokenizer:
+        # The same ids at tensorflow-text's speed for the pipelines; the export
+        # still serves the core-ops twin.
+        tokenizer = keras_llm.tokenizers.WordPieceTokenizer.from_config(tokenizer.get_config())
+    train_data = _finetune_data(args, parser, args.train, args.split, "--train")
+    eval_data = _finetune_data(args, parser, args.eval, args.eval_split, "--eval") if args.eval else None
+
+    # The checkpoint's own head keeps its classes; a fresh one takes them from
+    # --label-names or from the training labels.
+    head = {}
+    if args.task != "qa":
+        try:
+            own_head = keras_llm.pretrained.checkpoint_task(args.checkpoint) == pretrained_task
+        except (OSError, ValueError) as error:
+            parser.error(f"--checkpoint: {error}")
+        label_names = _label_names_of(args, own_head, train_data)
+        if label_names is not None:
+            head["label_names"] = label_names
+        elif args.task == "tag":
+            parser.error(
+                "--task tag with int tags needs --label-names (BIO names such as O,B-PER,I-PER: "
+                "entity-level F1 reads them)"
+            )
+        elif not own_head:  # numbered classes: as many as the labels need
+            labels = train_data.map(lambda _, label: tf.reduce_max(label))
+            top = labels.reduce(tf.constant(0, labels.element_spec.dtype), tf.maximum)
+            head["num_classes"] = max(2, 1 + int(top))
+    try:
+        model = keras_llm.from_pretrained(args.checkpoint, task=pretrained_task, **head)
+    except (OSError, ValueError, TypeError) as error:
+        parser.error(f"--checkpoint: {error}")
+    label_names = list(getattr(model, "label_names", None) or []) or None
+    context = model.get_layer("embeddings").max_sequence_length
+    if args.sequence_length is None:
+        args.sequence_length = min(384 if args.task == "qa" else 128, context)
+    elif args.sequence_length > context:
+        parser.error(
+            f"--sequence-length {args.sequence_length} is longer than the checkpoint's "
+            f"{context} positions (max_position_embeddings)"
+        )
+    num_classes = None if label_names else head.get("num_classes")
+    print(f"checkpoint: {args.checkpoint}, {model.count_params():,} parameters, task {args.task}"
+          + (f", labels {', '.join(label_names)}" if label_names else ""))
+
+    try:
+        batches = _finetune_batches(args, train_data, tokenizer, label_names, num_classes, training=False)
+        steps_per_epoch = sum(1 for _ in batches)  # also checks every label before training
+    except (ValueError, TypeError) as error:  # settings or examples the pipeline refuses
+        parser.error(f"--train: {error}")
+    except tf.errors.InvalidArgumentError as error:  # a label or an answer checked in the pipeline
+        reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
+        parser.error("--train: " + (reason.group(1) if reason else error.message.splitlines()[0]))
+    total = steps_per_epoch * args.epochs
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    epochs = max(d for d in range(1, args.epochs + 1) if total % d == 0)
+    keras_llm.compile_model(
+        model, compile_task, learning_rate=args.learning_rate, total_steps=total,
+        warmup_steps=max(1, total // 10),
+    )
+    print(f"training: {total} steps of {args.batch_size} {'windows' if args.task == 'qa' else 'examples'}"
+          f" ({steps_per_epoch} per pass over --train)")
+    start = time.time()
+    resumed_from = keras_llm.training.fit_resumable(
+        model,
+        _finetune_batches(args, train_data, tokenizer, label_names, num_classes, training=True),
+        epochs=epochs,
+        steps_per_epoch=total // epochs,
+        backup_dir=args.backup_dir,
+        backup_every=args.backup_every,
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if resumed_from:
+        print(f"resumed at step {resumed_from} of {total}")
+    print(f"trained in {time.time() - start:.0f} s")
+    if eval_data is not None:
+        scores = _evaluate_finetuned(args, model, tokenizer, eval_data, label_names, num_classes)
+        print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+    with atomic_output(args.output) as temporary:
+        model.save(temporary)
+    tokenizer_path = stem + ".tokenizer.json"
+    write_text(tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
+    print(f"saved: {args.output} and {tokenizer_path}")
+    export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
+    qa = dict(doc_stride=args.doc_stride, max_question_length=args.max_question_length)
+    version = keras_llm.export(model, export_base, tokenizer, label_names=label_names,
+                               **(qa if args.task == "qa" else {}))
+    print(f"exported for TF Serving: {version}")
+    print("the export answers:\n" + _served_answer(args, version, eval_data or train_data))
+    keras_llm.training.TrainingBackup(args.backup_dir).remove()
     return 0
 
 

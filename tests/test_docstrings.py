@@ -48,7 +48,11 @@ def test_public_api_has_examples():
     documented = {p.id.split("[")[0] for p in examples()}
     for name in ["build_bert", "build_bert_pretrainer", "build_bert_classifier", "build_gpt",
                  "PositionalEncoding", "PositionEmbedding", "TokenAndPositionEmbedding",
-                 "TransformerBlock", "ByteTokenizer", "compile_model", "generate"]:
+                 "TransformerBlock", "ByteTokenizer", "compile_model", "generate",
+                 "build_bert_tagger", "build_bert_question_answerer", "from_pretrained",
+                 "save_pretrained", "checkpoint_task", "tokenize_with_offsets",
+                 "question_answering_dataset", "answer_questions", "best_spans", "entity_f1",
+                 "squad_scores"]:
         assert any(d.endswith("." + name) for d in documented), name
     assert any(d == "README.md" for d in documented)
 

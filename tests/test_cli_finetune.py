@@ -1,0 +1,125 @@
+"""`keras-llm finetune` on tiny checkpoints the tests write: each task trains, scores, saves and serves."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_llm
+import keras_llm_cli
+from keras_llm import evaluation
+
+WORDS = ["good", "bad", "film", "plot", "fun", "dull", "paris", "john", "lives", "in", "who",
+         "where", "does", "?", "the", "is", "a", "city"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+TINY = dict(vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=64)
+
+
+def _checkpoint(tmp_path):
+    """A BertModel directory (no head: every task gets a fresh one), with its tokenizer files."""
+    path = tmp_path / "tiny-bert"
+    tokenizer = keras_llm.tokenizers.CoreOpsWordPieceTokenizer(VOCAB)
+    keras_llm.save_pretrained(keras_llm.build_bert(**TINY), path, tokenizer=tokenizer)
+    return str(path)
+
+
+def _run(capsys, tmp_path, *flags):
+    code = keras_llm_cli.main(
+        ["finetune", "--checkpoint", _checkpoint(tmp_path), *flags, "--batch-size", "8",
+         "--learning-rate", "1e-2", "--output", str(tmp_path / "out.keras"),
+         "--export", str(tmp_path / "served")]
+    )
+    assert code == 0
+    return capsys.readouterr().out
+
+
+def _printed_scores(out):
+    line = next(line for line in out.splitlines() if line.startswith("eval: "))
+    pairs = (part.rsplit(" ", 1) for part in line[len("eval: "):].split(", "))
+    return {name: float(value) for name, value in pairs}
+
+
+@pytest.mark.slow
+def test_classify_trains_scores_and_serves(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["label\tsentence"]
+    for _ in range(96):
+        label = int(rng.integers(2))
+        words = [["bad", "dull"], ["good", "fun"]][label][rng.integers(2)]
+        rows.append(f"{label}\tthe {rng.choice(['film', 'plot'])} is {words}")
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "dev.tsv").write_text("\n".join(rows[:1] + rows[1:33]) + "\n")
+    out = _run(capsys, tmp_path, "--task", "classify", "--train", str(tmp_path / "train.tsv"),
+               "--eval", str(tmp_path / "dev.tsv"), "--epochs", "8")
+    # The printed accuracy is the saved model's, recomputed here from its logits.
+    model = keras.saving.load_model(tmp_path / "out.keras")
+    tokenizer = keras_llm.tokenizers.CoreOpsWordPieceTokenizer(VOCAB)
+    labels, texts = zip(*(row.split("\t") for row in rows[1:33]))
+    ids = [[2] + tokenizer.tokenize(t).numpy().tolist() + [3] for t in texts]
+    width = max(map(len, ids))
+    x = {"token_ids": np.array([i + [0] * (width - len(i)) for i in ids], "int32"),
+         "segment_ids": np.zeros((len(ids), width), "int32"),
+         "padding_mask": np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], "int32")}
+    predicted = np.argmax(model.predict(x, verbose=0), axis=-1)
+    expected = np.mean(predicted == np.array(labels, int))
+    assert _printed_scores(out)["accuracy"] == pytest.approx(expected, abs=1e-4)
+    assert expected >= 0.9  # the task is learnable in 8 epochs
+    # The export serves raw text with the numbered classes as names.
+    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"]
+    answer = served(text=tf.constant(list(texts[:4])))
+    assert [n.decode() for n in answer["label"].numpy()] == [str(p) for p in predicted[:4]]
+    assert "the export answers:" in out and not os.path.exists(tmp_path / "out_backup")
+
+
+@pytest.mark.slow
+def test_tag_scores_entities_at_the_word_level(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    with open(tmp_path / "train.jsonl", "w") as f:
+        for _ in range(64):
+            name, place = rng.choice(["john", "paris"], 2)
+            f.write(json.dumps({"tokens": ["the", name, "lives", "in", place],
+                                "tags": ["O", "B-PER", "O", "O", "B-LOC"]}) + "\n")
+    out = _run(capsys, tmp_path, "--task", "tag", "--train", str(tmp_path / "train.jsonl"),
+               "--eval", str(tmp_path / "train.jsonl"), "--epochs", "8")
+    assert "labels O, B-LOC, B-PER" in out  # names found in --train, O first
+    # The printed F1 is seqeval-style entity F1 of the export's word-level tags.
+    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"]
+    records = [json.loads(line) for line in open(tmp_path / "train.jsonl")]
+    answer = served(text=tf.constant([" ".join(r["tokens"]) for r in records]))
+    predicted = [[t.decode() for t in row[:5]] for row in answer["tags"].numpy()]
+    want = evaluation.entity_f1([r["tags"] for r in records], predicted)
+    assert _printed_scores(out)["f1"] == pytest.approx(want["f1"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_qa_reports_exact_match_and_f1(capsys, tmp_path):
+    context = "john lives in paris , a city"
+    records = [{"question": "where does john live ?", "context": context,
+                "answers": {"text": ["paris"], "answer_start": [14]}},
+               {"question": "who lives in paris ?", "context": context,
+                "answers": {"text": ["john"], "answer_start": [0]}}] * 16
+    with open(tmp_path / "train.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    out = _run(capsys, tmp_path, "--task", "qa", "--train", str(tmp_path / "train.jsonl"),
+               "--eval", str(tmp_path / "train.jsonl"), "--epochs", "8", "--sequence-length", "32",
+               "--doc-stride", "4", "--max-question-length", "8")
+    served = tf.saved_model.load(str(tmp_path / "served" / "1")).signatures["serving_default"]
+    answer = served(question=tf.constant([r["question"] for r in records]),
+                    context=tf.constant([r["context"] for r in records]))
+    answers = [a.decode() for a in answer["answer"].numpy()]
+    want = evaluation.squad_scores(answers, [r["answers"]["text"] for r in records])
+    scores = _printed_scores(out)
+    assert scores["exact_match"] == pytest.approx(want["exact_match"], abs=1e-3)
+    assert scores["f1"] == pytest.approx(want["f1"], abs=1e-3)
+
+
+def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as raised:
+        keras_llm_cli.main(["finetune", "--checkpoint", str(tmp_path / "nothing"), "--task",
+                            "classify", "--train", "x.tsv"])
+    assert raised.value.code == 2
+    assert "--checkpoint: no such directory" in capsys.readouterr().err
