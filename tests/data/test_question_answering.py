@@ -136,6 +136,7 @@ def squad_examples(seed, count):
     return examples
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sequence_length, doc_stride", [(24, 4), (48, 12)])
 def test_labels_are_run_qa_pys_on_hugging_faces_offsets(vocabularies, sequence_length, doc_stride):
     ours, reference = vocabularies
@@ -163,6 +164,7 @@ def test_labels_are_run_qa_pys_on_hugging_faces_offsets(vocabularies, sequence_l
     assert 0 < sum(s > 0 for _, s, _ in expected) < len(expected)
 
 
+@pytest.mark.slow
 def test_squad_formats_and_answers_in_the_wrong_place_are_named(vocabularies):
     ours, _ = vocabularies
     context = "Café déjà vu: the quick brown fox."

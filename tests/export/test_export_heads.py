@@ -94,6 +94,7 @@ def check_tagged(served, tagger, reference, texts):
         assert all(w in ("", b"") for w in served["words"][n][k:])
 
 
+@pytest.mark.slow
 def test_a_tagger_export_tags_words_by_their_first_piece_as_hugging_face_aligns_them(exports):
     served = tf.saved_model.load(exports["tagger_path"]).signatures
     texts = sentences()
@@ -121,6 +122,7 @@ def test_a_tagger_export_tags_words_by_their_first_piece_as_hugging_face_aligns_
     assert out["tag_ids"].numpy()[0, 2] == -1  # U+FFFD alone is no token
 
 
+@pytest.mark.slow
 def test_a_question_answering_export_serves_answer_questions(exports):
     served = tf.saved_model.load(exports["qa_path"]).signatures
     rng = np.random.default_rng(2)

@@ -137,7 +137,11 @@ def _model_and_batch(builder):
     return keras_llm.build_bert_question_answerer(**TINY), x, y, None
 
 
-@pytest.mark.parametrize("builder", ["backbone", "pretrainer", "classifier", "tagger", "qa"])
+# One builder in the fast tier; every one in the full run (about 10 s each).
+@pytest.mark.parametrize(
+    "builder",
+    ["classifier"] + [pytest.param(b, marks=pytest.mark.slow) for b in ("backbone", "pretrainer", "tagger", "qa")],
+)
 def test_model_harness(tmp_path, builder):
     model, x, y, w = _model_and_batch(builder)
     check_model(model, x, y, sample_weight=w, tmp_path=tmp_path)
