@@ -215,14 +215,7 @@ def train(args, parser):
 
     if not chief:  # the chief samples and writes; the other workers are done
         return 0
-    with atomic_output(args.output) as temporary:
-        model.save(temporary)
-    tokenizer_path = stem + ".tokenizer.json"
-    write_text(tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
-    print(f"saved: {args.output} and {tokenizer_path}")
-    export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
-    version = keras_llm.export(model, export_base, tokenizer)
-    print(f"exported for TF Serving: {version}")
+    version = _save_and_export(args, stem, model, tokenizer)
     if is_bert:
         text = args.prompt if "[MASK]" in args.prompt else args.prompt.rstrip() + " [MASK]"
         print(f"sample (filled by the export):\n{text}")
@@ -244,6 +237,24 @@ def train(args, parser):
         os.remove(backup_tokenizer)
     keras_llm.training.TrainingBackup(args.backup_dir).remove()
     return 0
+
+
+def _save_and_export(args, stem, model, tokenizer, **export_arguments):
+    """Saves `args.output` and STEM.tokenizer.json (what `_load_trained` reads), then exports
+    to `args.export` (default saved_models/NAME); returns the version directory."""
+    import keras
+
+    import keras_llm
+
+    with atomic_output(args.output) as temporary:
+        model.save(temporary)
+    tokenizer_path = stem + ".tokenizer.json"
+    write_text(tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
+    print(f"saved: {args.output} and {tokenizer_path}")
+    export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
+    version = keras_llm.export(model, export_base, tokenizer, **export_arguments)
+    print(f"exported for TF Serving: {version}")
+    return version
 
 
 def _latest_version(path):
@@ -734,16 +745,9 @@ def finetune(args, parser):
         scores = _evaluate_finetuned(args, model, tokenizer, eval_data, label_names, num_classes)
         print("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
-    with atomic_output(args.output) as temporary:
-        model.save(temporary)
-    tokenizer_path = stem + ".tokenizer.json"
-    write_text(tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
-    print(f"saved: {args.output} and {tokenizer_path}")
-    export_base = args.export or os.path.join("saved_models", os.path.basename(stem))
     qa = dict(doc_stride=args.doc_stride, max_question_length=args.max_question_length)
-    version = keras_llm.export(model, export_base, tokenizer, label_names=label_names,
+    version = _save_and_export(args, stem, model, tokenizer, label_names=label_names,
                                **(qa if args.task == "qa" else {}))
-    print(f"exported for TF Serving: {version}")
     print("the export answers:\n" + _served_answer(args, version, eval_data or train_data))
     keras_llm.training.TrainingBackup(args.backup_dir).remove()
     return 0
