@@ -7,11 +7,12 @@ they are refused without being opened.
 """
 
 import contextlib
-import json
 import os
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
+
+from keras_llm._json import read_json_object
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -60,16 +61,7 @@ def read_config(path):
             f"{path} has no {CONFIG}: a Hugging Face model directory has one, giving the "
             "architecture and sizes."
         )
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
-    if not isinstance(config, dict):
-        raise ValueError(
-            f"{config_path} must hold a JSON object. Received: {type(config).__name__}"
-        )
-    return config
+    return read_json_object(config_path)
 
 
 class Weights:
@@ -159,11 +151,7 @@ def open_weights(path):
 
 def _shards(path, index):
     """{shard path: [tensor names]} from `model.safetensors.index.json`."""
-    try:
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise ValueError(f"{index} is not an index of shards: {error}") from None
+    weight_map = read_json_object(index).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(
             f"{index} must hold a non-empty \"weight_map\" of tensor name -> shard file"

@@ -11,6 +11,7 @@ import json
 import os
 
 from keras_llm._atomic import write_text
+from keras_llm._json import read_json_object
 from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import CoreOpsBytePairTokenizer
 from keras_llm.tokenizers.core_ops_word_piece_tokenizer import (
     CoreOpsWordPieceTokenizer,
@@ -58,23 +59,8 @@ class _Directory:
     def json(self, name):
         """The JSON object in `name`, or {} when the directory has no such file."""
         if name not in self._json:
-            self._json[name] = _read_json(self.file(name)) if self.has(name) else {}
+            self._json[name] = read_json_object(self.file(name)) if self.has(name) else {}
         return self._json[name]
-
-
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8; expected a JSON file.") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}."
-        ) from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object. Received: a JSON {type(value).__name__}")
-    return value
 
 
 def _setting(directory, name, key, value, kind):

@@ -124,7 +124,7 @@ def test_missing_or_broken_config_is_named(checkpoint, tmp_path):
     path = checkpoint("bert")
     with open(os.path.join(path, "config.json"), "w") as f:
         f.write("{not json")
-    refused(path, ValueError, ["config.json is not valid JSON"])
+    refused(path, ValueError, ["config.json:1:2: not valid JSON"])
     os.remove(os.path.join(path, "config.json"))
     refused(path, FileNotFoundError, ["has no config.json"])
     refused(str(tmp_path / "nowhere"), ValueError, ["must be a Hugging Face model directory",
