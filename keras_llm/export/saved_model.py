@@ -265,8 +265,10 @@ class _CausalLMServing(tf.Module):
         }
 
 
-class _ClassifierServing(tf.Module):
-    """Signatures of a classifier export; see saved_models/README.md."""
+class _LabelledServing(tf.Module):
+    """What the classifier and tagger exports share: a BERT body whose logits name labels."""
+
+    task = None  # "classifier" or "tagger", as errors name it
 
     def __init__(self, model, tokenizer, label_names, sequence_length):
         super().__init__()
@@ -274,15 +276,24 @@ class _ClassifierServing(tf.Module):
         self.tokenizer = tokenizer
         self._label_names = tf.constant(label_names)
         self._sequence_length = sequence_length
-        _bert_special_tokens(tokenizer, "classifier", ("cls_token_id", "sep_token_id"))
-        _check_vocabulary(tokenizer, model, "classifier")
+        _bert_special_tokens(tokenizer, self.task, ("cls_token_id", "sep_token_id"))
+        _check_vocabulary(tokenizer, model, self.task)
 
-    def _outputs(self, token_ids, segment_ids, padding_mask):
+    def _logits(self, token_ids, segment_ids, padding_mask):
         logits = self.model(
             {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
             training=False,
         )
-        logits = tf.cast(logits, tf.float32)
+        return tf.cast(logits, tf.float32)  # [B, C] or [B, T, C]
+
+
+class _ClassifierServing(_LabelledServing):
+    """Signatures of a classifier export; see saved_models/README.md."""
+
+    task = "classifier"
+
+    def _outputs(self, token_ids, segment_ids, padding_mask):
+        logits = self._logits(token_ids, segment_ids, padding_mask)
         label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
         return {
             "probabilities": tf.nn.softmax(logits),
@@ -320,24 +331,10 @@ class _ClassifierServing(tf.Module):
 _WHITESPACE_RUN = "[" + "".join(f"\\x{{{cp:x}}}" for cp in sorted(_WHITESPACE)) + "]+"
 
 
-class _TaggerServing(tf.Module):
+class _TaggerServing(_LabelledServing):
     """Signatures of a tagger export; see saved_models/README.md."""
 
-    def __init__(self, model, tokenizer, label_names, sequence_length):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self._label_names = tf.constant(label_names)
-        self._sequence_length = sequence_length
-        _bert_special_tokens(tokenizer, "tagger", ("cls_token_id", "sep_token_id"))
-        _check_vocabulary(tokenizer, model, "tagger")
-
-    def _logits(self, token_ids, segment_ids, padding_mask):
-        logits = self.model(
-            {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
-            training=False,
-        )
-        return tf.cast(logits, tf.float32)  # [B, T, C]
+    task = "tagger"
 
     def _tags(self, logits, tagged):
         """[..., C] logits -> tag ids, tags and their probabilities; -1, "" and 0 where not tagged."""

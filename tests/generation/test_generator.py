@@ -19,6 +19,24 @@ def model():
                                hidden_dim=16, intermediate_dim=32, max_sequence_length=CONTEXT)
 
 
+# One generator of each kind for the module: each compiles once per shape bucket and
+# settings are call arguments, so tests share them rather than each paying for XLA.
+@pytest.fixture(scope="module")
+def compiled(model):
+    return Generator(model)
+
+
+@pytest.fixture(scope="module")
+def graph(model):
+    return Generator(model, jit_compile=False)
+
+
+@pytest.fixture
+def generator(request, compiled, graph):
+    """`compiled` or `graph`, as the test's `jit_compile` parameter says."""
+    return compiled if request.node.callspec.params["jit_compile"] else graph
+
+
 def full_log_probs(model, ids):
     """float64 log-probabilities of the next token after `ids`, from one full pass."""
     x = np.asarray([ids], "int32")
@@ -57,8 +75,9 @@ PROMPTS = [[3, 1, 4, 1, 5], [9], [2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2]]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
-def test_greedy_with_the_cache_equals_recomputing_for_single_and_batched_prompts(model, jit_compile):
-    generator = Generator(model, jit_compile=jit_compile)
+def test_greedy_with_the_cache_equals_recomputing_for_single_and_batched_prompts(
+    model, generator, jit_compile
+):
     expected = [greedy_by_recomputing(model, p, 12) for p in PROMPTS]
     batched = generator.generate(PROMPTS, 12)
     assert [row.tolist() for row in batched] == expected
@@ -66,8 +85,8 @@ def test_greedy_with_the_cache_equals_recomputing_for_single_and_batched_prompts
         assert generator.generate(prompt, 12).tolist() == want
 
 
-def test_stop_tokens_end_a_row_and_stay_in_its_ids(model):
-    generator = Generator(model, jit_compile=False)
+def test_stop_tokens_end_a_row_and_stay_in_its_ids(model, graph):
+    generator = graph
     free = [greedy_by_recomputing(model, p, 10) for p in PROMPTS]
     stop = free[0][3]  # a token the first row emits at its 4th step
     out = generator.generate(PROMPTS, 10, stop_token_ids=[stop])
@@ -78,8 +97,8 @@ def test_stop_tokens_end_a_row_and_stay_in_its_ids(model):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [(), (5,)])
-def test_beam_search_equals_a_beam_search_that_recomputes(model, stop):
-    generator = Generator(model)
+def test_beam_search_equals_a_beam_search_that_recomputes(model, compiled, stop):
+    generator = compiled
     for prompt in PROMPTS[:2]:
         expected = beam_search_by_recomputing(model, prompt, 6, beams=3, stop=stop)
         got = generator.generate(prompt, 6, num_beams=3, stop_token_ids=list(stop))
@@ -112,10 +131,10 @@ def filtered_probabilities(log_probs, temperature, top_k, top_p):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.5, 0, 0.8), (2.0, 8, 0.9)])
-def test_sampled_tokens_follow_the_filtered_softmax(model, temperature, top_k, top_p):
+def test_sampled_tokens_follow_the_filtered_softmax(model, graph, temperature, top_k, top_p):
     prompt, draws = [3, 1, 4], 4000
     expected = filtered_probabilities(full_log_probs(model, prompt), temperature, top_k, top_p)
-    generator = Generator(model, jit_compile=False)
+    generator = graph
     column = lambda value, dtype: tf.fill([draws], tf.constant(value, dtype))
     out = generator.sample(
         np.tile(np.asarray([prompt], "int32"), [draws, 1]), np.ones((draws, 3), "int32"),
@@ -129,9 +148,8 @@ def test_sampled_tokens_follow_the_filtered_softmax(model, temperature, top_k, t
     np.testing.assert_allclose(observed, expected, atol=0.035)
 
 
-def test_a_seed_gives_the_same_sample_alone_in_a_batch_with_and_without_xla(model):
+def test_a_seed_gives_the_same_sample_alone_in_a_batch_with_and_without_xla(model, compiled, graph):
     settings = dict(temperature=1.0, top_k=10, top_p=0.95, seed=11, stop_token_ids=[])
-    compiled, graph = Generator(model), Generator(model, jit_compile=False)
     alone = compiled.generate(PROMPTS[0], 10, **settings).tolist()
     assert graph.generate(PROMPTS[0], 10, **settings).tolist() == alone
     assert compiled.generate(PROMPTS, 10, **settings)[0].tolist() == alone
@@ -152,8 +170,8 @@ def test_compiled_once_per_shape_bucket(model):
     assert compiled._compiled(1).experimental_get_tracing_count() == 1
 
 
-def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(model):
-    generator = Generator(model)
+def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(model, compiled):
+    generator = compiled
     prompt = list(np.random.default_rng(0).integers(0, VOCABULARY, size=CONTEXT + 5))
     out = generator.generate(prompt, 6)
     assert out.tolist() == greedy_by_recomputing(model, prompt[-(CONTEXT - 6):], 6)
@@ -173,8 +191,8 @@ def test_strings_in_and_out_with_a_tokenizer():
     assert keras_llm.generate(model, "Hi", 5, tokenizer=tokenizer, stop_token_ids=[]) == text
 
 
-def test_bad_arguments_name_themselves(model):
-    generator = Generator(model)
+def test_bad_arguments_name_themselves(model, compiled):
+    generator = compiled
     for kwargs, match in [
         (dict(max_new_tokens=-1), "max_new_tokens"),
         (dict(max_new_tokens=CONTEXT), "max_new_tokens"),
@@ -196,8 +214,9 @@ def test_bad_arguments_name_themselves(model):
 
 @pytest.mark.parametrize("jit_compile", [True, False])
 @pytest.mark.parametrize("bad", [999, -7, VOCABULARY])
-def test_prompt_ids_outside_the_vocabulary_are_an_error_on_every_path(model, jit_compile, bad):
-    generator = Generator(model, jit_compile=jit_compile)
+def test_prompt_ids_outside_the_vocabulary_are_an_error_on_every_path(
+    model, generator, jit_compile, bad
+):
     with pytest.raises(ValueError, match=rf"`prompts` must be token ids in \[0, {VOCABULARY}\).*: {bad}$"):
         generator.generate([[1, 2], [3, bad]], 4)
     with pytest.raises(ValueError, match=rf"`prompts` must be token ids in \[0, {VOCABULARY}\)"):
@@ -206,8 +225,8 @@ def test_prompt_ids_outside_the_vocabulary_are_an_error_on_every_path(model, jit
         generator.generate([1, 2], 4, stop_token_ids=[bad])
 
 
-def test_bad_prompts_and_settings_are_named_and_no_prompts_give_no_completions(model):
-    generator = Generator(model)
+def test_bad_prompts_and_settings_are_named_and_no_prompts_give_no_completions(model, compiled):
+    generator = compiled
     for prompts, error, match in [
         (None, TypeError, "`prompts` must be a string.*Received: prompts=None"),
         ([[1.5, 2.0]], TypeError, r"token ids \(lists of ints\). Received: prompt 0=\[1.5, 2.0\]"),
@@ -245,8 +264,8 @@ def _padded(prompts):
     return ids, mask
 
 
-def test_sample_takes_one_value_per_prompt_or_one_for_all_and_nothing_else(model):
-    generator = Generator(model, jit_compile=False)
+def test_sample_takes_one_value_per_prompt_or_one_for_all_and_nothing_else(model, graph):
+    generator = graph
     ids, mask = _padded(PROMPTS)
     expected = [greedy_by_recomputing(model, p, 4) for p in PROMPTS]
     stops = tf.zeros([0], tf.int32)
@@ -270,8 +289,8 @@ def test_sample_takes_one_value_per_prompt_or_one_for_all_and_nothing_else(model
         search(ids, mask, tf.constant([4, 4]), stops)
 
 
-def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model):
-    generator = Generator(model, jit_compile=False)
+def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model, graph):
+    generator = graph
     empty = np.zeros((0, 3), "int32")
     stops = tf.zeros([0], tf.int32)
     for out in (generator.sample(empty, empty, *_settings(0), stops),
@@ -289,9 +308,9 @@ def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model)
         generator.sample(ids, mask[:, :1], *_settings(2), stops)
 
 
-def test_one_seed_per_prompt_gives_each_row_its_own_sample(model):
+def test_one_seed_per_prompt_gives_each_row_its_own_sample(model, compiled):
     """A list of seeds: each row samples as it does alone with its seed (a scalar seed is shared)."""
-    generator = Generator(model)
+    generator = compiled
     prompts = [[5, 6, 7], [9, 10]]
     alone = [generator.generate(p, 6, temperature=1.0, seed=s)
              for p, s in zip(prompts, (11, 12))]
