@@ -2,7 +2,8 @@
 
 - `sources.py`: `load_texts` from TFDS, local .txt/.csv/.tsv/.jsonl files,
   Python lists, or the embedded default corpus (`default_corpus.py`, the
-  standard library's docstrings, which needs no download).
+  standard library's docstrings, which needs no download; and its functions'
+  sources paired with their docstrings' first lines, for seq2seq).
 - `causal_lm.py`: packing documents into next-token training windows.
 - `masked_lm.py`: BERT's dynamic masking and pre-training batches
   (masked LM + next sentence).
@@ -13,7 +14,7 @@
 """
 
 from keras_llm.data.causal_lm import causal_lm_dataset
-from keras_llm.data.default_corpus import stdlib_docstrings
+from keras_llm.data.default_corpus import stdlib_docstrings, stdlib_function_summaries
 from keras_llm.data.fine_tuning import classification_dataset, token_tagging_dataset
 from keras_llm.data.masked_lm import mask_tokens, masked_lm_dataset
 from keras_llm.data.question_answering import question_answering_dataset, question_answering_windows
@@ -28,5 +29,6 @@ __all__ = [
     "question_answering_dataset",
     "question_answering_windows",
     "stdlib_docstrings",
+    "stdlib_function_summaries",
     "token_tagging_dataset",
 ]

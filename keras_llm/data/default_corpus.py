@@ -1,8 +1,18 @@
-"""The embedded default corpus: docstrings of the running Python's standard library."""
+"""The embedded default corpora, read from the running Python's standard library.
+
+- `stdlib_docstrings`: the docstrings (the GPT's and BERT's `keras-llm train`
+  corpus);
+- `stdlib_function_summaries`: each function's source paired with the first
+  line of its docstring (the seq2seq task: summarize code).
+
+Both need no download and copy nothing into this repository.
+"""
 
 import ast
+import copy
 import os
 import sysconfig
+import zlib
 
 # Folders of the standard library that hold third-party code, test suites or
 # generated tables rather than documentation prose.
@@ -36,27 +46,119 @@ def stdlib_docstrings(stdlib_dir=None, min_chars=40):
     assert len(docs) > 1000 and all(isinstance(d, str) for d in docs)
     ```
     """
+    documents = []
+    for _, tree in _stdlib_trees(stdlib_dir):
+        for node in ast.walk(tree):
+            if isinstance(node, _DOCUMENTED):
+                doc = ast.get_docstring(node, clean=True)
+                if doc and len(doc) >= min_chars:
+                    documents.append(doc)
+    return documents
+
+
+def _stdlib_trees(stdlib_dir):
+    """`(path relative to stdlib_dir, ast.Module)` of each parseable file, in sorted order."""
     stdlib_dir = stdlib_dir or sysconfig.get_paths()["stdlib"]
     if not os.path.isdir(stdlib_dir):
         raise FileNotFoundError(
             f"The standard library directory does not exist. Received: stdlib_dir={stdlib_dir!r}"
         )
-    documents = []
     for root, dirs, files in os.walk(stdlib_dir):
         dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS)
         for file_name in sorted(files):
             if not file_name.endswith(".py"):
                 continue
+            path = os.path.join(root, file_name)
             try:
-                with open(os.path.join(root, file_name), encoding="utf-8") as f:
+                with open(path, encoding="utf-8") as f:
                     tree = ast.parse(f.read())
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue  # a few files are templates or in other encodings
-            for node in ast.walk(tree):
-                if isinstance(
-                    node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-                ):
-                    doc = ast.get_docstring(node, clean=True)
-                    if doc and len(doc) >= min_chars:
-                        documents.append(doc)
-    return documents
+            yield os.path.relpath(path, stdlib_dir), tree
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DOCUMENTED = (ast.Module, ast.ClassDef, *_FUNCTIONS)
+
+
+def _without_docstrings(function):
+    """A copy of `function` whose docstrings (its own and nested ones) are removed."""
+    function = copy.deepcopy(function)
+    for node in ast.walk(function):
+        if isinstance(node, _DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return function
+
+
+def stdlib_function_summaries(
+    split="train", stdlib_dir=None, held_out_percent=5, min_summary_chars=12,
+    max_source_chars=1500,
+):
+    """Pairs of a standard-library function's source and the first line of its docstring.
+
+    The embedded task of `keras-llm train --preset seq2seq_tiny`: summarize
+    code, with data every Python install has. Each documented function and
+    method of the standard library (test suites and `site-packages` left out,
+    as in `stdlib_docstrings`), nested ones included, gives one pair:
+
+    - `source`: the function as `ast.unparse` writes it, with every docstring
+      inside it removed (so the answer is not in the question) and comments
+      gone (`ast` drops them);
+    - `target`: the first line of its docstring, stripped.
+
+    Skipped: summaries shorter than `min_summary_chars` (`"Return x."`-like
+    lines still count; `"XXX"` does not) and sources longer than
+    `max_source_chars` characters (they would be cut by any short window).
+    A source is kept once, the first time it appears (the standard library
+    has copies of some functions): no held-out source is also a training one.
+
+    Held-out data is whole files: a file goes to `"test"` when the CRC-32 of
+    its relative path, modulo 100, is below `held_out_percent`, so methods
+    of one class (which often share summaries) never straddle the split, and
+    the split is the same on every machine with the same Python version.
+
+    Args:
+        split: `"train"`, `"test"` or `"all"`.
+        stdlib_dir: The directory to read; defaults to this interpreter's
+            standard library.
+        held_out_percent: Percent of files (by hash) in `"test"`, in `[0, 100]`.
+        min_summary_chars, max_source_chars: The filters above.
+
+    Returns:
+        A list of `{"source": str, "target": str}`, in file and line order
+        (`"all"`: the training pairs, then the held-out ones).
+
+    Example:
+
+    ```python
+    import keras_llm
+
+    pairs = keras_llm.data.stdlib_function_summaries("test")
+    assert len(pairs) > 200
+    assert all(p["source"].startswith(("def ", "async def ", "@")) for p in pairs)
+    assert all(p["target"] and "\n" not in p["target"] for p in pairs)
+    ```
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"`split` must be 'train', 'test' or 'all'. Received: split={split!r}")
+    if not (isinstance(held_out_percent, int) and 0 <= held_out_percent <= 100):
+        raise ValueError(
+            f"`held_out_percent` must be an int in [0, 100]. Received: {held_out_percent!r}"
+        )
+    pairs, seen = {"train": [], "test": []}, set()
+    for path, tree in _stdlib_trees(stdlib_dir):
+        held_out = zlib.crc32(path.replace(os.sep, "/").encode("utf-8")) % 100 < held_out_percent
+        functions = [node for node in ast.walk(tree) if isinstance(node, _FUNCTIONS)]
+        for node in sorted(functions, key=lambda n: (n.lineno, n.col_offset)):
+            doc = ast.get_docstring(node, clean=True)
+            target = doc.strip().splitlines()[0].strip() if doc and doc.strip() else ""
+            if len(target) < min_summary_chars:
+                continue
+            source = ast.unparse(_without_docstrings(node))
+            if len(source) > max_source_chars or source in seen:
+                continue
+            seen.add(source)
+            pairs["test" if held_out else "train"].append({"source": source, "target": target})
+    if split == "all":
+        return [pair for part in pairs.values() for pair in part]
+    return pairs[split]

@@ -1,3 +1,6 @@
+import ast
+import zlib
+
 import numpy as np
 import pytest
 
@@ -72,3 +75,92 @@ def test_stdlib_corpus_is_large_english_text():
 def test_missing_stdlib_dir_is_named():
     with pytest.raises(FileNotFoundError, match="nowhere"):
         keras_llm.data.stdlib_docstrings("/nowhere")
+
+
+FUNCTIONS = '''
+def documented(x):
+    """Return x doubled, as documented here.
+
+    More lines that are not the summary.
+    """
+
+    def inner():
+        """A nested docstring that must go too."""
+        return 2
+
+    # a comment
+    return x * inner()
+
+
+async def fetch():
+    """Fetch something, asynchronously.   """
+    return "not a docstring"
+
+
+def short():
+    """Tiny."""
+
+
+def undocumented():
+    return 1
+
+
+class Thing:
+    """Class docstrings are not summaries."""
+
+    def method(self):
+        """Name the thing for its method."""
+        pass
+'''
+
+
+def test_function_summaries_pair_sources_without_docstrings_with_first_lines(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "lib" / "mod.py").write_text(FUNCTIONS)
+    (tmp_path / "lib" / "copy.py").write_text(FUNCTIONS)  # the same pairs again: kept once
+    (tmp_path / "tests" / "t.py").write_text(FUNCTIONS)  # test suites are skipped
+    (tmp_path / "long.py").write_text(
+        'def long():\n    """A function whose source is too long."""\n' + "    x = 1\n" * 400
+    )
+    pairs = keras_llm.data.stdlib_function_summaries("all", str(tmp_path))
+    assert [p["target"] for p in pairs] == [
+        "Return x doubled, as documented here.",
+        "A nested docstring that must go too.",
+        "Fetch something, asynchronously.",
+        "Name the thing for its method.",
+    ]
+    # The source is the function itself, with every docstring inside it gone.
+    first = ast.parse(pairs[0]["source"]).body[0]
+    assert first.name == "documented"
+    assert all(ast.get_docstring(n) is None for n in ast.walk(first)
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    assert "nested docstring" not in pairs[0]["source"] and "comment" not in pairs[0]["source"]
+    assert pairs[1]["source"] == "def inner():\n    return 2"
+    assert ast.parse(pairs[2]["source"]).body[0].body[0].value.value == "not a docstring"
+    assert ast.dump(ast.parse(pairs[3]["source"]).body[0].body[0]) == ast.dump(ast.Pass())
+    # Held-out data is whole files, by the CRC-32 of their path (copy.py's is 40 % 100,
+    # mod.py's 47). A source is kept once, where it first appears (copy.py): never in both.
+    lib = str(tmp_path / "lib")
+    for percent in (0, 45, 100):
+        held_out = {f for f in ("copy.py", "mod.py") if zlib.crc32(f.encode()) % 100 < percent}
+        test = keras_llm.data.stdlib_function_summaries("test", lib, held_out_percent=percent)
+        train = keras_llm.data.stdlib_function_summaries("train", lib, held_out_percent=percent)
+        assert len(test) == (4 if held_out else 0), percent
+        assert len(train) == (0 if held_out else 4), percent
+    with pytest.raises(ValueError, match="`split` must be"):
+        keras_llm.data.stdlib_function_summaries("dev", str(tmp_path))
+    with pytest.raises(ValueError, match="`held_out_percent`"):
+        keras_llm.data.stdlib_function_summaries("test", str(tmp_path), held_out_percent=0.5)
+
+
+@pytest.mark.slow
+def test_stdlib_function_summaries_split_the_real_library():
+    train = keras_llm.data.stdlib_function_summaries("train")
+    test = keras_llm.data.stdlib_function_summaries("test")
+    assert len(train) > 3000 and len(test) > 100, (len(train), len(test))  # 6081 / 402 on 3.11
+    assert not {p["source"] for p in train} & {p["source"] for p in test}
+    for pair in train[::50] + test[::10]:
+        function = ast.parse(pair["source"]).body[0]
+        assert isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        assert ast.get_docstring(function) is None and pair["target"] not in pair["source"]
