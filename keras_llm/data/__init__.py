@@ -9,6 +9,8 @@
   (masked LM + next sentence).
 - `fine_tuning.py`: classification and token-tagging batches with padding
   and length bucketing.
+- `seq2seq.py`: encoder-decoder batches (source, teacher-forced target)
+  with padding weights and length bucketing.
 - `question_answering.py`: SQuAD-style examples cut into overlapping windows
   of `[CLS] question [SEP] context [SEP]`, with answer-span labels.
 """
@@ -18,6 +20,7 @@ from keras_llm.data.default_corpus import stdlib_docstrings, stdlib_function_sum
 from keras_llm.data.fine_tuning import classification_dataset, token_tagging_dataset
 from keras_llm.data.masked_lm import mask_tokens, masked_lm_dataset
 from keras_llm.data.question_answering import question_answering_dataset, question_answering_windows
+from keras_llm.data.seq2seq import seq2seq_dataset
 from keras_llm.data.sources import load_texts
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "masked_lm_dataset",
     "question_answering_dataset",
     "question_answering_windows",
+    "seq2seq_dataset",
     "stdlib_docstrings",
     "stdlib_function_summaries",
     "token_tagging_dataset",
