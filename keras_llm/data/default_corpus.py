@@ -136,7 +136,7 @@ def stdlib_function_summaries(
     pairs = keras_llm.data.stdlib_function_summaries("test")
     assert len(pairs) > 200
     assert all(p["source"].startswith(("def ", "async def ", "@")) for p in pairs)
-    assert all(p["target"] and "\n" not in p["target"] for p in pairs)
+    assert all(p["target"] and "\\n" not in p["target"] for p in pairs)
     ```
     """
     if split not in ("train", "test", "all"):
