@@ -165,6 +165,7 @@ def _one_line_error(code, err, *fragments):
         assert fragment in message, message
 
 
+@pytest.mark.slow  # 16 s: a dozen commands end to end
 def test_user_errors_are_one_line_with_status_2(trained, capsys, tmp_path, monkeypatch):
     directory, _, _ = trained
     monkeypatch.chdir(tmp_path)

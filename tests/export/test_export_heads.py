@@ -158,6 +158,9 @@ def test_a_question_answering_export_serves_answer_questions(exports):
     assert {k: tuple(v.shape) for k, v in out.items()} == {"answer": (0,), "score": (0,), "start": (0,), "end": (0,)}
 
 
+# Slow tier with the module's other tests: alone in the fast tier it paid for the 13-16 s
+# `exports` fixture by itself.
+@pytest.mark.slow
 def test_export_takes_each_heads_settings_and_refuses_the_others(exports, tmp_path):
     ours, tagger, question_answerer = exports["ours"], exports["tagger"], exports["question_answerer"]
     for model, settings, match in [

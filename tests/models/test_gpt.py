@@ -127,6 +127,7 @@ def test_save_and_load_after_training(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # 10 s; the BERT classifier's harness run stays in the fast tier
 def test_model_harness(tmp_path):
     x, y, w = copy_task(np.random.default_rng(0), 4, vocab=10)
     check_model(keras_llm.build_gpt(**TINY), x, y, sample_weight=w, tmp_path=tmp_path)
