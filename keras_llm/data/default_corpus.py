@@ -96,8 +96,8 @@ def stdlib_function_summaries(
 ):
     """Pairs of a standard-library function's source and the first line of its docstring.
 
-    The embedded task of `keras-llm train --preset seq2seq_tiny`: summarize
-    code, with data every Python install has. Each documented function and
+    Data for an encoder-decoder task that needs no download: summarize code
+    (the seq2seq model and its `keras-llm train` preset are still to come). Each documented function and
     method of the standard library (test suites and `site-packages` left out,
     as in `stdlib_docstrings`), nested ones included, gives one pair:
 
