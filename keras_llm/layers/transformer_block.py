@@ -103,11 +103,18 @@ class TransformerBlock(keras.layers.Layer):
             positions past the written ones are never attended to).
         cache_index: The position of the inputs' first token in the cache
             (an int or a scalar tensor); needed with `cache`.
+        cross_attention_cache: Optional keys and values of the encoder
+            attention, `(batch_size, 2, num_heads, encoder_length,
+            head_dim)`, from `compute_cross_attention_cache(encoder_outputs)`:
+            a decoding loop computes them once per source and passes them
+            at every step instead of `encoder_outputs`.
         training: Whether dropout is active.
 
     Returns:
         The output `(batch_size, sequence_length, hidden_dim)`; with `cache`,
-        a tuple `(outputs, updated_cache)`. With
+        a tuple `(outputs, updated_cache)`: the cache goes in and comes out
+        as a value (no state is kept in the layer), so a `tf.while_loop`
+        carries it. With
         `return_attention_scores=True`, a tuple `(outputs, scores)`, or
         `(outputs, scores, cross_scores)` with cross-attention, each of shape
         `(batch_size, num_heads, query_length, key_length)`.
@@ -247,23 +254,21 @@ class TransformerBlock(keras.layers.Layer):
 
     # -- forward pass ----------------------------------------------------------
 
-    def _attend(self, projections, query_input, key_input, mask, training, cache=None):
-        # query_input = [B, T, D], key_input = [B, S, D'], mask = [B, T, S] bool
-        query = projections["query"](query_input)  # [B, T, N, H]
-        key = projections["key"](key_input)  # [B, S, N, H]
-        value = projections["value"](key_input)  # [B, S, N, H]
-        query = query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
-        if cache is not None:
-            # Write this step's keys and values at their positions, then
-            # attend over the whole fixed-size cache. It is head-major,
-            # [B, 2, N, C, H], so that both attention matmuls read it in
-            # place: batched over (B, N) with C, H the matrix dimensions.
-            new = ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))
-            cache = cache(new)  # [B, 2, N, C, H]
-            key, value = cache[:, 0], cache[:, 1]  # [B, N, C, H] each
-            scores = ops.einsum("btnh,bnsh->bnts", query, key)  # [B, N, T, C]
-        else:
-            scores = ops.einsum("btnh,bsnh->bnts", query, key)  # [B, N, T, S]
+    def _query(self, projections, x):
+        """Queries `[B, T, N, H]`, scaled by 1/sqrt(H)."""
+        query = projections["query"](x)
+        return query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
+
+    def _attend(self, projections, query, key, value, mask, training, head_major=False):
+        """Attention of `query` `[B, T, N, H]` over `key`, `value`; (outputs, probabilities).
+
+        `key` and `value` are `[B, S, N, H]`, or `[B, N, S, H]` with
+        `head_major` (a cache's layout: both matmuls then read it in place,
+        batched over (B, N) with S, H the matrix dimensions). `mask` is a
+        `[B or 1, T, S]` bool mask (True: may attend), or None.
+        """
+        keys = "bnsh" if head_major else "bsnh"
+        scores = ops.einsum(f"btnh,{keys}->bnts", query, key)  # [B, N, T, S]
         # float32 on purpose: the masked fill and the softmax's sum over S
         # need its range and precision under mixed precision.
         scores = ops.cast(scores, "float32")
@@ -272,20 +277,17 @@ class TransformerBlock(keras.layers.Layer):
         probabilities = ops.softmax(scores, axis=-1)
         weights = ops.cast(probabilities, self.compute_dtype)
         dropped = self._dropout_layer(weights, training=training)
-        if cache is not None:
-            attended = ops.einsum("bnts,bnsh->btnh", dropped, value)  # [B, T, N, H]
-        else:
-            attended = ops.einsum("bnts,bsnh->btnh", dropped, value)  # [B, T, N, H]
-        outputs = projections["output"](attended)  # [B, T, D]
-        return outputs, (probabilities if cache is None else cache)
+        attended = ops.einsum(f"bnts,{keys}->btnh", dropped, value)  # [B, T, N, H]
+        return projections["output"](attended), probabilities  # [B, T, D]
 
-    def _sublayer(self, x, layer_norm, fn, training):
-        """One residual sub-layer, pre- or post-norm."""
-        if self.normalize_first:
-            y, extra = fn(layer_norm(x))
-            return x + self._dropout_layer(y, training=training), extra
-        y, extra = fn(x)
-        return layer_norm(x + self._dropout_layer(y, training=training)), extra
+    def _sublayer_input(self, x, layer_norm):
+        """What a sub-layer reads: `LN(x)` pre-norm, `x` post-norm."""
+        return layer_norm(x) if self.normalize_first else x
+
+    def _residual(self, x, y, layer_norm, training):
+        """A sub-layer's output `y` added to the stream `x`, pre- or post-norm."""
+        y = self._dropout_layer(y, training=training)
+        return x + y if self.normalize_first else layer_norm(x + y)
 
     def call(
         self,
@@ -297,64 +299,45 @@ class TransformerBlock(keras.layers.Layer):
         return_attention_scores=False,
         cache=None,
         cache_index=None,
+        cross_attention_cache=None,
         training=None,
     ):
         # inputs = [B, T, D]
         length = ops.shape(inputs)[1]
-        cache_parts = None
+        h = self._sublayer_input(inputs, self._self_attention_layer_norm)
+        query = self._query(self._self_attention, h)
+        key = self._self_attention["key"](h)  # [B, T, N, H]
+        value = self._self_attention["value"](h)
         if cache is None:
-            self_mask = _merge_masks(
+            mask = _merge_masks(
                 query_length=length,
                 key_length=length,
                 key_padding_mask=padding_mask,
                 attention_mask=attention_mask,
                 causal=self.causal,
             )
+            y, scores = self._attend(self._self_attention, query, key, value, mask, training)
         else:
-            self_mask, cache_parts = self._cache_parts(
-                cache, cache_index, length, padding_mask, attention_mask, return_attention_scores
+            self._check_cache_call(
+                cache_index, padding_mask, attention_mask, return_attention_scores
             )
-        x, scores = self._sublayer(
-            inputs,
-            self._self_attention_layer_norm,
-            lambda h: self._attend(
-                self._self_attention, h, h, self_mask, training, cache_parts
-            ),
-            training,
-        )
-        if cache is not None:
-            cache, scores = scores, None
+            cache = self._write_cache(cache, key, value, cache_index)  # [B, 2, N, C, H]
+            mask = _cache_mask(ops.shape(cache)[3], cache_index, length)
+            y, scores = self._attend(
+                self._self_attention, query, cache[:, 0], cache[:, 1], mask, training,
+                head_major=True,
+            )
+        x = self._residual(inputs, y, self._self_attention_layer_norm, training)
         cross_scores = None
         if self.cross_attention:
-            if encoder_outputs is None:
-                raise ValueError(
-                    "This TransformerBlock has cross_attention=True: pass "
-                    "`encoder_outputs`. Received: encoder_outputs=None"
-                )
-            cross_mask = _merge_masks(
-                query_length=length,
-                key_length=ops.shape(encoder_outputs)[1],
-                key_padding_mask=encoder_padding_mask,
+            x, cross_scores = self._cross_attend(
+                x, encoder_outputs, encoder_padding_mask, cross_attention_cache, training
             )
-            x, cross_scores = self._sublayer(
-                x,
-                self._cross_attention_layer_norm,
-                lambda h: self._attend(
-                    self._cross_attention, h, encoder_outputs, cross_mask, training
-                ),
-                training,
-            )
-        x, _ = self._sublayer(
-            x,
-            self._feedforward_layer_norm,
-            lambda h: (
-                self._feedforward_output_dense(
-                    self.activation(self._feedforward_intermediate_dense(h))
-                ),
-                None,
-            ),
-            training,
+        h = self._sublayer_input(x, self._feedforward_layer_norm)
+        y = self._feedforward_output_dense(
+            self.activation(self._feedforward_intermediate_dense(h))
         )
+        x = self._residual(x, y, self._feedforward_layer_norm, training)
         if cache is not None:
             return x, cache
         if not return_attention_scores:
@@ -363,10 +346,51 @@ class TransformerBlock(keras.layers.Layer):
             return x, scores, cross_scores
         return x, scores
 
-    def _cache_parts(
-        self, cache, cache_index, length, padding_mask, attention_mask, return_attention_scores
+    def _cross_attend(self, x, encoder_outputs, encoder_padding_mask, cross_cache, training):
+        """The encoder-attention sub-layer, from `encoder_outputs` or their cached keys and values."""
+        if encoder_outputs is None and cross_cache is None:
+            raise ValueError(
+                "This TransformerBlock has cross_attention=True: pass `encoder_outputs` "
+                "(or `cross_attention_cache`). Received: encoder_outputs=None"
+            )
+        h = self._sublayer_input(x, self._cross_attention_layer_norm)
+        query = self._query(self._cross_attention, h)
+        if cross_cache is None:
+            key = self._cross_attention["key"](encoder_outputs)  # [B, S, N, H]
+            value = self._cross_attention["value"](encoder_outputs)
+            source_length, head_major = ops.shape(encoder_outputs)[1], False
+        else:  # [B, 2, N, S, H]
+            key, value = cross_cache[:, 0], cross_cache[:, 1]
+            source_length, head_major = ops.shape(cross_cache)[3], True
+        mask = _merge_masks(
+            query_length=ops.shape(x)[1],
+            key_length=source_length,
+            key_padding_mask=encoder_padding_mask,
+        )
+        y, scores = self._attend(
+            self._cross_attention, query, key, value, mask, training, head_major=head_major
+        )
+        return self._residual(x, y, self._cross_attention_layer_norm, training), scores
+
+    def compute_cross_attention_cache(self, encoder_outputs):
+        """The encoder attention's keys and values of `encoder_outputs`, computed once per source.
+
+        Returns a `(batch_size, 2, num_heads, encoder_length, head_dim)`
+        tensor (keys, then values; head-major like the self-attention cache)
+        to pass as `cross_attention_cache` at every decoding step instead of
+        `encoder_outputs`, which would project them again at each step.
+        """
+        if not self.cross_attention:
+            raise ValueError(
+                "This TransformerBlock has no encoder attention (cross_attention=False)."
+            )
+        key = self._cross_attention["key"](encoder_outputs)  # [B, S, N, H]
+        value = self._cross_attention["value"](encoder_outputs)
+        return ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))
+
+    def _check_cache_call(
+        self, cache_index, padding_mask, attention_mask, return_attention_scores
     ):
-        """The attention mask over the cache and a function writing new keys/values."""
         if not self.causal:
             raise ValueError(
                 "A key/value cache is for causal decoding: this TransformerBlock has "
@@ -380,40 +404,35 @@ class TransformerBlock(keras.layers.Layer):
                 "`padding_mask`, `attention_mask` and `return_attention_scores` are not "
                 "supported."
             )
-        # cache = [B, 2, N, C, H]; the inputs sit at positions
-        # cache_index ... cache_index + T - 1 of the C.
-        cache_length = ops.shape(cache)[3]
-        positions = ops.arange(cache_length)  # [C]
-        first = ops.cast(cache_index, positions.dtype)
-        query_positions = first + ops.arange(length)  # [T]
-        mask = (positions[None, :] <= query_positions[:, None])[None]  # [1, T, C]
-        # Core ops only (the decoding loop exports to any TF Serving build)
-        # and static shapes (XLA compiles it).
+
+    def _write_cache(self, cache, key, value, cache_index):
+        """`cache` `[B, 2, N, C, H]` with `key`, `value` `[B, T, N, H]` written at `cache_index...`.
+
+        Core ops only (the decoding loop exports to any TF Serving build) and
+        static shapes (XLA compiles it).
+        """
+        new = ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))  # [B, 2, N, T, H]
+        length = key.shape[1]
+        first = ops.cast(cache_index, "int32")
         if isinstance(length, int) and length == 1:
             # One token: a scatter, which XLA does in place. updates =
             # [B * 2 * N, H] at (b, keys or values, head, first).
             batch, parts, heads = ops.shape(cache)[0], 2, self.num_heads
-            rows = ops.repeat(ops.arange(batch), parts * heads)
-            part = ops.tile(ops.repeat(ops.arange(parts), heads), [batch])
-            head = ops.tile(ops.arange(heads), [batch * parts])
+            rows = ops.repeat(ops.arange(batch, dtype="int32"), parts * heads)
+            part = ops.tile(ops.repeat(ops.arange(parts, dtype="int32"), heads), [batch])
+            head = ops.tile(ops.arange(heads, dtype="int32"), [batch * parts])
             column = ops.full_like(rows, first)
             indices = ops.stack([rows, part, head, column], axis=1)  # [B * 2 * N, 4]
-
-            def write(new):  # new = [B, 2, N, 1, H]
-                updates = ops.reshape(new, (-1, self.head_dim))
-                return ops.scatter_update(cache, indices, updates)
-
-        else:
-            # A prompt: padded to the cache length and merged.
-            written = ops.logical_and(positions >= first, positions < first + length)
-            written = written[None, None, None, :, None]  # [1, 1, 1, C, 1]
-            after = cache_length - first - length
-            widths = [[0, 0], [0, 0], [0, 0], [first, after], [0, 0]]
-
-            def write(new):  # new = [B, 2, N, T, H]
-                return ops.where(written, ops.pad(new, widths), cache)
-
-        return mask, write
+            return ops.scatter_update(cache, indices, ops.reshape(new, (-1, self.head_dim)))
+        # A prompt: padded to the cache length and merged.
+        length = ops.shape(key)[1]
+        cache_length = ops.shape(cache)[3]
+        positions = ops.arange(cache_length, dtype="int32")
+        written = ops.logical_and(positions >= first, positions < first + length)
+        written = written[None, None, None, :, None]  # [1, 1, 1, C, 1]
+        after = cache_length - first - length
+        widths = [[0, 0], [0, 0], [0, 0], [first, after], [0, 0]]
+        return ops.where(written, ops.pad(new, widths), cache)
 
     def compute_output_spec(
         self, inputs, encoder_outputs=None, return_attention_scores=False, **kwargs
@@ -469,3 +488,10 @@ def _merge_masks(
         causal_mask = (rows >= columns)[None, :, :]  # [1, T, S]
         mask = causal_mask if mask is None else ops.logical_and(mask, causal_mask)
     return mask
+
+
+def _cache_mask(cache_length, cache_index, length):
+    """`[1, T, C]`: the tokens at `cache_index...` attend to cache positions up to their own."""
+    positions = ops.arange(cache_length, dtype="int32")  # [C]
+    query_positions = ops.cast(cache_index, "int32") + ops.arange(length, dtype="int32")  # [T]
+    return (positions[None, :] <= query_positions[:, None])[None]

@@ -216,3 +216,38 @@ def test_cached_decoding_equals_the_full_causal_pass():
         TransformerBlock(num_heads=2, intermediate_dim=16)(
             x, cache=cache, cache_index=0
         )
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_cached_decoding_with_encoder_attention_equals_the_full_pass(normalize_first):
+    # A decoder block: the encoder's keys and values computed once
+    # (compute_cross_attention_cache) give what projecting them at every
+    # step gives; padded source positions get no attention either way.
+    block = TransformerBlock(
+        num_heads=2, intermediate_dim=16, causal=True, cross_attention=True,
+        normalize_first=normalize_first,
+    )
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 8)).astype("float32")
+    source = rng.normal(size=(2, 5, 8)).astype("float32")
+    source_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], "int32")
+    full = np.asarray(block(x, encoder_outputs=source, encoder_padding_mask=source_mask))
+    cross = block.compute_cross_attention_cache(source)
+    assert tuple(cross.shape) == (2, 2, 2, 5, 4)  # [B, 2, N, S, H]
+    cache = np.zeros((2, 2, 2, 6, 4), "float32")
+    outputs = []
+    for i in range(6):
+        y, cache = block(
+            x[:, i : i + 1], cache=cache, cache_index=i, cross_attention_cache=cross,
+            encoder_padding_mask=source_mask,
+        )
+        outputs.append(np.asarray(y))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
+    # Changing a padded source position changes nothing.
+    source[0, 3:] = 100.0
+    again = np.asarray(block(x, encoder_outputs=source, encoder_padding_mask=source_mask))
+    np.testing.assert_allclose(again[0], full[0], atol=1e-5)
+    with pytest.raises(ValueError, match="no encoder attention"):
+        TransformerBlock(num_heads=2, intermediate_dim=16, causal=True).compute_cross_attention_cache(
+            source
+        )
