@@ -225,7 +225,7 @@ def train(args, parser):
         if not blanks:
             print(f"  (no [MASK] within the model's {max_length} tokens: nothing to fill)")
     else:
-        context = model.get_layer("embeddings").max_sequence_length
+        context = model.max_sequence_length
         settings = dict(max_new_tokens=min(args.sample_length, context - 1), temperature=0.8,
                         top_k=40, top_p=1.0)
         completion = _generate_from_saved_model(
@@ -698,7 +698,7 @@ def finetune(args, parser):
     except (OSError, ValueError, TypeError) as error:
         parser.error(f"--checkpoint: {error}")
     label_names = list(getattr(model, "label_names", None) or []) or None
-    context = model.get_layer("embeddings").max_sequence_length
+    context = model.max_sequence_length
     if args.sequence_length is None:
         args.sequence_length = min(384 if args.task == "qa" else 128, context)
     elif args.sequence_length > context:

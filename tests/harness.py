@@ -96,8 +96,9 @@ def check_model(model, x, y, sample_weight=None, tmp_path=None, atol=1e-6):
     - it comes compiled: `train_on_batch` on `(x, y, sample_weight)` gives a
       finite loss and changes (nearly) every trainable weight (two steps: the
       default schedule's warm-up starts at a learning rate of 0);
-    - `keras.Model.from_config(model.get_config())` rebuilds it: same number
-      of parameters and, with the same weights, the same outputs;
+    - `type(model).from_config(model.get_config())` rebuilds it: same class,
+      same `task`, same number of parameters and, with the same weights,
+      the same outputs;
     - it saves to `.keras` and loads with no `custom_objects` and `safe_mode`
       on: same outputs, same optimizer state (so training resumes where it
       was) and the same loss on the batch.
@@ -116,7 +117,8 @@ def check_model(model, x, y, sample_weight=None, tmp_path=None, atol=1e-6):
     expected = model(x)
 
     # Config round trip.
-    clone = keras.Model.from_config(model.get_config())
+    clone = type(model).from_config(model.get_config())
+    assert type(clone) is type(model) and clone.task == model.task
     assert clone.count_params() == model.count_params()
     clone.set_weights(model.get_weights())
     _same_outputs(clone(x), expected, atol)
@@ -125,6 +127,7 @@ def check_model(model, x, y, sample_weight=None, tmp_path=None, atol=1e-6):
     path = os.path.join(str(tmp_path), f"{model.name}.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model) and loaded.task == model.task
     _same_outputs(loaded(x), expected, atol)
     assert type(loaded.optimizer) is type(model.optimizer)
     assert len(loaded.optimizer.variables) == len(model.optimizer.variables)

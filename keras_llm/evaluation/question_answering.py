@@ -176,7 +176,7 @@ def answer_questions(
     if sequence_length is None:
         sequence_length = min(
             QUESTION_ANSWERING_DEFAULTS["sequence_length"],
-            model.get_layer("embeddings").max_sequence_length,
+            model.max_sequence_length,
         )
     check_window_settings(function, sequence_length, doc_stride, max_question_length)
     check_max_answer_length(function, max_answer_length)

@@ -58,25 +58,17 @@ def serving_tokenizer(tokenizer):
 
 
 def _task(model):
-    names = {layer.name for layer in model.layers}
-    if "final_layer_norm" in names and "embeddings" in names:
-        return "causal_lm"
-    inputs = set(model.input) if isinstance(model.input, dict) else set()
-    bert_inputs = {"token_ids", "segment_ids", "padding_mask"}
-    if bert_inputs | {"mask_positions"} == inputs and {"mlm_dense", "embeddings"} <= names:
-        return "masked_lm"
-    if bert_inputs == inputs and "tagger_logits" in names:
-        return "tagger"
-    outputs = set(model.output) if isinstance(model.output, dict) else set()
-    if bert_inputs == inputs and outputs == {"start_logits", "end_logits"}:
-        return "question_answerer"
-    if bert_inputs == inputs and len(model.outputs) == 1 and len(model.outputs[0].shape) == 2:
-        return "classifier"
+    """What `model` says it is (`model.task`), if it is a kind that exports."""
+    task = getattr(model, "task", None)
+    if task in _TASK_NAMES:
+        return task
     raise ValueError(
         "`model` must be a GPT from keras_llm.build_gpt, a masked LM from "
         "keras_llm.build_bert_pretrainer, a classifier from keras_llm.build_bert_classifier, a "
         "tagger from keras_llm.build_bert_tagger or a question answerer from "
         f"keras_llm.build_bert_question_answerer. Received: model={model.name!r}"
+        + (f" (task {task!r})" if task else " (no `task`: a plain keras.Model, or a .keras file "
+           "saved by an earlier keras_llm; build it again and copy the weights)")
     )
 
 
@@ -135,7 +127,7 @@ def _check_label_names(label_names, num_classes, what):
 
 def _check_vocabulary(tokenizer, model, task):
     """The tokenizer must give the model's ids: all of them where outputs are ids to name."""
-    model_size = model.get_layer("embeddings").vocabulary_size
+    model_size = model.vocabulary_size
     size = tokenizer.vocabulary_size
     # A GPT's and a masked LM's outputs are ids that the tokenizer names;
     # classifiers, taggers and question answerers only read its ids.
@@ -161,9 +153,8 @@ def _bert_special_tokens(tokenizer, task, names):
 
 def _checked_bert_inputs(model, token_ids, **same_shape):
     """BERT's id inputs, checked against the model's vocabulary and context (see `check_inputs`)."""
-    embeddings = model.get_layer("embeddings")
     return check_inputs(
-        token_ids, embeddings.vocabulary_size, embeddings.max_sequence_length, **same_shape
+        token_ids, model.vocabulary_size, model.max_sequence_length, **same_shape
     )
 
 
@@ -701,7 +692,7 @@ def export(
         max_question_length=max_question_length,
     ))
     tokenizer = serving_tokenizer(tokenizer)
-    context = model.get_layer("embeddings").max_sequence_length
+    context = model.max_sequence_length
     if task == "causal_lm":
         given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                      top_p=top_p, seed=seed)
@@ -711,12 +702,10 @@ def export(
         if stop_token_ids is None:
             end = getattr(tokenizer, "end_token_id", None)
             stop_token_ids = [] if end is None else [end]
-        stop_token_ids = check_stop_token_ids(
-            stop_token_ids, model.get_layer("embeddings").vocabulary_size
-        )
+        stop_token_ids = check_stop_token_ids(stop_token_ids, model.vocabulary_size)
         module = _CausalLMServing(model, tokenizer, defaults, stop_token_ids)
     elif task == "masked_lm":
-        vocabulary_size = model.get_layer("embeddings").vocabulary_size
+        vocabulary_size = model.vocabulary_size
         top_k = 5 if top_k is None else top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
             raise ValueError(

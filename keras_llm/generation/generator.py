@@ -2,11 +2,9 @@
 
 import reprlib
 
+import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
-
-from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
 from keras_llm.tokenizers.string_tokenizer import assert_that, check_token_ids
 
 # Sentinel of the `generated_ids` padding: never a token id.
@@ -68,8 +66,10 @@ class Generator:
     `max_new_tokens` keeps its last tokens.
 
     Args:
-        model: A model from `keras_llm.build_gpt` (it uses the layers named
-            `embeddings`, `transformer_layer_*` and `final_layer_norm`).
+        model: A causal LM with the decoding interface (`task`,
+            `vocabulary_size`, `max_sequence_length`, `empty_cache`,
+            `call_with_cache`; see `keras_llm.generation`), such as
+            `keras_llm.build_gpt`'s.
         tokenizer: Optional tokenizer: then `generate` takes and returns
             strings, and its `end_token_id` is the default stop token and
             the token an empty prompt starts from (a new document, as in
@@ -91,26 +91,11 @@ class Generator:
     """
 
     def __init__(self, model, tokenizer=None, jit_compile=True):
-        blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
-        names = {layer.name for layer in model.layers}
-        if not (
-            blocks
-            and "embeddings" in names
-            and "final_layer_norm" in names
-            and isinstance(model.get_layer("embeddings"), TokenAndPositionEmbedding)
-            and all(block.causal for block in blocks)
-        ):
-            raise ValueError(
-                "`model` must be a causal LM from keras_llm.build_gpt (layers `embeddings`, "
-                f"causal `transformer_layer_*`, `final_layer_norm`). Received: model={model.name!r}"
-            )
+        check_decoder(model, "causal_lm")
         self.model = model
         self.tokenizer = tokenizer
-        self._embeddings = model.get_layer("embeddings")
-        self._blocks = blocks
-        self._final_layer_norm = model.get_layer("final_layer_norm")
-        self.max_sequence_length = self._embeddings.max_sequence_length
-        self.vocabulary_size = self._embeddings.vocabulary_size
+        self.max_sequence_length = model.max_sequence_length
+        self.vocabulary_size = model.vocabulary_size
         self.end_token_id = getattr(tokenizer, "end_token_id", None)
         self.sample = tf.function(
             self._sample,
@@ -124,19 +109,10 @@ class Generator:
 
     def _forward(self, token_ids, index, caches):
         """Logits `[B, T, V]` (float32) of tokens at positions `index...`, and the caches."""
-        x = self._embeddings(token_ids, start_index=index)  # [B, T, D]
-        updated = []
-        for block, cache in zip(self._blocks, caches):
-            x, cache = block(x, cache=cache, cache_index=index)
-            updated.append(cache)
-        x = self._final_layer_norm(x)
-        logits = self._embeddings(x, reverse=True)  # [B, T, V]
-        return ops.cast(logits, "float32"), updated
+        return self.model.call_with_cache(token_ids, caches, index)
 
     def _empty_caches(self, batch_size, length):
-        block = self._blocks[0]
-        shape = [batch_size, 2, block.num_heads, length, block.head_dim]
-        return [tf.zeros(shape, block.compute_dtype) for _ in self._blocks]
+        return self.model.empty_cache(batch_size, length)
 
     def _prepare(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
         """Checks the arguments, keeps each prompt's last tokens that fit, pads.
@@ -569,6 +545,31 @@ class Generator:
         else:
             result = new_ids
         return result[0] if single else result
+
+
+def check_decoder(model, *tasks):
+    """Refuses a model without the decoding interface, or of another task, naming it.
+
+    A model decodes through `keras_llm.generation` when it says what it is
+    (`model.task`, one of `tasks`) and has `call_with_cache` and
+    `empty_cache` (see `keras_llm.models.GPT`).
+    """
+    task = getattr(model, "task", None)
+    if task in tasks and callable(getattr(model, "call_with_cache", None)):
+        return task
+    if task is None and isinstance(model, keras.Model):
+        raise ValueError(
+            f"`model` ({model.name!r}, a plain {type(model).__name__}) has no decoding interface: "
+            "it must be a model from keras_llm's builders (a .keras file saved by an earlier "
+            "keras_llm loads as a plain keras.Model: build the model again with the same sizes "
+            "and copy the weights, `new.set_weights(old.get_weights())`)."
+        )
+    builders = {"causal_lm": "a causal LM (keras_llm.build_gpt)",
+                "seq2seq_lm": "a seq2seq model (keras_llm.build_seq2seq)"}
+    raise ValueError(
+        f"`model` must be {' or '.join(builders[t] for t in tasks)}. Received: a {task} model "
+        f"({type(model).__name__} {getattr(model, 'name', '')!r})"
+    )
 
 
 def _is_int(value):

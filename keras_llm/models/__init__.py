@@ -1,6 +1,9 @@
 """Model builders and their presets: `bert.py` (encoder) and `gpt.py` (decoder).
 
-Each builder is a plain function that returns a functional `keras.Model`.
+Each builder is a plain function that returns a functional `keras.Model` that
+says what it is (`model.task`): a `TaskModel` (the BERT builders) or, for the
+models that generate, a class that also carries its decoding step
+(`GPT`: `empty_cache`, `call_with_cache`; see `keras_llm.generation`).
 Presets are dicts of builder arguments; every builder takes `preset=` plus
 keyword overrides with the same names: `vocabulary_size, num_layers,
 num_heads, hidden_dim, intermediate_dim, dropout, max_sequence_length`.
@@ -14,10 +17,12 @@ from keras_llm.models.bert import (
     build_bert_question_answerer,
     build_bert_tagger,
 )
-from keras_llm.models.gpt import GPT_PRESETS, build_gpt
+from keras_llm.models.gpt import GPT, GPT_PRESETS, build_gpt
+from keras_llm.models.task_model import TaskModel
 
 __all__ = [
     "BERT_PRESETS",
+    "GPT",
     "GPT_PRESETS",
     "build_bert",
     "build_bert_classifier",
@@ -25,4 +30,5 @@ __all__ = [
     "build_bert_question_answerer",
     "build_bert_tagger",
     "build_gpt",
+    "TaskModel",
 ]

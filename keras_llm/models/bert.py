@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
 from keras_llm.models._config import ARCHITECTURE_ARGUMENTS, resolve_config, resolve_precision
+from keras_llm.models.task_model import TaskModel
 from keras_llm.training import compile_model
 
 # The published BERT sizes (Devlin et al. 2019; the small ones from Turc et
@@ -106,6 +107,15 @@ def _bert_graph(config, dtype, use_output_bias):
     return inputs, embedding, sequence_output, pooled_output
 
 
+def _sizes(task, config):
+    """What a BERT `TaskModel` records: its task, vocabulary and context."""
+    return dict(
+        task=task,
+        vocabulary_size=config["vocabulary_size"],
+        max_sequence_length=config["max_sequence_length"],
+    )
+
+
 def _resolve(builder, arguments):
     """The builder's config from its `locals()`: preset, defaults and overrides."""
     names = set(ARCHITECTURE_ARGUMENTS) | set(_BERT_DEFAULTS)
@@ -162,10 +172,10 @@ def build_bert(
     config = _resolve("build_bert", locals())
     dtype = resolve_precision("build_bert", precision)
     inputs, _, sequence_output, pooled_output = _bert_graph(config, dtype, False)
-    return keras.Model(
+    return TaskModel(
         inputs=inputs,
         outputs={"sequence_output": sequence_output, "pooled_output": pooled_output},
-        name=name,
+        name=name, **_sizes("encoder", config),
     )
 
 
@@ -241,10 +251,10 @@ def build_bert_pretrainer(
         dtype=dtype,
         name="nsp_dense",
     )(pooled_output)
-    model = keras.Model(
+    model = TaskModel(
         inputs={**inputs, "mask_positions": mask_positions},
         outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits},
-        name=name,
+        name=name, **_sizes("masked_lm", config),
     )
     return compile_model(model, "bert_pretraining")
 
@@ -303,7 +313,7 @@ def build_bert_classifier(
         dtype=dtype,
         name="logits",
     )(x)
-    model = keras.Model(inputs=inputs, outputs=logits, name=name)
+    model = TaskModel(inputs=inputs, outputs=logits, name=name, **_sizes("classifier", config))
     return compile_model(model, "classification")
 
 
@@ -372,7 +382,7 @@ def build_bert_tagger(
         dtype=dtype,
         name="tagger_logits",
     )(x)  # [B, T, C]
-    model = keras.Model(inputs=inputs, outputs=logits, name=name)
+    model = TaskModel(inputs=inputs, outputs=logits, name=name, **_sizes("tagger", config))
     return compile_model(model, "token_tagging")
 
 
@@ -437,7 +447,7 @@ def build_bert_question_answerer(
         "start_logits": keras.layers.Identity(name="start_logits")(logits[..., 0]),
         "end_logits": keras.layers.Identity(name="end_logits")(logits[..., 1]),
     }
-    model = keras.Model(inputs=inputs, outputs=outputs, name=name)
+    model = TaskModel(inputs=inputs, outputs=outputs, name=name, **_sizes("question_answerer", config))
     return compile_model(model, "question_answering")
 
 

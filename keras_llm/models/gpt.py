@@ -1,6 +1,7 @@
 """GPT: a decoder-only causal language model (Radford et al., 2019)."""
 
 import keras
+from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
 from keras_llm.models._config import resolve_config, resolve_precision
@@ -105,7 +106,8 @@ def build_gpt(
         name: The model's name.
 
     Returns:
-        A compiled functional `keras.Model` with inputs `token_ids` and
+        A compiled `keras_llm.models.GPT` (a functional `keras.Model` with
+        the decoding interface of `keras_llm.generation`), with inputs `token_ids` and
         `padding_mask` (int32, `(batch_size, sequence_length)`; padding on the
         right) and output logits `(batch_size, sequence_length,
         vocabulary_size)`: position `t` predicts token `t + 1`.
@@ -120,7 +122,7 @@ def build_gpt(
     token_ids = np.array([[72, 105, 33, 0]], "int32")
     padding_mask = np.array([[1, 1, 1, 0]], "int32")
     logits = model({"token_ids": token_ids, "padding_mask": padding_mask})
-    assert logits.shape == (1, 4, model.get_layer("embeddings").vocabulary_size)
+    assert logits.shape == (1, 4, model.vocabulary_size)
     ```
     """
     config = resolve_config(
@@ -140,39 +142,131 @@ def build_gpt(
         _GPT_DEFAULTS,
     )
     dtype = resolve_precision("build_gpt", precision)
-    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+    return compile_model(GPT(**config, dtype=dtype, name=name), "causal_lm")
 
-    embedding = TokenAndPositionEmbedding(
-        vocabulary_size=config["vocabulary_size"],
-        max_sequence_length=config["max_sequence_length"],
-        hidden_dim=config["hidden_dim"],
-        dtype=dtype,
-        name="embeddings",
-    )
-    x = embedding(token_ids)  # [B, T, D]
-    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="embeddings_dropout")(x)
-    for i in range(config["num_layers"]):
-        x = TransformerBlock(
-            num_heads=config["num_heads"],
-            intermediate_dim=config["intermediate_dim"],
-            dropout=config["dropout"],
-            activation=gelu_approximate,
-            layer_norm_epsilon=config["layer_norm_epsilon"],
-            normalize_first=True,
-            causal=True,
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class GPT(keras.Model):
+    """A GPT-2-style causal LM: a functional model that also decodes one step at a time.
+
+    `keras_llm.build_gpt` builds and compiles it (use that); the class is
+    what a saved `.keras` file loads back into. It is a functional
+    `keras.Model` (inputs `token_ids` and `padding_mask`, output logits)
+    that carries the decoding interface which `keras_llm.generation` and
+    `keras_llm.export` use, and nothing else of the model:
+
+    - `task`: `"causal_lm"`;
+    - `vocabulary_size`, `max_sequence_length`: its ids and its context;
+    - `empty_cache(batch_size, cache_length)`: one zero key/value cache per
+      block, `[batch_size, 2, num_heads, cache_length, head_dim]`;
+    - `call_with_cache(token_ids, cache, cache_index)`: the float32 logits
+      `[B, T, V]` of `token_ids` `[B, T]` at positions `cache_index ...`,
+      reading and writing their keys and values in `cache`; returns
+      `(logits, cache)`. A prompt fills the cache in one call, then each
+      step adds one token.
+
+    Args: the architecture arguments of `build_gpt` (all sizes given), and
+    `dtype` (a dtype policy), `name`.
+    """
+
+    task = "causal_lm"
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        max_sequence_length,
+        dropout=0.0,
+        layer_norm_epsilon=1e-5,
+        dtype=None,
+        **kwargs,
+    ):
+        dtype = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        embeddings = TokenAndPositionEmbedding(
+            vocabulary_size=vocabulary_size,
+            max_sequence_length=max_sequence_length,
+            hidden_dim=hidden_dim,
             dtype=dtype,
-            name=f"transformer_layer_{i}",
-        )(x, padding_mask=padding_mask)
-    # Pre-norm blocks leave the residual stream un-normalized: GPT-2 adds a
-    # LayerNorm after the last block.
-    x = keras.layers.LayerNormalization(
-        epsilon=config["layer_norm_epsilon"], dtype=dtype, name="final_layer_norm"
-    )(x)
-    logits = embedding(x, reverse=True)  # [B, T, V], tied to the input table
-    model = keras.Model(
-        inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-        outputs=logits,
-        name=name,
-    )
-    return compile_model(model, "causal_lm")
+            name="embeddings",
+        )
+        x = embeddings(token_ids)  # [B, T, D]
+        x = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")(x)
+        blocks = []
+        for i in range(num_layers):
+            block = TransformerBlock(
+                num_heads=num_heads,
+                intermediate_dim=intermediate_dim,
+                dropout=dropout,
+                activation=gelu_approximate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                causal=True,
+                dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            x = block(x, padding_mask=padding_mask)
+            blocks.append(block)
+        # Pre-norm blocks leave the residual stream un-normalized: GPT-2 adds a
+        # LayerNorm after the last block.
+        final_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm"
+        )
+        logits = embeddings(final_layer_norm(x), reverse=True)  # [B, T, V], tied
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=logits,
+            **kwargs,
+        )
+        self._config = dict(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            max_sequence_length=max_sequence_length,
+            dropout=dropout,
+            layer_norm_epsilon=layer_norm_epsilon,
+        )
+        self._layer_dtype = dtype
+        self.vocabulary_size = vocabulary_size
+        self.max_sequence_length = max_sequence_length
+        self._embeddings = embeddings
+        self._blocks = blocks
+        self._final_layer_norm = final_layer_norm
+
+    def empty_cache(self, batch_size, cache_length):
+        """Zero key/value caches, one `[batch_size, 2, N, cache_length, H]` per block."""
+        return [
+            ops.zeros(
+                (batch_size, 2, block.num_heads, cache_length, block.head_dim),
+                block.compute_dtype,
+            )
+            for block in self._blocks
+        ]
+
+    def call_with_cache(self, token_ids, cache, cache_index):
+        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`."""
+        x = self._embeddings(token_ids, start_index=cache_index)  # [B, T, D]
+        updated = []
+        for block, block_cache in zip(self._blocks, cache):
+            x, block_cache = block(x, cache=block_cache, cache_index=cache_index)
+            updated.append(block_cache)
+        logits = self._embeddings(self._final_layer_norm(x), reverse=True)
+        return ops.cast(logits, "float32"), updated
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self._layer_dtype),
+            **self._config,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -208,8 +208,13 @@ def test_bad_arguments_name_themselves(model, compiled):
         generator.generate("text")
     with pytest.raises(ValueError, match="Prompt 1 is empty"):
         generator.generate([[1], []])
-    with pytest.raises(ValueError, match="build_gpt"):
+    with pytest.raises(ValueError, match="build_gpt.*Received: a classifier model"):
         Generator(keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=50))
+    # A plain functional copy of the GPT (what a .keras file of an earlier
+    # keras_llm loads as) has its layers but not the decoding interface.
+    plain = keras.Model(model.inputs, model.outputs, name="old_gpt")
+    with pytest.raises(ValueError, match="'old_gpt'.*no decoding interface.*set_weights"):
+        Generator(plain)
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])

@@ -125,6 +125,26 @@ def test_save_and_load_after_training(tmp_path):
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 4
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(a, b)
+    # It loads as what it was: a GPT with its decoding interface, whose
+    # cached steps give the full pass's logits.
+    assert isinstance(loaded, keras_llm.models.GPT) and loaded.task == "causal_lm"
+    assert (loaded.vocabulary_size, loaded.max_sequence_length) == (13, 16)
+    ids = x["token_ids"][:2, :6]
+    full = model({"token_ids": ids, "padding_mask": np.ones_like(ids)})
+    cache = loaded.empty_cache(2, 8)
+    logits, cache = loaded.call_with_cache(ids[:, :3], cache, 0)
+    steps = [logits]
+    for i in range(3, 6):
+        logits, cache = loaded.call_with_cache(ids[:, i : i + 1], cache, i)
+        steps.append(logits)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_precision_survives_saving(tmp_path):
+    model = keras_llm.build_gpt(**TINY, precision="mixed_bfloat16")
+    model.save(tmp_path / "gpt.keras")
+    loaded = keras.saving.load_model(tmp_path / "gpt.keras")
+    assert loaded.get_layer("transformer_layer_0").dtype_policy.name == "mixed_bfloat16"
 
 
 @pytest.mark.slow  # 10 s; the BERT classifier's harness run stays in the fast tier
