@@ -25,12 +25,14 @@ from keras_llm import (  # noqa: E402
 from keras_llm.models import (  # noqa: E402
     BERT_PRESETS,
     GPT_PRESETS,
+    SEQ2SEQ_PRESETS,
     build_bert,
     build_bert_classifier,
     build_bert_pretrainer,
     build_bert_question_answerer,
     build_bert_tagger,
     build_gpt,
+    build_seq2seq,
 )
 from keras_llm.export import export  # noqa: E402
 from keras_llm.generation import generate  # noqa: E402
@@ -42,12 +44,14 @@ __version__ = "0.1.0"
 __all__ = [
     "BERT_PRESETS",
     "GPT_PRESETS",
+    "SEQ2SEQ_PRESETS",
     "build_bert",
     "build_bert_classifier",
     "build_bert_pretrainer",
     "build_bert_question_answerer",
     "build_bert_tagger",
     "build_gpt",
+    "build_seq2seq",
     "compile_model",
     "data",
     "evaluation",

@@ -43,6 +43,9 @@ NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "embeddings"]
 
 PEAK_LEARNING_RATE = {
     "causal_lm": 6e-4,
+    # The peak of the Transformer paper's schedule for its base model
+    # (d^-0.5 * warmup^-0.5 = 512^-0.5 * 4000^-0.5).
+    "seq2seq_lm": 7e-4,
     "bert_pretraining": 1e-4,
     "classification": 5e-5,
     "token_tagging": 5e-5,
@@ -123,6 +126,9 @@ def make_optimizer(learning_rate, **overrides):
 
     Args:
         learning_rate: The peak learning rate.
+        label_smoothing: The token loss's label smoothing (`causal_lm` and
+            `seq2seq_lm`); default 0.1 for `seq2seq_lm` (the Transformer
+            paper's), 0 for `causal_lm`.
         **overrides: Any key of `TRAINING_DEFAULTS`.
 
     Returns:
@@ -166,13 +172,13 @@ def make_optimizer(learning_rate, **overrides):
     return optimizer
 
 
-def _token_loss():
+def _token_loss(label_smoothing=0.0):
     # Mean over tokens with non-zero weight, not over all B*T positions: a
     # batch with much padding must not get a smaller loss and gradient; and
     # over the global batch, not per replica (see TokenCrossEntropy).
     from keras_llm.training.token_loss import TokenCrossEntropy
 
-    return TokenCrossEntropy()
+    return TokenCrossEntropy(label_smoothing)
 
 
 def _lm_metrics():
@@ -184,12 +190,15 @@ def _lm_metrics():
     ]
 
 
-def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrides):
+def compile_model(
+    model, task, learning_rate=None, jit_compile="auto", label_smoothing=None, **overrides
+):
     """Compiles `model` with keras_llm's training defaults for `task`.
 
     Args:
         model: A model from one of the builders.
-        task: `"causal_lm"` (outputs next-token logits), `"bert_pretraining"`
+        task: `"causal_lm"` (outputs next-token logits), `"seq2seq_lm"`
+            (outputs the decoder's next-token logits), `"bert_pretraining"`
             (outputs `mlm_logits` and `nsp_logits`), `"classification"`
             (outputs class logits), `"token_tagging"` (outputs per-token tag
             logits; trained with per-token sample weights) or
@@ -201,6 +210,9 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             GPU; off on CPUs and under tf.distribute strategies), True or
             False. True is refused for multi-replica strategies other than
             TPUs, where Keras 3's XLA step fails (keras-team/keras#19005).
+        label_smoothing: The token loss's label smoothing (`causal_lm` and
+            `seq2seq_lm`); default 0.1 for `seq2seq_lm` (the Transformer
+            paper's), 0 for `causal_lm`.
         **overrides: Any key of `TRAINING_DEFAULTS`.
 
     A model built with `precision="mixed_float16"` gets its optimizer
@@ -224,6 +236,13 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
             f"Unknown task. Received: task={task!r}; expected one of "
             f"{sorted(PEAK_LEARNING_RATE)}."
         )
+    if label_smoothing is None:
+        label_smoothing = 0.1 if task == "seq2seq_lm" else 0.0
+    elif task not in ("causal_lm", "seq2seq_lm"):
+        raise ValueError(
+            "`label_smoothing` is for the token losses of causal_lm and seq2seq_lm. "
+            f"Received: label_smoothing={label_smoothing!r} with task={task!r}"
+        )
     strategy = model.distribute_strategy
     if (
         jit_compile is True
@@ -241,10 +260,10 @@ def compile_model(model, task, learning_rate=None, jit_compile="auto", **overrid
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
         # float16 gradients underflow: scale the loss up, the gradients back down.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if task == "causal_lm":
+    if task in ("causal_lm", "seq2seq_lm"):
         model.compile(
             optimizer=optimizer,
-            loss=_token_loss(),
+            loss=_token_loss(label_smoothing),
             weighted_metrics=_lm_metrics(),
             jit_compile=jit_compile,
         )

@@ -18,6 +18,11 @@ class TokenCrossEntropy(keras.losses.Loss):
     instead, which differs whenever padding is unevenly split. The loss is
     computed in float32 whatever the logits' dtype.
 
+    With `label_smoothing` e > 0 each token's target is `(1 - e) one_hot(y)
+    + e / V` (the Transformer paper's e = 0.1), as Keras's
+    `CategoricalCrossentropy(label_smoothing=e)` smooths, without building
+    the one-hot labels.
+
     Example:
 
     ```python
@@ -31,13 +36,33 @@ class TokenCrossEntropy(keras.losses.Loss):
     ```
     """
 
-    def __init__(self, name="token_cross_entropy", **kwargs):
+    def __init__(self, label_smoothing=0.0, name="token_cross_entropy", **kwargs):
         kwargs.pop("reduction", None)
         super().__init__(name=name, reduction="sum", **kwargs)
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not (
+            0.0 <= label_smoothing < 1.0
+        ):
+            raise ValueError(
+                "`label_smoothing` must be a number in [0, 1). "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
+        self.label_smoothing = float(label_smoothing)
+
+    def _losses(self, y_true, y_pred):
+        """Each token's loss: cross-entropy against the label smoothed towards uniform."""
+        if not self.label_smoothing:
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        # (1 - e) one_hot(y) + e / V as the target (Szegedy et al. 2016, as
+        # Keras's CategoricalCrossentropy smooths), without a [B, T, V] one-hot.
+        log_probs = ops.log_softmax(y_pred, axis=-1)
+        labels = ops.cast(y_true, "int32")[..., None]
+        picked = ops.squeeze(ops.take_along_axis(log_probs, labels, axis=-1), -1)
+        smoothing = self.label_smoothing
+        return -(1.0 - smoothing) * picked - smoothing * ops.mean(log_probs, axis=-1)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, "float32")
-        losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        losses = self._losses(y_true, y_pred)
         weights = (
             ops.ones_like(losses) if sample_weight is None else ops.cast(sample_weight, "float32")
         )
@@ -53,3 +78,6 @@ class TokenCrossEntropy(keras.losses.Loss):
         # by 1 / replicas inside their reduction and undo it for the logged
         # loss; this share already is that scaled value.
         return ops.divide_no_nan(total, count)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
