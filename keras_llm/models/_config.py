@@ -25,6 +25,7 @@ _CHECKS = {
     "num_segments": ("a positive int", is_positive_int),
     "dropout": ("a float in [0, 1)", lambda v: is_finite_real(v) and 0.0 <= v < 1.0),
     "layer_norm_epsilon": ("a positive float", lambda v: is_finite_real(v) and v > 0.0),
+    "normalize_first": ("a bool (pre-norm: True, post-norm: False)", lambda v: isinstance(v, bool)),
 }
 _FLOATS = ("dropout", "layer_norm_epsilon")
 

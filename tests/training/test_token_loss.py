@@ -1,6 +1,9 @@
+import keras
 import numpy as np
+import pytest
 
 import keras_llm
+from keras_llm.training.token_loss import TokenCrossEntropy
 
 
 def test_token_cross_entropy_is_the_weighted_mean_in_float64():
@@ -16,3 +19,21 @@ def test_token_cross_entropy_is_the_weighted_mean_in_float64():
     np.testing.assert_allclose(float(loss(labels, logits, sample_weight=weights)), expected, rtol=1e-5)
     np.testing.assert_allclose(float(loss(labels, logits)), token_losses.mean(), rtol=1e-5)
     assert float(loss(labels, logits, sample_weight=np.zeros_like(weights))) == 0.0
+
+
+def test_label_smoothing_matches_keras_categorical_cross_entropy():
+    # Keras's CategoricalCrossentropy(label_smoothing=e) on one-hot labels is
+    # the reference: target (1 - e) one_hot + e / V, weighted mean over tokens.
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 7)).astype("float32")
+    labels = rng.integers(0, 7, (2, 3))
+    weights = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]], "float32")
+    reference = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=0.1, reduction=None
+    )(np.eye(7, dtype="float32")[labels], logits)
+    expected = (np.asarray(reference) * weights).sum() / weights.sum()
+    got = TokenCrossEntropy(label_smoothing=0.1)(labels, logits, sample_weight=weights)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert TokenCrossEntropy.from_config(TokenCrossEntropy(0.1).get_config()).label_smoothing == 0.1
+    with pytest.raises(ValueError, match=r"`label_smoothing` must be a number in \[0, 1\)"):
+        TokenCrossEntropy(label_smoothing=-0.1)
