@@ -3,6 +3,8 @@
 import math
 import numbers
 
+import numpy as np
+
 
 def is_positive_int(value):
     """1, 2; not a bool, a float, 0 or a NumPy int (it would not serialize into a config)."""
@@ -12,3 +14,13 @@ def is_positive_int(value):
 def is_finite_real(value):
     """0, 0.1, np.float32(0.1); not a bool, a string or NaN."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value):
+    """1, -3, np.int32(7); not a bool or a float (settings that become int32 tensors)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value):
+    """1, 0.5, np.float32(0.5); not a bool or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

@@ -6,19 +6,64 @@ from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive,
 from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled
 
 
-def _default_id(tokenizer, value, attributes, argument):
-    """`value`, else the first of the tokenizer's `attributes` it has; else a clear error."""
-    if value is None:
-        value = next(
-            (getattr(tokenizer, a) for a in attributes if getattr(tokenizer, a, None) is not None),
-            None,
-        )
-    if value is None:
-        raise ValueError(
-            f"The tokenizer has none of {', '.join(attributes)}; pass `{argument}=` explicitly. "
-            f"Received: tokenizer={type(tokenizer).__name__}"
-        )
-    return int(value)
+# Each special of a seq2seq layout: the tokenizer it comes from (target or
+# source) and the tokenizer attributes it defaults to, in order.
+_SPECIALS = {
+    "start_token_id": ("target", ("start_token_id", "cls_token_id", "end_token_id")),
+    "end_token_id": ("target", ("end_token_id", "sep_token_id")),
+    "pad_token_id": ("target", ("pad_token_id",)),
+    "source_end_token_id": ("source", ("end_token_id", "sep_token_id")),
+    "source_pad_token_id": ("source", ("pad_token_id",)),
+}
+
+
+def seq2seq_specials(source_tokenizer, target_tokenizer=None, *, needed=tuple(_SPECIALS),
+                     **given):
+    """The special token ids of the seq2seq layout: those `given`, else the tokenizers'.
+
+    One resolution for `seq2seq_dataset` (which trains with them) and
+    `keras_llm.generation.Generator` (which decodes with them):
+    `start_token_id` defaults to the target tokenizer's `start_token_id`,
+    else `cls_token_id`, else `end_token_id`; `end_token_id` to its
+    `end_token_id`, else `sep_token_id`; `pad_token_id` to its
+    `pad_token_id`; `source_end_token_id` and `source_pad_token_id` to the
+    source tokenizer's end (or [SEP]) and padding. A special in `needed`
+    that neither `given` nor the tokenizer has is an error naming the
+    argument to pass; others are left out of the result.
+
+    Example:
+
+    ```python
+    import keras_llm
+    from keras_llm.data.seq2seq import seq2seq_specials
+
+    specials = seq2seq_specials(keras_llm.tokenizers.ByteTokenizer())
+    assert specials["start_token_id"] == specials["end_token_id"] == 256
+    assert specials["pad_token_id"] == 257
+    ```
+    """
+    target_tokenizer = target_tokenizer or source_tokenizer
+    unknown = set(given) - set(_SPECIALS)
+    if unknown:
+        raise TypeError(f"Unknown special token arguments: {', '.join(sorted(unknown))}")
+    specials = {}
+    for name, (side, attributes) in _SPECIALS.items():
+        tokenizer = target_tokenizer if side == "target" else source_tokenizer
+        value = given.get(name)
+        if value is None:
+            value = next(
+                (getattr(tokenizer, a) for a in attributes
+                 if getattr(tokenizer, a, None) is not None),
+                None,
+            )
+        if value is not None:
+            specials[name] = int(value)
+        elif name in needed:
+            raise ValueError(
+                f"The {side} tokenizer has none of {', '.join(attributes)}; pass `{name}=` "
+                f"explicitly. Received: tokenizer={type(tokenizer).__name__}"
+            )
+    return specials
 
 
 def _rows(structure):
@@ -61,9 +106,10 @@ def seq2seq_dataset(
     (the end token included, so the model learns to stop) and 0 on padding,
     so padding is excluded from the loss as in the other objectives.
 
-    Special tokens default to the target tokenizer's: `start_token_id` to
-    its `start_token_id`, else `cls_token_id`, else `end_token_id` (BART and
-    GPT-2 style byte tokenizers start from their end token, as BART's
+    Special tokens default to the target tokenizer's (`seq2seq_specials`,
+    which `keras_llm.generation.Generator` decodes with too): `start_token_id`
+    to its `start_token_id`, else `cls_token_id`, else `end_token_id` (BART
+    and GPT-2 style byte tokenizers start from their end token, as BART's
     `decoder_start_token_id` does); `end_token_id` to its `end_token_id`,
     else `sep_token_id` (Hugging Face's BERT2BERT uses [CLS] and [SEP]);
     padding to `pad_token_id`. The source's end and padding come from the
@@ -114,17 +160,15 @@ def seq2seq_dataset(
     """
     check_positive(batch_size=batch_size, source_length=source_length, target_length=target_length)
     target_tokenizer = target_tokenizer or source_tokenizer
-    start_id = _default_id(
-        target_tokenizer, start_token_id, ("start_token_id", "cls_token_id", "end_token_id"),
-        "start_token_id",
+    specials = seq2seq_specials(
+        source_tokenizer, target_tokenizer, start_token_id=start_token_id,
+        end_token_id=end_token_id, pad_token_id=pad_token_id,
+        source_end_token_id=source_end_token_id, source_pad_token_id=source_pad_token_id,
     )
-    end_id = _default_id(target_tokenizer, end_token_id, ("end_token_id", "sep_token_id"),
-                         "end_token_id")
-    pad_id = _default_id(target_tokenizer, pad_token_id, ("pad_token_id",), "pad_token_id")
-    source_end_id = _default_id(source_tokenizer, source_end_token_id,
-                                ("end_token_id", "sep_token_id"), "source_end_token_id")
-    source_pad_id = _default_id(source_tokenizer, source_pad_token_id, ("pad_token_id",),
-                                "source_pad_token_id")
+    start_id, end_id, pad_id = (
+        specials[k] for k in ("start_token_id", "end_token_id", "pad_token_id")
+    )
+    source_end_id, source_pad_id = specials["source_end_token_id"], specials["source_pad_token_id"]
     if isinstance(data, (list, tuple)) and all(
         isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in data
     ):

@@ -19,9 +19,9 @@ from keras_llm.generation.generator import (
     PROMPT_SPECS,
     SETTING_SPECS,
     check_inputs,
-    check_settings,
     check_stop_token_ids,
 )
+from keras_llm.generation.samplers import check_settings
 from keras_llm.tokenizers import (
     ByteTokenizer,
     CoreOpsBytePairTokenizer,

@@ -5,6 +5,16 @@ import reprlib
 import keras
 import numpy as np
 import tensorflow as tf
+from keras_llm._checks import is_int
+from keras_llm.data.seq2seq import seq2seq_specials
+from keras_llm.generation.samplers import (
+    SEQ2SEQ_LENGTH_PENALTY,
+    beam_step,
+    check_settings,
+    length_penalty,
+    sample,
+    settings_checks,
+)
 from keras_llm.tokenizers.string_tokenizer import assert_that, check_token_ids
 
 # Sentinel of the `generated_ids` padding: never a token id.
@@ -90,13 +100,34 @@ class Generator:
     ```
     """
 
-    def __init__(self, model, tokenizer=None, jit_compile=True):
-        check_decoder(model, "causal_lm")
+    def __init__(
+        self, model, tokenizer=None, jit_compile=True, *, target_tokenizer=None,
+        start_token_id=None, source_end_token_id=None,
+    ):
+        self.task = check_decoder(model, "causal_lm", "seq2seq_lm")
+        self.seq2seq = self.task == "seq2seq_lm"
         self.model = model
         self.tokenizer = tokenizer
+        # What names the generated ids: the target's tokenizer.
+        self.target_tokenizer = target_tokenizer or tokenizer
         self.max_sequence_length = model.max_sequence_length
         self.vocabulary_size = model.vocabulary_size
-        self.end_token_id = getattr(tokenizer, "end_token_id", None)
+        self.source_vocabulary_size = getattr(model, "source_vocabulary_size", model.vocabulary_size)
+        if self.seq2seq:
+            # The layout seq2seq_dataset trains with: sources end with the
+            # source end token, the decoder starts from the start token and
+            # learns to emit the end token (the default stop).
+            specials = seq2seq_specials(
+                tokenizer, self.target_tokenizer, start_token_id=start_token_id,
+                source_end_token_id=source_end_token_id,
+                needed=("start_token_id",) + (("source_end_token_id",) if tokenizer else ()),
+            )
+            self.start_token_id = specials["start_token_id"]
+            self.source_end_token_id = specials.get("source_end_token_id")
+            self.end_token_id = specials.get("end_token_id")
+            check_token_ids([self.start_token_id], self.vocabulary_size, "start_token_id")
+        else:
+            self.end_token_id = getattr(tokenizer, "end_token_id", None)
         self.sample = tf.function(
             self._sample,
             input_signature=[*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC],
@@ -107,20 +138,25 @@ class Generator:
 
     # -- the model, one step at a time -----------------------------------------
 
-    def _forward(self, token_ids, index, caches):
+    def _forward(self, token_ids, index, caches, context):
         """Logits `[B, T, V]` (float32) of tokens at positions `index...`, and the caches."""
-        return self.model.call_with_cache(token_ids, caches, index)
+        return self.model.call_with_cache(token_ids, caches, index, context)
 
-    def _empty_caches(self, batch_size, length):
-        return self.model.empty_cache(batch_size, length)
+    def _context(self, source):
+        """The model's decoding context: a seq2seq model's encoded `source`, else None."""
+        return None if source is None else self.model.encode(*source)
 
     def _prepare(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
         """Checks the arguments, keeps each prompt's last tokens that fit, pads.
 
         Returns `ids` `[B, S]` (the prompts, right-padded with room for
-        `max_new_tokens`), their `lengths` `[B]` and where each row ends,
-        `row_end` `[B]`. Run-time checks raise `InvalidArgumentError`.
+        `max_new_tokens`), their `lengths` `[B]`, where each row ends,
+        `row_end` `[B]`, and the source (`(token_ids, padding_mask)` of a
+        seq2seq model, whose decoder prompt is its start token; else None).
+        Run-time checks raise `InvalidArgumentError`.
         """
+        if self.seq2seq:
+            return self._prepare_sources(token_ids, padding_mask, max_new_tokens, stop_token_ids)
         context = self.max_sequence_length
         token_ids, padding_mask = check_inputs(
             token_ids, self.vocabulary_size, padding_mask=padding_mask
@@ -156,34 +192,39 @@ class Generator:
             ids = tf.gather(token_ids, columns, batch_dims=1)
             ids = tf.where(tf.range(width)[None, :] < lengths[:, None], ids, 0)
             ids = tf.pad(ids, [[0, 0], [0, total - width]])  # [B, S]
-        return ids, lengths, lengths + max_new_tokens
+        return ids, lengths, lengths + max_new_tokens, None
 
-    def _pick(self, logits, temperature, top_k, top_p, seed, step):
-        """The next token `[B]` from last-position logits `[B, V]`; settings are `[B]`."""
-        greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
-
-        def sample():
-            scaled = logits / tf.where(temperature > 0.0, temperature, 1.0)[:, None]
-            # One descending sort serves top-k and top-p (XLA cannot take a
-            # `k` that is only known at run time in `tf.math.top_k`).
-            ranked = tf.sort(scaled, axis=-1, direction="DESCENDING")  # [B, V]
-            vocabulary = tf.shape(scaled)[-1]
-            kth = tf.gather(ranked, tf.clip_by_value(top_k, 1, vocabulary) - 1, batch_dims=1)
-            smallest = tf.where(top_k > 0, kth, ranked[:, -1])[:, None]  # [B, 1]
-            ranked = tf.where(ranked < smallest, -np.inf, ranked)
-            before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
-            # The most likely token is always kept (`before` is 0 there).
-            nucleus = tf.reduce_min(
-                tf.where(before < top_p[:, None], ranked, np.inf), axis=-1, keepdims=True
+    def _prepare_sources(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
+        """`_prepare` of a seq2seq model: the sources are checked, the decoder starts."""
+        context = self.max_sequence_length
+        token_ids, padding_mask = check_inputs(
+            token_ids, self.source_vocabulary_size, context, padding_mask=padding_mask
+        )
+        stop_token_ids = check_token_ids(stop_token_ids, self.vocabulary_size, "stop_token_ids")
+        lengths = tf.reduce_sum(tf.cast(padding_mask != 0, tf.int32), axis=1)  # [B]
+        checks = [
+            tf.debugging.assert_non_negative(
+                max_new_tokens, message="max_new_tokens must be >= 0"
+            ),
+            tf.debugging.assert_less(
+                max_new_tokens, context,
+                message=f"max_new_tokens must be less than the context of {context} tokens",
+            ),
+            tf.debugging.assert_equal(
+                tf.cast(padding_mask != 0, tf.int32),
+                tf.cast(tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None], tf.int32),
+                message="padding_mask must be 1s then 0s (sources padded on the right)",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            batch_size = tf.shape(token_ids)[0]
+            total = 1 + tf.reduce_max(max_new_tokens)
+            ids = tf.concat(  # [B, S]: the start token, then room for the target
+                [tf.fill([batch_size, 1], self.start_token_id),
+                 tf.zeros([batch_size, total - 1], tf.int32)], axis=1,
             )
-            scaled = tf.where(scaled < tf.maximum(smallest, nucleus), -np.inf, scaled)
-            # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-            sampled = tf.argmax(
-                scaled + _gumbel_noise(seed, step, vocabulary), axis=-1, output_type=tf.int32
-            )
-            return tf.where(temperature > 0.0, sampled, greedy)
-
-        return tf.cond(tf.reduce_any(temperature > 0.0), sample, lambda: greedy)
+            ones = tf.ones([batch_size], tf.int32)
+        return ids, ones, ones + max_new_tokens, (token_ids, tf.cast(padding_mask, tf.int32))
 
     # -- sampling (greedy, temperature, top-k, top-p) -----------------------------
 
@@ -198,14 +239,14 @@ class Generator:
         )
 
         def generate():
-            checks = _sampling_checks(temperature, top_k, top_p)
+            checks = settings_checks(temperature, top_k, top_p)
             with tf.control_dependencies(checks):
-                ids, lengths, row_end = self._prepare(
+                ids, lengths, row_end, source = self._prepare(
                     token_ids, padding_mask, max_new_tokens, stop_token_ids
                 )
             ids, stop_at = self._sample_loop(
                 ids, lengths, row_end, tf.reduce_max(lengths), temperature, top_k, top_p, seed,
-                stop_token_ids,
+                stop_token_ids, source,
             )
             return _completions(ids, lengths, stop_at)
 
@@ -213,14 +254,15 @@ class Generator:
 
     def _sample_loop(
         self, ids, lengths, row_end, prefill_width, temperature, top_k, top_p, seed,
-        stop_token_ids,
+        stop_token_ids, source=None,
     ):
         """Fills `ids` `[B, S]` after each row's prompt; returns it and each row's end."""
         batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
+        context = self._context(source)
         # One pass over the prompts fills the cache (their logits are not
         # needed: each step below recomputes its previous position's).
         _, caches = self._forward(
-            ids[:, :prefill_width], 0, self._empty_caches(batch_size, total)
+            ids[:, :prefill_width], 0, self.model.empty_cache(batch_size, total), context
         )
         positions = tf.range(total)[None, :]  # [1, S]
 
@@ -229,8 +271,8 @@ class Generator:
 
         def step(i, ids, done, stop_at, caches):
             previous = tf.gather(ids, [i - 1], axis=1)  # [B, 1]
-            logits, caches = self._forward(previous, i - 1, caches)  # [B, 1, V]
-            chosen = self._pick(logits[:, 0], temperature, top_k, top_p, seed, i)
+            logits, caches = self._forward(previous, i - 1, caches, context)  # [B, 1, V]
+            chosen = sample(logits[:, 0], temperature, top_k, top_p, seed, i)
             generating = tf.logical_and(i >= lengths, tf.logical_not(done))
             # Prompt tokens stay; finished rows get 0 (never read back).
             token = tf.where(i < lengths, ids[:, i], tf.where(generating, chosen, 0))
@@ -252,24 +294,25 @@ class Generator:
     def beam_search(self, num_beams):
         """The compiled beam search for `num_beams` beams (traced on first use).
 
-        It takes `(token_ids, padding_mask, max_new_tokens, stop_token_ids)`
-        and returns, like `sample`, `{"generated_ids", "generated_length"}`
-        of each row's best beam.
+        It takes `(token_ids, padding_mask, max_new_tokens, stop_token_ids,
+        length_penalty)` and returns, like `sample`, `{"generated_ids",
+        "generated_length"}` of each row's best beam.
         """
-        self._check_beams(num_beams)
+        check_settings(self.max_sequence_length, num_beams=num_beams)
         if num_beams not in self._beam_searches:
 
-            def search(token_ids, padding_mask, max_new_tokens, stop_token_ids):
+            def search(token_ids, padding_mask, max_new_tokens, stop_token_ids, alpha):
                 (max_new_tokens,) = _per_prompt(
                     tf.shape(token_ids)[0], max_new_tokens=max_new_tokens
                 )
 
                 def generate():
-                    ids, lengths, row_end = self._prepare(
+                    ids, lengths, row_end, source = self._prepare(
                         token_ids, padding_mask, max_new_tokens, stop_token_ids
                     )
                     ids, stop_at = self._beam_loop(
-                        ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams
+                        ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams,
+                        alpha, source,
                     )
                     return _completions(ids, lengths, stop_at)
 
@@ -277,26 +320,26 @@ class Generator:
 
             self._beam_searches[num_beams] = tf.function(
                 search,
-                input_signature=[*PROMPT_SPECS, SETTING_SPECS[0], STOP_SPEC],
+                input_signature=[
+                    *PROMPT_SPECS, SETTING_SPECS[0], STOP_SPEC,
+                    tf.TensorSpec([], tf.float32, name="length_penalty"),
+                ],
             )
         return self._beam_searches[num_beams]
 
-    def _check_beams(self, num_beams):
-        if not isinstance(num_beams, int) or not 1 <= num_beams <= self.vocabulary_size:
-            raise ValueError(
-                f"`num_beams` must be an int in [1, {self.vocabulary_size}]. "
-                f"Received: num_beams={num_beams!r}"
-            )
-
-    def _beam_loop(self, ids, lengths, row_end, prefill_width, stop_token_ids, beams):
+    def _beam_loop(self, ids, lengths, row_end, prefill_width, stop_token_ids, beams, alpha,
+                   source=None):
         """Beam search after each row's prompt in `ids` `[B, S]`; the best beams and ends."""
         batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
+        context = self._context(source)
         _, caches = self._forward(
-            ids[:, :prefill_width], 0, self._empty_caches(batch_size, total)
+            ids[:, :prefill_width], 0, self.model.empty_cache(batch_size, total), context
         )
         # Every row becomes `beams` rows: [B * K, ...], row b * K + k.
         expand = lambda t: tf.repeat(t, beams, axis=0)
         caches = [expand(cache) for cache in caches]
+        if context is not None:  # the same source for every beam of a row
+            context = tf.nest.map_structure(expand, context)
         ids = expand(ids)
         lengths_k = tf.reshape(expand(lengths), [batch_size, beams])
         row_end_k = tf.reshape(expand(row_end), [batch_size, beams])
@@ -307,20 +350,17 @@ class Generator:
         )  # [B, K]
         vocabulary = self.vocabulary_size
         positions = tf.range(total)[None, :]
-        # A finished beam continues with token 0 at no cost (never read back).
-        frozen_log_probs = tf.where(tf.range(vocabulary) == 0, 0.0, -np.inf)  # [V]
 
         def keep_going(i, ids, scores, done, stop_at, caches):
             return tf.logical_and(i < total, tf.logical_not(tf.reduce_all(done)))
 
         def step(i, ids, scores, done, stop_at, caches):
             previous = tf.gather(ids, [i - 1], axis=1)  # [B * K, 1]
-            logits, caches = self._forward(previous, i - 1, caches)
+            logits, caches = self._forward(previous, i - 1, caches, context)
             log_probs = tf.reshape(tf.nn.log_softmax(logits[:, 0]), [batch_size, beams, vocabulary])
-            log_probs = tf.where(done[:, :, None], frozen_log_probs, log_probs)
-            candidates = tf.reshape(scores[:, :, None] + log_probs, [batch_size, beams * vocabulary])
-            best, index = tf.math.top_k(candidates, beams)  # [B, K]
-            source, token = index // vocabulary, index % vocabulary
+            # Generated lengths after this step (a finished beam's stays).
+            generated = tf.where(done, stop_at, i + 1) - lengths_k
+            source, token, best = beam_step(log_probs, scores, generated, done, alpha)
             # Rows still reading their prompt keep their beams and tokens.
             in_prompt = (i < lengths_k)[:, :1]  # [B, 1]
             source = tf.where(in_prompt, tf.range(beams)[None, :], source)
@@ -346,7 +386,9 @@ class Generator:
             step,
             (tf.reduce_min(lengths), ids, scores, lengths_k >= row_end_k, row_end_k, caches),
         )
-        best = tf.argmax(scores, axis=1, output_type=tf.int32)  # [B]
+        # The best beam by its length-penalised score (Wu et al. 2016).
+        final = scores / length_penalty(stop_at - lengths_k, alpha)
+        best = tf.argmax(final, axis=1, output_type=tf.int32)  # [B]
         ids = tf.gather(tf.reshape(ids, [batch_size, beams, total]), best, batch_dims=1)
         return ids, tf.gather(stop_at, best, batch_dims=1)
 
@@ -356,16 +398,20 @@ class Generator:
         """The XLA-compiled loop for `num_beams` (1: sampling), traced per shape bucket."""
         if num_beams not in self._xla_loops:
 
-            def loop(token_ids, lengths, max_new_tokens, sampling, stop_token_ids, total):
-                # token_ids = [B, P], a static bucket; `total` (S) too.
+            def loop(token_ids, lengths, max_new_tokens, sampling, stop_token_ids, total, source,
+                     alpha):
+                # token_ids = [B, P], a static bucket; `total` (S) too; a
+                # seq2seq model's `source` is ([B, S_src], its mask), else None.
                 width = token_ids.shape[1]
                 ids = tf.pad(token_ids, [[0, 0], [0, total - width]])  # [B, S]
                 row_end = lengths + max_new_tokens
                 if num_beams == 1:
                     return self._sample_loop(
-                        ids, lengths, row_end, width, *sampling, stop_token_ids
+                        ids, lengths, row_end, width, *sampling, stop_token_ids, source
                     )
-                return self._beam_loop(ids, lengths, row_end, width, stop_token_ids, num_beams)
+                return self._beam_loop(
+                    ids, lengths, row_end, width, stop_token_ids, num_beams, alpha, source
+                )
 
             self._xla_loops[num_beams] = tf.function(loop, jit_compile=True)
         return self._xla_loops[num_beams]
@@ -379,7 +425,7 @@ class Generator:
         if isinstance(prompts, str):
             single, batch = True, [prompts]
         elif isinstance(prompts, (list, tuple, np.ndarray)):
-            single = len(prompts) > 0 and all(_is_int(p) for p in prompts)
+            single = len(prompts) > 0 and all(is_int(p) for p in prompts)
             batch = [prompts] if single else list(prompts)
         else:
             raise TypeError(
@@ -393,7 +439,10 @@ class Generator:
                     "String prompts need a tokenizer: Generator(model, tokenizer=...)."
                 )
             rows = [list(np.asarray(r)) for r in self.tokenizer(tf.constant(batch)).to_list()]
-            if self.end_token_id is not None:
+            if self.seq2seq:  # as seq2seq_dataset's sources: cut, then the end token
+                room = self.max_sequence_length - 1
+                rows = [row[:room] + [self.source_end_token_id] for row in rows]
+            elif self.end_token_id is not None:
                 rows = [row or [self.end_token_id] for row in rows]
         else:
             rows = []
@@ -417,7 +466,7 @@ class Generator:
         try:
             if rows:  # one flat array: cheap however many prompts there are
                 flat = np.concatenate([np.asarray(row, np.int64) for row in rows])
-                check_token_ids(flat, self.vocabulary_size, "prompts")
+                check_token_ids(flat, self.source_vocabulary_size, "prompts")
         except ValueError as error:
             if not texts:
                 raise
@@ -435,17 +484,23 @@ class Generator:
         top_k=None,
         top_p=None,
         num_beams=1,
+        length_penalty=None,
         stop_token_ids=None,
         seed=None,
     ):
-        """Continues each prompt.
+        """Continues each prompt (a causal LM), or writes each source's target (seq2seq).
 
         Args:
             prompts: A string or a list of strings (needs the tokenizer), or
                 a list of token-id lists (or one list of ids), each id in
                 `[0, vocabulary_size)`. An empty list gives an empty list.
+                For a seq2seq model these are the sources: text is cut to
+                the context and ended with the source end token, as
+                `seq2seq_dataset` does; ids are the encoder's inputs as
+                given (end them with that token yourself).
             max_new_tokens: The most tokens to add to each prompt, in
-                `[0, max_sequence_length)`.
+                `[0, max_sequence_length)`: one int, or a list of one per
+                prompt.
             temperature: 0 for greedy decoding; otherwise logits are divided
                 by it and the next token is sampled.
             top_k: Sample among the `top_k` most likely tokens only (None or
@@ -454,9 +509,15 @@ class Generator:
                 sum to at least `top_p`, in `(0, 1]` (None or 1: no top-p).
             num_beams: More than 1 for beam search (then `temperature`,
                 `top_k`, `top_p` and `seed` must keep their defaults).
+            length_penalty: Beam search's Wu et al. (2016) exponent alpha:
+                beams are ranked by their summed log-probability divided by
+                `((5 + length) / 6) ** alpha`, `length` counting generated
+                tokens. Default: 0.6 for a seq2seq model (Model Garden's
+                and the Transformer paper's), 0 (none) for a causal LM.
             stop_token_ids: Token ids that end a row's generation (kept in
                 the ids, left out of the text). Default: the tokenizer's
-                `end_token_id`, if any, else none.
+                `end_token_id`, if any, else none (a seq2seq model: the end
+                token its targets were trained with).
             seed: An int32 for reproducible sampling, or a list of one per
                 prompt; None draws one. Rows that share a seed share their
                 sampling noise (the same draw for the same token at the same
@@ -470,31 +531,34 @@ class Generator:
             the new ids (one array for one list of ids).
         """
         rows, texts, single = self._prompt_rows(prompts)
+        context = self.max_sequence_length
         if stop_token_ids is None:
             stop_token_ids = [] if self.end_token_id is None else [self.end_token_id]
         stop_token_ids = check_stop_token_ids(stop_token_ids, self.vocabulary_size)
-        if num_beams != 1:
-            self._check_beams(num_beams)
-            if temperature != 0.0 or top_k is not None or top_p is not None or seed is not None:
-                raise ValueError(
-                    "Beam search (num_beams > 1) is deterministic: leave temperature, top_k, "
-                    f"top_p and seed unset. Received: temperature={temperature}, top_k={top_k}, "
-                    f"top_p={top_p}, seed={seed}"
-                )
+        if length_penalty is None:
+            length_penalty = SEQ2SEQ_LENGTH_PENALTY if self.seq2seq else 0.0
         top_k = 0 if top_k is None else top_k
         top_p = 1.0 if top_p is None else top_p
         seeds = seed if isinstance(seed, (list, tuple, np.ndarray)) else None
-        if seeds is not None and len(seeds) != len(rows):
-            raise ValueError(
-                f"`seed` must be one int, or one per prompt ({len(rows)}). "
-                f"Received: {len(seeds)} seeds"
-            )
+        per_prompt = {"seed": seeds, "max_new_tokens": max_new_tokens}
+        for name, values in per_prompt.items():
+            if isinstance(values, (list, tuple, np.ndarray)) and len(values) != len(rows):
+                raise ValueError(
+                    f"`{name}` must be one int, or one per prompt ({len(rows)}). "
+                    f"Received: {len(values)} {name.replace('_', ' ')} values"
+                )
         check_settings(
-            self.max_sequence_length, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p,
+            context, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+            length_penalty=length_penalty,
+            **({} if seed is None else {"seed": seed if seeds is None else seeds[0]}),
         )
-        for value in [] if seed is None else seeds if seeds is not None else [seed]:
-            check_settings(self.max_sequence_length, seed=value)
+        max_new = max_new_tokens if isinstance(max_new_tokens, (list, tuple, np.ndarray)) else (
+            [max_new_tokens] * max(len(rows), 1)
+        )
+        for value in max_new:
+            check_settings(context, max_new_tokens=value)
+        for value in [] if seeds is None else seeds:
+            check_settings(context, seed=value)
         if not rows:
             return []
         if seed is None:
@@ -506,45 +570,87 @@ class Generator:
             per_row(top_p, tf.float32),
             per_row(seed, tf.int32) if seeds is None else tf.constant(seeds, tf.int32),
         )
+        max_new = np.array([int(m) for m in max_new], "int32")
         stops = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
-        # A longer prompt keeps its last tokens: they and the new ones must fit.
-        room = self.max_sequence_length - max_new_tokens
-        rows = [row[-room:] for row in rows]
-        lengths = np.array([len(row) for row in rows], "int32")
-        width = int(lengths.max())
-        if self.jit_compile:
-            # Shape buckets: XLA compiles once per (batch, prompt bucket,
-            # total bucket, number of stop tokens).
-            total = min(self.max_sequence_length, _round_up(width + max_new_tokens, 64))
-            width = min(total, _round_up(width, 32))
-        token_ids = np.zeros((len(rows), width), "int32")
-        for n, row in enumerate(rows):
-            token_ids[n, : len(row)] = row
-        if self.jit_compile:
-            ids, stop_at = self._compiled(num_beams)(
-                token_ids, lengths, per_row(max_new_tokens, tf.int32), sampling, stops, total
-            )
-            ids, stop_at = ids.numpy(), stop_at.numpy()
-            new_ids = [ids[n, lengths[n] : stop_at[n]] for n in range(len(rows))]
+        alpha = tf.constant(length_penalty, tf.float32)
+        if self.seq2seq:
+            new_ids = self._generate_from_sources(rows, max_new, sampling, stops, num_beams, alpha)
         else:
-            padding_mask = (np.arange(width)[None, :] < lengths[:, None]).astype("int32")
-            arguments = (token_ids, padding_mask, per_row(max_new_tokens, tf.int32))
-            if num_beams != 1:
-                outputs = self.beam_search(num_beams)(*arguments, stops)
-            else:
-                outputs = self.sample(*arguments, *sampling, stops)
-            generated = outputs["generated_ids"].numpy()
-            counts = outputs["generated_length"].numpy()
-            new_ids = [generated[n, :count] for n, count in enumerate(counts)]
+            new_ids = self._generate_from_prompts(rows, max_new, sampling, stops, num_beams, alpha)
         if texts:
             stops = set(stop_token_ids)
             kept = [[int(t) for t in row if int(t) not in stops] for row in new_ids]
             ragged = tf.ragged.constant(kept, dtype=tf.int32, row_splits_dtype=tf.int64)
-            strings = self.tokenizer.detokenize(ragged).numpy()
+            strings = self.target_tokenizer.detokenize(ragged).numpy()
             result = [s.decode("utf-8", errors="replace") for s in strings]
         else:
             result = new_ids
         return result[0] if single else result
+
+    def _generate_from_prompts(self, rows, max_new, sampling, stops, num_beams, alpha):
+        """A causal LM's new ids of each prompt row."""
+        # A longer prompt keeps its last tokens: they and the new ones must fit.
+        room = self.max_sequence_length - max_new
+        rows = [row[-int(r):] for row, r in zip(rows, room)]
+        lengths = np.array([len(row) for row in rows], "int32")
+        width = int(lengths.max())
+        total = None
+        if self.jit_compile:
+            # Shape buckets: XLA compiles once per (batch, prompt bucket,
+            # total bucket, number of stop tokens).
+            total = min(self.max_sequence_length, _round_up(int((lengths + max_new).max()), 64))
+            width = min(total, _round_up(width, 32))
+        token_ids = _padded(rows, width)
+        return self._run(token_ids, lengths, max_new, sampling, stops, num_beams, alpha, total)
+
+    def _generate_from_sources(self, rows, max_new, sampling, stops, num_beams, alpha):
+        """A seq2seq model's new ids for each source row."""
+        context = self.max_sequence_length
+        for n, row in enumerate(rows):
+            if len(row) > context:
+                raise ValueError(
+                    f"Source {n} has {len(row)} tokens; the model reads at most {context}."
+                )
+        lengths = np.array([len(row) for row in rows], "int32")
+        width = int(lengths.max())
+        if not self.jit_compile:
+            return self._run(_padded(rows, width), lengths, max_new, sampling, stops, num_beams,
+                             alpha, None)
+        width = min(context, _round_up(width, 32))
+        source = (_padded(rows, width), (np.arange(width)[None, :] < lengths[:, None]).astype("int32"))
+        start = np.full((len(rows), 1), self.start_token_id, "int32")
+        total = min(context, _round_up(1 + int(max_new.max()), 64))
+        ones = np.ones(len(rows), "int32")
+        return self._run(start, ones, max_new, sampling, stops, num_beams, alpha, total, source)
+
+    def _run(self, token_ids, lengths, max_new, sampling, stops, num_beams, alpha, total,
+             source=None):
+        """Runs the XLA loop (`total` given) or the graph one; each row's new ids."""
+        max_new = tf.constant(max_new, tf.int32)
+        if total is not None:
+            ids, stop_at = self._compiled(num_beams)(
+                token_ids, lengths, max_new, sampling, stops, total, source, alpha
+            )
+            ids, stop_at = ids.numpy(), stop_at.numpy()
+            return [ids[n, lengths[n] : stop_at[n]] for n in range(len(lengths))]
+        width = token_ids.shape[1]
+        padding_mask = (np.arange(width)[None, :] < lengths[:, None]).astype("int32")
+        arguments = (token_ids, padding_mask, max_new)
+        if num_beams != 1:
+            outputs = self.beam_search(num_beams)(*arguments, stops, alpha)
+        else:
+            outputs = self.sample(*arguments, *sampling, stops)
+        generated = outputs["generated_ids"].numpy()
+        counts = outputs["generated_length"].numpy()
+        return [generated[n, :count] for n, count in enumerate(counts)]
+
+
+def _padded(rows, width):
+    """Rows of ids as an int32 array `[B, width]`, right-padded with 0."""
+    token_ids = np.zeros((len(rows), width), "int32")
+    for n, row in enumerate(rows):
+        token_ids[n, : len(row)] = row
+    return token_ids
 
 
 def check_decoder(model, *tasks):
@@ -570,58 +676,6 @@ def check_decoder(model, *tasks):
         f"`model` must be {' or '.join(builders[t] for t in tasks)}. Received: a {task} model "
         f"({type(model).__name__} {getattr(model, 'name', '')!r})"
     )
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value):
-    return _is_int(value) or isinstance(value, (float, np.floating))
-
-
-def check_settings(context, **settings):
-    """Checks decoding settings as the loop takes them; a `ValueError` names the first bad one.
-
-    The one check of the settings that `Generator.generate` and
-    `keras_llm.export` take (`Generator.sample` and the exported signatures
-    check their tensors in the graph). Each given keyword must be:
-    `max_new_tokens` an int in `[0, context)`, `temperature` a number >= 0
-    (0: greedy), `top_k` an int >= 0 (0: no top-k), `top_p` a number in
-    `(0, 1]` (1: no top-p), `seed` an int32 (in `[-2**31, 2**31)`).
-
-    Example:
-
-    ```python
-    from keras_llm.generation.generator import check_settings
-
-    check_settings(32, max_new_tokens=8, temperature=0.7, top_k=0, top_p=0.9, seed=1)
-    try:
-        check_settings(32, top_p=1.5)
-    except ValueError as error:
-        assert "Received: top_p=1.5" in str(error)
-    ```
-    """
-    rules = {
-        "max_new_tokens": (lambda v: _is_int(v) and 0 <= v < context, f"an int in [0, {context})"),
-        "temperature": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0: greedy)"),
-        "top_k": (lambda v: _is_int(v) and v >= 0, "an int >= 0 (0 or None: no top-k)"),
-        "top_p": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1] (1 or None: no top-p)"),
-        "seed": (lambda v: _is_int(v) and -(2**31) <= v < 2**31, "an int in [-2**31, 2**31)"),
-    }
-    for name, value in settings.items():
-        valid, expected = rules[name]
-        if not valid(value):
-            raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-
-
-def _sampling_checks(temperature, top_k, top_p):
-    return [
-        tf.debugging.assert_non_negative(temperature, message="temperature must be >= 0"),
-        tf.debugging.assert_non_negative(top_k, message="top_k must be >= 0 (0: no top-k)"),
-        tf.debugging.assert_positive(top_p, message="top_p must be in (0, 1]"),
-        tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
-    ]
 
 
 def check_inputs(token_ids, vocabulary_size, max_length=None, **same_shape):
@@ -732,30 +786,6 @@ def _unless_empty(token_ids, generate):
             "generated_length": tf.zeros([0], tf.int32),
         },
     )
-
-
-def _gumbel_noise(seed, step, vocabulary):
-    """Gumbel(0, 1) noise `[B, V]` from a hash of (row seed, step, token id).
-
-    A counter-based generator in integer ops (MurmurHash3's 32-bit
-    finalizer, twice): each row's numbers depend only on its own seed, so a
-    prompt samples the same text alone or in any batch, with or without XLA,
-    in Python and in an exported SavedModel.
-    """
-    def mix(h):
-        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-        h = h * tf.constant(0x85EBCA6B, tf.uint32)
-        h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
-        h = h * tf.constant(0xC2B2AE35, tf.uint32)
-        return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-
-    row = tf.bitcast(tf.cast(seed, tf.int32), tf.uint32)[:, None]  # [B, 1]
-    token = tf.cast(tf.range(vocabulary), tf.uint32)[None, :]  # [1, V]
-    counter = tf.cast(step, tf.uint32) * tf.constant(0x9E3779B1, tf.uint32)
-    h = mix(mix(row ^ counter) + token * tf.constant(0x27D4EB2F, tf.uint32))
-    # 24 random bits -> a uniform in (0, 1), never 0 or 1.
-    uniform = (tf.cast(tf.bitwise.right_shift(h, 8), tf.float32) + 0.5) / 16777216.0
-    return -tf.math.log(-tf.math.log(uniform))
 
 
 def _round_up(value, multiple):

@@ -159,7 +159,7 @@ class GPT(keras.Model):
     - `vocabulary_size`, `max_sequence_length`: its ids and its context;
     - `empty_cache(batch_size, cache_length)`: one zero key/value cache per
       block, `[batch_size, 2, num_heads, cache_length, head_dim]`;
-    - `call_with_cache(token_ids, cache, cache_index)`: the float32 logits
+    - `call_with_cache(token_ids, cache, cache_index, context=None)`: the float32 logits
       `[B, T, V]` of `token_ids` `[B, T]` at positions `cache_index ...`,
       reading and writing their keys and values in `cache`; returns
       `(logits, cache)`. A prompt fills the cache in one call, then each
@@ -249,8 +249,12 @@ class GPT(keras.Model):
             for block in self._blocks
         ]
 
-    def call_with_cache(self, token_ids, cache, cache_index):
-        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`."""
+    def call_with_cache(self, token_ids, cache, cache_index, context=None):
+        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
+
+        `context` is what a seq2seq model's `encode` returns; a GPT has no
+        source, and takes None (the argument keeps one interface).
+        """
         x = self._embeddings(token_ids, start_index=cache_index)  # [B, T, D]
         updated = []
         for block, block_cache in zip(self._blocks, cache):

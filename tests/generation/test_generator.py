@@ -288,10 +288,10 @@ def test_sample_takes_one_value_per_prompt_or_one_for_all_and_nothing_else(model
         ):
             generator.sample(ids, mask, *wrong, stops)
     search = generator.beam_search(2)
-    out = search(ids[:2], mask[:2], tf.constant([4]), stops)
+    out = search(ids[:2], mask[:2], tf.constant([4]), stops, 0.0)
     assert out["generated_ids"].shape == (2, 4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="`max_new_tokens` must have one value"):
-        search(ids, mask, tf.constant([4, 4]), stops)
+        search(ids, mask, tf.constant([4, 4]), stops, 0.0)
 
 
 def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model, graph):
@@ -300,7 +300,7 @@ def test_no_prompts_give_empty_outputs_and_bad_ids_are_named_in_the_graph(model,
     stops = tf.zeros([0], tf.int32)
     for out in (generator.sample(empty, empty, *_settings(0), stops),
                 generator.sample(empty, empty, *_settings(1), stops),
-                generator.beam_search(2)(empty, empty, tf.constant([4]), stops)):
+                generator.beam_search(2)(empty, empty, tf.constant([4]), stops, 0.0)):
         assert out["generated_ids"].dtype == tf.int32 and out["generated_ids"].shape == (0, 0)
         assert out["generated_length"].dtype == tf.int32 and out["generated_length"].shape == (0,)
     ids, mask = _padded([[1, 2], [3, VOCABULARY + 5]])
@@ -322,7 +322,7 @@ def test_one_seed_per_prompt_gives_each_row_its_own_sample(model, compiled):
     batched = generator.generate(prompts, 6, temperature=1.0, seed=[11, 12])
     for a, b in zip(alone, batched):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"one per prompt \(2\). Received: 3 seeds"):
+    with pytest.raises(ValueError, match=r"`seed` must be one int, or one per prompt \(2\). Received: 3 seed values"):
         generator.generate(prompts, 6, temperature=1.0, seed=[1, 2, 3])
     with pytest.raises(ValueError, match=r"Received: seed=2147483648"):
         generator.generate(prompts, 6, temperature=1.0, seed=[1, 2**31])
