@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_llm._atomic import atomic_output, clean_interrupted_in
 from keras_llm.data._pipeline import add_specials, model_inputs
+from keras_llm.data.seq2seq import seq2seq_specials
 from keras_llm.data.question_answering import QUESTION_ANSWERING_DEFAULTS, check_window_settings
 from keras_llm.evaluation.question_answering import (
     answer_questions,
@@ -63,7 +64,8 @@ def _task(model):
     if task in _TASK_NAMES:
         return task
     raise ValueError(
-        "`model` must be a GPT from keras_llm.build_gpt, a masked LM from "
+        "`model` must be a GPT from keras_llm.build_gpt, a seq2seq model from "
+        "keras_llm.build_seq2seq, a masked LM from "
         "keras_llm.build_bert_pretrainer, a classifier from keras_llm.build_bert_classifier, a "
         "tagger from keras_llm.build_bert_tagger or a question answerer from "
         f"keras_llm.build_bert_question_answerer. Received: model={model.name!r}"
@@ -75,13 +77,16 @@ def _task(model):
 # What each kind of model is called in messages, and the settings of `export` it takes.
 _TASK_NAMES = {
     "causal_lm": "GPT",
+    "seq2seq_lm": "seq2seq model",
     "masked_lm": "masked LM",
     "classifier": "classifier",
     "tagger": "tagger",
     "question_answerer": "question answerer",
 }
+_GENERATION_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_token_ids")
 _TASK_SETTINGS = {
-    "causal_lm": ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_token_ids"),
+    "causal_lm": _GENERATION_SETTINGS,
+    "seq2seq_lm": _GENERATION_SETTINGS,
     "masked_lm": ("top_k",),
     "classifier": ("label_names",),
     "tagger": ("label_names",),
@@ -171,7 +176,8 @@ class _CausalLMServing(tf.Module):
 
     def __init__(self, model, tokenizer, defaults, stop_token_ids):
         super().__init__()
-        _check_vocabulary(tokenizer, model, "GPT")  # generated ids are named by the tokenizer
+        # Generated ids are named by the tokenizer.
+        _check_vocabulary(tokenizer, model, _TASK_NAMES[model.task])
         self.model = model
         self.tokenizer = tokenizer
         self._generator = Generator(model, tokenizer, jit_compile=False)
@@ -254,6 +260,50 @@ class _CausalLMServing(tf.Module):
             "generate_ids": self.generate_ids,
             "logits": self.logits,
         }
+
+
+class _Seq2SeqServing(_CausalLMServing):
+    """Signatures of a seq2seq export: a source text in, its generated target out."""
+
+    def __init__(self, model, tokenizer, defaults, stop_token_ids):
+        if model.source_vocabulary_size != model.vocabulary_size:
+            raise ValueError(
+                "A seq2seq export serves one tokenizer for sources and targets: the model must "
+                f"have a shared vocabulary. Received: a model with {model.source_vocabulary_size} "
+                f"source and {model.vocabulary_size} target token ids"
+            )
+        super().__init__(model, tokenizer, defaults, stop_token_ids)
+        self._source_end_token_id = self._generator.source_end_token_id
+
+    def _ids(self, text):
+        # As seq2seq_dataset's sources: the first tokens that fit, then the end token.
+        ids = self.tokenizer(text)[:, : self.model.max_sequence_length - 1]  # [B, None]
+        rows = ids.nrows()
+        ids = tf.concat([ids, tf.fill([rows, 1], self._source_end_token_id)], axis=1)
+        padding_mask = tf.ones_like(ids).to_tensor(0)
+        return ids.to_tensor(0), padding_mask
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None], tf.int32, name=name)
+        for name in ("encoder_token_ids", "encoder_padding_mask",
+                     "decoder_token_ids", "decoder_padding_mask")
+    ])
+    def logits(self, encoder_token_ids, encoder_padding_mask, decoder_token_ids,
+               decoder_padding_mask):
+        context = self.model.max_sequence_length
+        encoder_token_ids, encoder_padding_mask = check_inputs(
+            encoder_token_ids, self.model.source_vocabulary_size, context,
+            padding_mask=encoder_padding_mask,
+        )
+        decoder_token_ids, decoder_padding_mask = check_inputs(
+            decoder_token_ids, self.model.vocabulary_size, context,
+            padding_mask=decoder_padding_mask,
+        )
+        logits = self.model({
+            "encoder_token_ids": encoder_token_ids, "encoder_padding_mask": encoder_padding_mask,
+            "decoder_token_ids": decoder_token_ids, "decoder_padding_mask": decoder_padding_mask,
+        }, training=False)
+        return {"logits": tf.cast(logits, tf.float32)}
 
 
 class _LabelledServing(tf.Module):
@@ -592,6 +642,16 @@ def export(
       setting. No texts give empty outputs. Ids outside the vocabulary, and
       `logits` input longer than the context, fail with `INVALID_ARGUMENT`
       naming `token_ids`.
+    - a seq2seq model (`keras_llm.build_seq2seq`, one tokenizer for source
+      and target): the same `serving_default`, `generate` and
+      `generate_ids` with the texts as sources: each is cut to
+      `max_sequence_length - 1` tokens and ended with the source end token,
+      as `keras_llm.data.seq2seq_dataset` trains (an empty text is just
+      that token), and `generated_text` is the target written from the
+      decoder's start token (`Generator` decodes the same way);
+      `generate_ids` takes the encoder's ids as given; `logits` takes the
+      model's four inputs (`encoder_token_ids`, `encoder_padding_mask`,
+      `decoder_token_ids`, `decoder_padding_mask`).
     - a masked LM: `serving_default` (`text` with `[MASK]` marking blanks ->
       `mask_positions`, and per blank the `top_k` most likely
       `top_token_ids`, `top_tokens`, `top_probabilities`; `filled_text`,
@@ -638,7 +698,7 @@ def export(
     valid UTF-8 (a byte-level model can stop inside a character: U+FFFD).
 
     Args:
-        model: A model from `keras_llm.build_gpt`,
+        model: A model from `keras_llm.build_gpt`, `keras_llm.build_seq2seq`,
             `keras_llm.build_bert_pretrainer`,
             `keras_llm.build_bert_classifier`, `keras_llm.build_bert_tagger`
             or `keras_llm.build_bert_question_answerer`.
@@ -651,13 +711,14 @@ def export(
         overwrite: Whether an existing `version` may be replaced.
         label_names: A classifier's class names, a tagger's tag names
             (default `"0"`, `"1"`, ...).
-        max_new_tokens, temperature, top_k, top_p, seed: A GPT's
-            `serving_default` settings; defaults: 64 (fewer if the context
+        max_new_tokens, temperature, top_k, top_p, seed: A GPT's or a
+            seq2seq model's `serving_default` settings; defaults: 64 (fewer if the context
             is shorter), greedy (0.0), 0 (no top-k), 1.0 (no top-p), 0.
             For a masked LM, `top_k` is the number of fills per blank
             (default 5, as in Hugging Face's fill-mask pipeline).
-        stop_token_ids: A GPT's stop tokens, ids of its vocabulary;
-            default: the tokenizer's `end_token_id`, if any.
+        stop_token_ids: A GPT's or seq2seq model's stop tokens, ids of its
+            vocabulary; default: the tokenizer's `end_token_id`, if any (a
+            seq2seq model: the end token of `seq2seq_specials`).
         max_answer_length, doc_stride, max_question_length: A question
             answerer's settings, in tokens; defaults: 30 (as Hugging Face's
             run_qa.py), 128 and 64 (as its pipeline). Windows are
@@ -693,17 +754,19 @@ def export(
     ))
     tokenizer = serving_tokenizer(tokenizer)
     context = model.max_sequence_length
-    if task == "causal_lm":
+    if task in ("causal_lm", "seq2seq_lm"):
         given = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                      top_p=top_p, seed=seed)
         defaults = {**GENERATION_DEFAULTS, "max_new_tokens": min(64, context - 1)}
         defaults.update({k: v for k, v in given.items() if v is not None})
         check_settings(context, **defaults)
-        if stop_token_ids is None:
-            end = getattr(tokenizer, "end_token_id", None)
+        if stop_token_ids is None:  # the end token: a seq2seq model's targets end with it
+            end = (getattr(tokenizer, "end_token_id", None) if task == "causal_lm"
+                   else seq2seq_specials(tokenizer, needed=()).get("end_token_id"))
             stop_token_ids = [] if end is None else [end]
         stop_token_ids = check_stop_token_ids(stop_token_ids, model.vocabulary_size)
-        module = _CausalLMServing(model, tokenizer, defaults, stop_token_ids)
+        serving = _CausalLMServing if task == "causal_lm" else _Seq2SeqServing
+        module = serving(model, tokenizer, defaults, stop_token_ids)
     elif task == "masked_lm":
         vocabulary_size = model.vocabulary_size
         top_k = 5 if top_k is None else top_k
