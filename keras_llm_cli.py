@@ -23,6 +23,7 @@ import warnings
 # TensorFlow; tests/test_cli.py checks them against keras_llm's presets.
 GPT_PRESET_NAMES = ("gpt_nano", "gpt2_small", "gpt2_medium", "gpt2_large", "gpt2_xl")
 BERT_PRESET_NAMES = ("bert_tiny", "bert_mini", "bert_small", "bert_medium", "bert_base", "bert_large")
+SEQ2SEQ_PRESET_NAMES = ("seq2seq_tiny", "transformer_base", "transformer_big")
 
 COMMON_FLAGS = {
     "--verbose": dict(
@@ -35,9 +36,13 @@ COMMON_FLAGS = {
 
 TRAIN_FLAGS = {
     "--preset": dict(
-        default="gpt_nano", choices=GPT_PRESET_NAMES + BERT_PRESET_NAMES, metavar="PRESET",
-        help="A GPT preset (causal-LM training: " + ", ".join(GPT_PRESET_NAMES) + ") or a BERT "
-        "preset (masked-LM + next-sentence pre-training: " + ", ".join(BERT_PRESET_NAMES) + ").",
+        default="gpt_nano", choices=GPT_PRESET_NAMES + BERT_PRESET_NAMES + SEQ2SEQ_PRESET_NAMES,
+        metavar="PRESET",
+        help="A GPT preset (causal-LM training: " + ", ".join(GPT_PRESET_NAMES) + "), a BERT "
+        "preset (masked-LM + next-sentence pre-training: " + ", ".join(BERT_PRESET_NAMES) + ") "
+        "or an encoder-decoder preset (sequence to sequence: " + ", ".join(SEQ2SEQ_PRESET_NAMES)
+        + "; without --data it learns to summarize standard-library functions into the first "
+        "line of their docstrings and reports BLEU and ROUGE-L on held-out ones).",
     ),
     "--data": dict(
         default=None,
@@ -45,6 +50,20 @@ TRAIN_FLAGS = {
         "embedded corpus (the Python standard library's docstrings).",
     ),
     "--text-field": dict(default=None, help="The text column/key/feature of --data."),
+    "--source-field": dict(
+        default="source",
+        help="Encoder-decoder presets: the source column/key/feature of --data (e.g. de, or "
+        "article for tfds:cnn_dailymail).",
+    ),
+    "--target-field": dict(
+        default="target",
+        help="Encoder-decoder presets: the target column/key/feature of --data (e.g. en, or "
+        "highlights for tfds:cnn_dailymail).",
+    ),
+    "--target-length": dict(
+        type=int, default=32,
+        help="Encoder-decoder presets: tokens per target (--sequence-length is the source's).",
+    ),
     "--split": dict(default="train", help="The TFDS split of tfds:NAME, slicing allowed."),
     "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
     "--download": dict(
@@ -54,9 +73,10 @@ TRAIN_FLAGS = {
     ),
     "--tokenizer": dict(
         default=None,
-        help="byte (GPT only), a BERT vocab.txt, a GPT-2 vocab.json (merges.txt beside it), "
-        "or train:SIZE to learn one from --data (WordPiece for BERT, byte-level BPE for "
-        "GPT). Default: byte for GPT, train:8192 for BERT.",
+        help="byte (GPT and encoder-decoder), a BERT vocab.txt, a GPT-2 vocab.json (merges.txt "
+        "beside it), or train:SIZE to learn one from --data (WordPiece for BERT, byte-level BPE "
+        "for the others). Default: byte for GPT, train:8192 for BERT, train:4096 (one "
+        "vocabulary for sources and targets) for encoder-decoders.",
     ),
     "--steps": dict(type=int, default=800, help="Training steps (batches)."),
     "--batch-size": dict(type=int, default=32, help="Sequences per batch (the global batch)."),

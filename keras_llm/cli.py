@@ -22,7 +22,9 @@ from keras_llm_cli import main  # noqa: F401
 # Learning rates that suit the small presets trained for a few hundred steps.
 SMALL_PRESET_LEARNING_RATE = {
     "gpt_nano": 2e-3, "bert_tiny": 1e-3, "bert_mini": 1e-3, "bert_small": 1e-3,
+    "seq2seq_tiny": 2e-3,
 }
+EVALUATION_PAIRS = 500  # the most held-out pairs a seq2seq run scores with BLEU and ROUGE-L
 HELD_OUT_EVERY = 50  # one text in 50 is validation
 
 
@@ -96,6 +98,8 @@ def train(args, parser):
     strategy = keras_llm.distribute.get_strategy(args.strategy)
     chief = keras_llm.distribute.is_chief(strategy)
     keras.utils.set_random_seed(args.seed)
+    if args.preset in keras_llm.SEQ2SEQ_PRESETS:
+        return _train_seq2seq(args, parser, strategy, chief, stem)
 
     try:
         texts = keras_llm.data.load_texts(
@@ -239,6 +243,163 @@ def train(args, parser):
     return 0
 
 
+def _train_seq2seq(args, parser, strategy, chief, stem):
+    """`keras-llm train` of an encoder-decoder: pairs in, BLEU and ROUGE-L before and after."""
+    import keras
+    import tensorflow as tf
+
+    import keras_llm
+
+    _positive(parser, args, ["target_length"])
+    if args.data is None:
+        train_pairs = [(p["source"], p["target"])
+                       for p in keras_llm.data.stdlib_function_summaries("train")]
+        held_out = [(p["source"], p["target"])
+                    for p in keras_llm.data.stdlib_function_summaries("test")]
+        print(f"task: summarize a standard-library function into its docstring's first line "
+              f"(built in): {len(train_pairs):,} training pairs, {len(held_out)} held-out "
+              "functions (other files)")
+        train_pairs = tf.data.Dataset.from_tensor_slices(
+            ([s for s, _ in train_pairs], [t for _, t in train_pairs])
+        )
+    else:
+        try:
+            pairs = keras_llm.data.load_texts(
+                args.data, text_field=args.source_field, label_field=args.target_field,
+                split=args.split, data_dir=args.data_dir, download=args.download,
+            )
+        except (OSError, ValueError) as error:  # a missing, empty or malformed source
+            parser.error(f"--data: {error}")
+        if pairs.element_spec[1].dtype != tf.string:
+            parser.error(f"--target-field {args.target_field!r} must hold text; "
+                         f"--data holds {pairs.element_spec[1].dtype.name} values there")
+        numbered = pairs.enumerate()
+        pick = lambda held: lambda i, *_: tf.equal(i % HELD_OUT_EVERY == 0, held)
+        train_pairs = numbered.filter(pick(False)).map(lambda _, s, t: (s, t))
+        held_out = [
+            (s.decode("utf-8"), t.decode("utf-8")) for s, t in
+            numbered.filter(pick(True)).map(lambda _, s, t: (s, t)).take(EVALUATION_PAIRS)
+            .as_numpy_iterator()
+        ]
+        print(f"pairs: {args.data} ({args.source_field} -> {args.target_field}); one in "
+              f"{HELD_OUT_EVERY} held out ({len(held_out)} scored)")
+        if not held_out:
+            parser.error(f"--data holds too few pairs: none is held out (one in {HELD_OUT_EVERY})")
+    held_out = held_out[:EVALUATION_PAIRS]
+
+    backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
+    resuming = os.path.isfile(backup_tokenizer)
+    if resuming:  # a killed run's tokenizer, not a new one learned again
+        with open(backup_tokenizer, encoding="utf-8") as f:
+            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
+    else:
+        vocabulary_dir = stem + "_vocabulary" if chief else tempfile.mkdtemp()
+        texts = train_pairs.flat_map(
+            lambda s, t: tf.data.Dataset.from_tensor_slices(tf.stack([s, t]))
+        )
+        tokenizer = _load_tokenizer(args.tokenizer or "train:4096", False, texts, vocabulary_dir,
+                                    parser)
+    print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size:,} ids "
+          "(one vocabulary for sources and targets)")
+    # Padding is masked out and weighted 0: a tokenizer without a padding id pads with its end.
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = tokenizer.end_token_id if pad is None else pad
+
+    preset = keras_llm.SEQ2SEQ_PRESETS[args.preset]
+    max_length = max(args.sequence_length, args.target_length, preset["max_sequence_length"])
+    learning_rate = args.learning_rate or SMALL_PRESET_LEARNING_RATE.get(args.preset)
+    jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+    with strategy.scope():
+        model = keras_llm.build_seq2seq(
+            args.preset, vocabulary_size=tokenizer.vocabulary_size,
+            max_sequence_length=max_length, precision=args.precision,
+        )
+        keras_llm.compile_model(
+            model, "seq2seq_lm", learning_rate=learning_rate, total_steps=args.steps,
+            jit_compile=jit_compile,
+        )
+    print(f"model: {args.preset}, {model.count_params():,} parameters, objective seq2seq_lm "
+          f"(label smoothing {model.loss.label_smoothing}), {args.precision}, "
+          f"{strategy.num_replicas_in_sync} replica(s)")
+    shape = dict(batch_size=args.batch_size, source_length=args.sequence_length,
+                 target_length=args.target_length, pad_token_id=pad, source_pad_token_id=pad)
+    full_batches = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
+    train_data = keras_llm.data.seq2seq_dataset(
+        train_pairs, tokenizer, seed=args.seed, repeat=True, drop_remainder=full_batches,
+        bucket=not full_batches, **shape,
+    )
+    validation_data = keras_llm.data.seq2seq_dataset(
+        held_out, tokenizer, shuffle=False, drop_remainder=full_batches,
+        bucket=not full_batches, **shape,
+    ).cache()
+    batches = sum(1 for _ in validation_data)
+    if not batches:
+        parser.error(f"--data's held-out pairs do not fill one batch of --batch-size {args.batch_size}")
+    validation_data = validation_data.apply(tf.data.experimental.assert_cardinality(batches))
+
+    def report(label):
+        loss = model.evaluate(validation_data, verbose=0, return_dict=True)["loss"]
+        summaries, bleu, rouge = _score_summaries(model, tokenizer, held_out, args.target_length)
+        print(f"{label}: validation loss {loss:.3f}, BLEU {bleu:.4f}, ROUGE-L F1 {rouge:.4f} "
+              f"(greedy, {len(held_out)} held-out pairs)")
+        return summaries, bleu
+
+    _, bleu_before = report("before training")
+    if resuming:
+        print(f"resuming: a killed run's backup is in {args.backup_dir}/")
+    elif chief:
+        os.makedirs(args.backup_dir, exist_ok=True)
+        write_text(backup_tokenizer, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
+    callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
+    epochs = max(d for d in range(1, 11) if args.steps % d == 0)
+    start = time.time()
+    resumed_from = keras_llm.training.fit_resumable(
+        model, train_data, epochs=epochs, steps_per_epoch=args.steps // epochs,
+        backup_dir=args.backup_dir, backup_every=args.backup_every, callbacks=callbacks,
+        validation_data=validation_data, verbose=1 if sys.stdout.isatty() else 2,
+    )
+    if resumed_from:
+        print(f"resumed at step {resumed_from} of {args.steps}")
+    print(f"trained {args.steps} steps in {time.time() - start:.0f} s")
+    summaries, bleu_after = report("after training")
+    print(f"BLEU {bleu_before:.4f} -> {bleu_after:.4f}")
+    if not chief:
+        return 0
+    version = _save_and_export(args, stem, model, tokenizer)
+    served = _generate_from_saved_model(
+        version, [held_out[0][0]], [0], max_new_tokens=args.target_length, temperature=0.0,
+        top_k=0, top_p=1.0,
+    )[0]
+    print("summaries of held-out functions (reference | generated):")
+    for (source, reference), generated in list(zip(held_out, summaries))[:3]:
+        first_line = source.strip().splitlines()[0] if source.strip() else ""
+        print(f"  {first_line[:70]}\n    reference: {reference}\n    generated: {generated}")
+    print(f"the export serves the first one as: {served}")
+    if os.path.isfile(backup_tokenizer):
+        os.remove(backup_tokenizer)
+    keras_llm.training.TrainingBackup(args.backup_dir).remove()
+    return 0
+
+
+def _score_summaries(model, tokenizer, pairs, max_new_tokens):
+    """Greedy outputs for the sources of `pairs`, and their BLEU and ROUGE-L F1 (keras-hub's)."""
+    import keras_hub
+
+    import keras_llm
+
+    generator = keras_llm.generation.Generator(model, tokenizer)
+    outputs = []
+    for start in range(0, len(pairs), 64):  # batches of 64: one XLA compilation per bucket
+        sources = [source for source, _ in pairs[start : start + 64]]
+        outputs += generator.generate(sources, max_new_tokens)
+    references = [[target] for _, target in pairs]
+    bleu = keras_hub.metrics.Bleu()
+    bleu.update_state(references, outputs)
+    rouge = keras_hub.metrics.RougeL()
+    rouge.update_state([target for _, target in pairs], outputs)
+    return outputs, float(bleu.result()), float(rouge.result()["f1_score"])
+
+
 def _save_and_export(args, stem, model, tokenizer, **export_arguments):
     """Saves `args.output` and STEM.tokenizer.json (what `_load_trained` reads), then exports
     to `args.export` (default saved_models/NAME); returns the version directory."""
@@ -378,7 +539,8 @@ def _cut_at_stop_strings(text, stops):
 
 
 def generate(args, parser):
-    """Continues prompts with a GPT from a .keras file or an exported SavedModel."""
+    """Continues prompts with a GPT, or writes targets of sources with an encoder-decoder,
+    from a .keras file or an exported SavedModel."""
     if args.max_new_tokens < 0:
         parser.error(f"--max-new-tokens must be >= 0; received {args.max_new_tokens}")
     _positive(parser, args, ["num_beams", "num_samples"])
@@ -387,18 +549,18 @@ def generate(args, parser):
             f"--num-samples {args.num_samples} needs sampling (--temperature > 0, no "
             "--num-beams): greedy decoding and beam search give one text per prompt"
         )
-    if args.num_beams > 1:
-        sampling_flags = {"--temperature": args.temperature != 0.0, "--top-k": args.top_k != 0,
-                          "--top-p": args.top_p != 1.0}
-        given = [flag for flag, set_ in sampling_flags.items() if set_]
-        if given:
-            parser.error(
-                f"--num-beams {args.num_beams} is deterministic beam search: leave "
-                f"{', '.join(given)} at the default (greedy)"
-            )
     if args.stop is not None and "" in args.stop:
         parser.error("--stop must not be empty")
     prompts = _read_prompts(args, parser)
+    from keras_llm.generation.samplers import check_settings
+
+    try:  # the one check of decoding settings (the context is checked where it is known)
+        check_settings(None, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       num_beams=args.num_beams)
+    except ValueError as error:
+        flags = re.sub(r"\b(temperature|top_k|top_p|num_beams)\b",
+                       lambda m: "--" + m.group(1).replace("_", "-"), str(error))
+        parser.error(flags)
     # Each prompt's samples, prompt-major: [p0 s0, p0 s1, ..., p1 s0, ...].
     rows = [(n, prompt, sample) for n, prompt in enumerate(prompts) for sample in range(args.num_samples)]
     texts = [prompt for _, prompt, _ in rows]
@@ -418,6 +580,7 @@ def generate(args, parser):
             )
         except ValueError as error:
             parser.error(str(error))
+        seq2seq = model.task == "seq2seq_lm"
     else:
         version = _latest_version(args.model)
         if version is None:
@@ -435,6 +598,7 @@ def generate(args, parser):
             completions = _generate_from_saved_model(version, texts, seeds, **settings)
         except ValueError as error:
             parser.error(f"--model: {error}")
+        seq2seq = _is_seq2seq_export(version)
         except tf.errors.InvalidArgumentError as error:
             # The served graph's check says what was wrong: "assertion failed: [MESSAGE]".
             reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
@@ -442,8 +606,18 @@ def generate(args, parser):
     for (n, prompt, sample), completion in zip(rows, completions):
         if args.num_samples > 1:
             print(f"# prompt {n + 1}, sample {sample + 1}")
-        print(prompt + _cut_at_stop_strings(completion, args.stop or []))
+        completion = _cut_at_stop_strings(completion, args.stop or [])
+        # A GPT continues the prompt; an encoder-decoder writes a new text from it.
+        print(f"{prompt}\n-> {completion}" if seq2seq else prompt + completion)
     return 0
+
+
+def _is_seq2seq_export(path):
+    """Whether an export is a seq2seq model's (its `logits` take encoder inputs)."""
+    import tensorflow as tf
+
+    logits = tf.saved_model.load(path).signatures.get("logits")
+    return logits is not None and "encoder_token_ids" in logits.structured_input_signature[1]
 
 
 # `keras-llm finetune --task` -> (from_pretrained's task, compile_model's task).

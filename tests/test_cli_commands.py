@@ -25,6 +25,7 @@ def _subcommand_help(capsys, name):
 def test_preset_names_are_keras_llms_presets():
     assert set(keras_llm_cli.GPT_PRESET_NAMES) == set(keras_llm.GPT_PRESETS)
     assert set(keras_llm_cli.BERT_PRESET_NAMES) == set(keras_llm.BERT_PRESETS)
+    assert set(keras_llm_cli.SEQ2SEQ_PRESET_NAMES) == set(keras_llm.SEQ2SEQ_PRESETS)
 
 
 def test_help_shows_defaults_and_presets(capsys):
@@ -180,7 +181,7 @@ def test_user_errors_are_one_line_with_status_2(trained, capsys, tmp_path, monke
     _one_line_error(code, err, "--prompt-file 'missing.txt'")
     code, _, err = cli(capsys, "generate", "--model", path, "--prompt", "a", "--num-beams", "2",
                        "--temperature", "0.7")
-    _one_line_error(code, err, "--num-beams 2 is deterministic", "--temperature")
+    _one_line_error(code, err, "Beam search (--num-beams=2) is deterministic", "--temperature")
     code, _, err = cli(capsys, "train", "--learning-rate", "0")
     _one_line_error(code, err, "--learning-rate must be positive; received 0.0")
 

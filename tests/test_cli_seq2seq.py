@@ -1,0 +1,67 @@
+"""`keras-llm train` and `generate` with an encoder-decoder preset, end to end."""
+
+import re
+
+import pytest
+import tensorflow_datasets as tfds
+
+import keras_llm.cli
+from tests.test_cli import run
+
+pytestmark = pytest.mark.slow  # every test trains through the CLI
+
+SMALL = ["--steps", "4", "--batch-size", "8", "--sequence-length", "32", "--target-length", "8",
+         "--backup-every", "2"]
+
+
+def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(tmp_path):
+    # The built-in task with a small learned vocabulary (the default is 4,096).
+    result = run("train", "--preset", "seq2seq_tiny", "--tokenizer", "train:600", *SMALL,
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "summarize a standard-library function into its docstring's first line" in out
+    scores = re.findall(r"(before|after) training: validation loss [\d.]+, BLEU ([\d.]+), "
+                        r"ROUGE-L F1 ([\d.]+) \(greedy, (\d+) held-out pairs\)", out)
+    assert [s[0] for s in scores] == ["before", "after"] and int(scores[0][3]) > 300
+    assert re.search(r"BLEU [\d.]+ -> [\d.]+", out)
+    assert out.count("reference: ") == 3 and out.count("generated: ") == 3
+    assert "the export serves the first one as:" in out
+    assert (tmp_path / "seq2seq_tiny.keras").exists()
+    assert (tmp_path / "saved_models" / "seq2seq_tiny" / "1" / "saved_model.pb").exists()
+    assert not (tmp_path / "seq2seq_tiny_backup").exists()  # removed once saved
+
+    served = run("generate", "--model", "saved_models/seq2seq_tiny", "--prompt",
+                 "def add(a, b):\n    return a + b", "--max-new-tokens", "4", cwd=tmp_path)
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert "\n-> " in served.stdout
+    keras_file = run("generate", "--model", "seq2seq_tiny.keras", "--prompt", "def f(): pass",
+                     "--max-new-tokens", "4", "--num-beams", "2", cwd=tmp_path)
+    assert keras_file.returncode == 0, keras_file.stderr[-2000:]
+    assert keras_file.stdout.startswith("def f(): pass\n-> ")
+
+
+def test_pairs_from_a_tsv_file_with_named_fields(tmp_path):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    lines = ["de\ten"] + [f"{a} {b}\t{b} {a}" for a in words for b in words] * 3
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv", "--source-field",
+                 "de", "--target-field", "en", "--tokenizer", "byte", *SMALL,
+                 "--output", "pairs.keras", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pairs: pairs.tsv (de -> en); one in 50 held out (3 scored)" in result.stdout
+    assert (tmp_path / "saved_models" / "pairs" / "1").exists()
+    wrong = run("train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv", "--target-field",
+                "fr", *SMALL, cwd=tmp_path)
+    assert wrong.returncode != 0 and "label_field='fr'" in wrong.stderr
+
+
+def test_a_tfds_translation_data_set_by_its_feature_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with tfds.testing.mock_data(num_examples=120):
+        code = keras_llm.cli.main([
+            "train", "--preset", "seq2seq_tiny", "--data", "tfds:ted_hrlr_translate/pt_to_en",
+            "--source-field", "pt", "--target-field", "en", "--tokenizer", "byte", *SMALL,
+            "--output", "ted.keras",
+        ])
+    assert code == 0 and (tmp_path / "ted.keras").exists()
