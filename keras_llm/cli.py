@@ -598,11 +598,11 @@ def generate(args, parser):
             completions = _generate_from_saved_model(version, texts, seeds, **settings)
         except ValueError as error:
             parser.error(f"--model: {error}")
-        seq2seq = _is_seq2seq_export(version)
         except tf.errors.InvalidArgumentError as error:
             # The served graph's check says what was wrong: "assertion failed: [MESSAGE]".
             reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
             parser.error(reason.group(1) if reason else error.message.splitlines()[0])
+        seq2seq = _is_seq2seq_export(version)
     for (n, prompt, sample), completion in zip(rows, completions):
         if args.num_samples > 1:
             print(f"# prompt {n + 1}, sample {sample + 1}")
