@@ -64,6 +64,11 @@ TRAIN_FLAGS = {
         type=int, default=32,
         help="Encoder-decoder presets: tokens per target (--sequence-length is the source's).",
     ),
+    "--eval-pairs": dict(
+        type=int, default=500,
+        help="Encoder-decoder presets: the most held-out pairs scored with BLEU and ROUGE-L "
+        "(greedy) before and after training.",
+    ),
     "--split": dict(default="train", help="The TFDS split of tfds:NAME, slicing allowed."),
     "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
     "--download": dict(

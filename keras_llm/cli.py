@@ -24,7 +24,6 @@ SMALL_PRESET_LEARNING_RATE = {
     "gpt_nano": 2e-3, "bert_tiny": 1e-3, "bert_mini": 1e-3, "bert_small": 1e-3,
     "seq2seq_tiny": 2e-3,
 }
-EVALUATION_PAIRS = 500  # the most held-out pairs a seq2seq run scores with BLEU and ROUGE-L
 HELD_OUT_EVERY = 50  # one text in 50 is validation
 
 
@@ -250,7 +249,7 @@ def _train_seq2seq(args, parser, strategy, chief, stem):
 
     import keras_llm
 
-    _positive(parser, args, ["target_length"])
+    _positive(parser, args, ["target_length", "eval_pairs"])
     if args.data is None:
         train_pairs = [(p["source"], p["target"])
                        for p in keras_llm.data.stdlib_function_summaries("train")]
@@ -269,23 +268,25 @@ def _train_seq2seq(args, parser, strategy, chief, stem):
                 split=args.split, data_dir=args.data_dir, download=args.download,
             )
         except (OSError, ValueError) as error:  # a missing, empty or malformed source
-            parser.error(f"--data: {error}")
+            # load_texts names its arguments; the user gave flags.
+            message = str(error).replace("text_field=", "--source-field=")
+            parser.error(f"--data: {message.replace('label_field=', '--target-field=')}")
         if pairs.element_spec[1].dtype != tf.string:
             parser.error(f"--target-field {args.target_field!r} must hold text; "
                          f"--data holds {pairs.element_spec[1].dtype.name} values there")
         numbered = pairs.enumerate()
-        pick = lambda held: lambda i, *_: tf.equal(i % HELD_OUT_EVERY == 0, held)
-        train_pairs = numbered.filter(pick(False)).map(lambda _, s, t: (s, t))
+        pick = lambda held: lambda i, _: tf.equal(i % HELD_OUT_EVERY == 0, held)
+        train_pairs = numbered.filter(pick(False)).map(lambda _, pair: pair)
         held_out = [
             (s.decode("utf-8"), t.decode("utf-8")) for s, t in
-            numbered.filter(pick(True)).map(lambda _, s, t: (s, t)).take(EVALUATION_PAIRS)
+            numbered.filter(pick(True)).map(lambda _, pair: pair).take(args.eval_pairs)
             .as_numpy_iterator()
         ]
         print(f"pairs: {args.data} ({args.source_field} -> {args.target_field}); one in "
               f"{HELD_OUT_EVERY} held out ({len(held_out)} scored)")
         if not held_out:
             parser.error(f"--data holds too few pairs: none is held out (one in {HELD_OUT_EVERY})")
-    held_out = held_out[:EVALUATION_PAIRS]
+    held_out = held_out[: args.eval_pairs]
 
     backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
     resuming = os.path.isfile(backup_tokenizer)
