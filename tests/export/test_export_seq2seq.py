@@ -38,6 +38,7 @@ def exported(tmp_path_factory):
     return model, tokenizer, path
 
 
+@pytest.mark.slow  # 11 s with its export; the GPT export tests cover the shared code fast
 def test_served_text_is_what_the_generator_writes(exported):
     model, tokenizer, path = exported
     served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(TEXTS))

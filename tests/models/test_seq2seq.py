@@ -43,6 +43,13 @@ def test_presets_have_the_papers_sizes(preset, paper_millions):
     # 37,000 tokens: within 3%.
     count = transformer_parameter_count(**keras_llm.SEQ2SEQ_PRESETS[preset])
     assert abs(count / 1e6 - paper_millions) / paper_millions < 0.03
+
+
+@pytest.mark.slow  # 7 s: builds 277M parameters; the formula is checked on small models below
+@pytest.mark.parametrize("preset,count", [("transformer_base", 63_082_496),
+                                          ("transformer_big", 214_155_264)])
+def test_the_paper_sized_presets_build_with_the_formulas_count(preset, count):
+    assert transformer_parameter_count(**keras_llm.SEQ2SEQ_PRESETS[preset]) == count
     assert keras_llm.build_seq2seq(preset).count_params() == count
 
 
@@ -111,6 +118,7 @@ def test_shared_tied_vocabulary_is_one_table():
     assert model.get_layer("target_embedding").tie_weights
 
 
+@pytest.mark.slow  # 20 s, as the GPT's harness run
 def test_model_harness(tmp_path):
     rng = np.random.default_rng(0)
     x = inputs(rng)
