@@ -32,6 +32,7 @@ def test_parameter_count_matches_keras_hub(preset):
     assert keras_llm.build_bert(preset).count_params() == theirs
 
 
+@pytest.mark.slow  # 7 s to build 110M parameters; the small presets match keras-hub above
 def test_bert_base_has_the_published_parameter_count():
     # bert-base-uncased: 109,482,240 parameters with the pooler.
     assert keras_llm.build_bert("bert_base").count_params() == 109_482_240
