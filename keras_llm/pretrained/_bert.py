@@ -107,8 +107,9 @@ def _linear(name, part, layer, inputs=1):
             stored(f"{name}.bias", part, f"{layer}/bias", 0)]
 
 
-def tensors(num_layers):
-    """Every tensor of every part, for `num_layers` blocks."""
+def tensors(arguments):
+    """Every tensor of every part, for the builder `arguments`' `num_layers` blocks."""
+    num_layers = arguments["num_layers"]
     table = [
         stored("embeddings.word_embeddings.weight", "body",
                "embeddings/token_embedding/embeddings"),

@@ -80,8 +80,9 @@ def _conv1d(name, layer, inputs=1):
             stored(f"{name}.bias", "body", f"{layer}/bias", 0)]
 
 
-def tensors(num_layers):
-    """Every tensor, for `num_layers` blocks."""
+def tensors(arguments):
+    """Every tensor, for the builder `arguments`' `num_layers` blocks."""
+    num_layers = arguments["num_layers"]
     table = [
         stored("wte.weight", "body", "embeddings/token_embedding/embeddings"),
         stored("wpe.weight", "body", "embeddings/position_embedding/embeddings"),

@@ -11,13 +11,13 @@ from safetensors.numpy import save_file
 
 from keras_llm import tokenizers
 from keras_llm._atomic import atomic_output
-from keras_llm.pretrained import _bert, _files, _gpt2
+from keras_llm.pretrained import _bart, _bert, _files, _gpt2
 
 logger = logging.getLogger("keras_llm")
 
 # model_type -> the module that maps that family (see _bert.py, _gpt2.py).
-FAMILIES = {family.MODEL_TYPE: family for family in (_bert, _gpt2)}
-TASKS = ("backbone", "masked_lm", "classify", "tag", "qa", "causal_lm")
+FAMILIES = {family.MODEL_TYPE: family for family in (_bert, _gpt2, _bart)}
+TASKS = ("backbone", "masked_lm", "classify", "tag", "qa", "causal_lm", "seq2seq_lm")
 _LABELLED = ("classify", "tag")  # tasks whose head has classes
 _BUILDER_ARGUMENTS = ("dropout", "precision", "name")
 _HEAD_ARGUMENTS = ("num_classes", "label_names") + _BUILDER_ARGUMENTS
@@ -46,6 +46,14 @@ def from_pretrained(path, task=None, **head_arguments):
     | `BertForTokenClassification` | `"tag"` | `build_bert_tagger` |
     | `BertForQuestionAnswering` | `"qa"` | `build_bert_question_answerer` |
     | `GPT2Model`, `GPT2LMHeadModel` | `"causal_lm"` | `build_gpt` |
+    | `BartModel`, `BartForConditionalGeneration` | `"seq2seq_lm"` | `build_seq2seq` |
+
+    BART loads into `build_seq2seq` with learned positions (BART's table
+    without its two offset rows), a LayerNorm after each side's embeddings,
+    the exact GELU and post-norm blocks; decode it with
+    `keras_llm.generation.Generator(model, tokenizer, start_token_id=2)`
+    (BART's `decoder_start_token_id`, its `</s>`). `save_pretrained` does
+    not write BART yet.
 
     A `task` other than the checkpoint's puts a freshly initialized head on
     the pretrained body (the task of the checkpoint itself keeps its head).
@@ -130,10 +138,12 @@ def from_pretrained(path, task=None, **head_arguments):
     own_head = task == checkpoint_task
     num_classes, label_names = _classes(task, own_head, config, where, head_arguments)
     builder, parts, _ = family.TASKS[task]
-    table = family.tensors(arguments["num_layers"])
+    table = family.tensors(arguments)
     with _files.open_weights(path) as weights:
         names = _canonical_names(family, weights)
         _check_known(family, table, names, weights, arguments)
+        if hasattr(family, "check_tensors"):  # what a family checks beyond shapes
+            family.check_tensors(weights.read, names, where)
         loaded = [part for part in parts if _in_file(family, table, names, declared, part)]
         load = [t for t in table if t.part in loaded]
         missing = [t.name for t in load if t.name not in names]
@@ -451,7 +461,7 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
     prefix = "" if architecture == family.BASE_ARCHITECTURE else family.PREFIX
     variables = {v.path: v for v in model.weights}
     tensors = {}
-    for tensor in family.tensors(arguments["num_layers"]):
+    for tensor in family.tensors(arguments):
         if tensor.part in parts:
             arrays = [np.asarray(keras.ops.convert_to_numpy(variables[p]), np.float32)
                       for p in tensor.variables]
@@ -470,6 +480,11 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
 
 
 def _describe(model):
+    if getattr(model, "task", None) == "seq2seq_lm":
+        raise ValueError(
+            "save_pretrained does not write encoder-decoder (BART) checkpoints yet; "
+            f"from_pretrained reads them. Received: model={model.name!r}"
+        )
     for family in FAMILIES.values():
         try:
             described = family.describe(model)
@@ -480,7 +495,7 @@ def _describe(model):
     raise ValueError(
         "save_pretrained maps models of keras_llm's builders: "
         + ", ".join(f"{family.TASKS[t][0].__name__}" for family in FAMILIES.values()
-                    for t in family.TASKS)
+                    for t in family.TASKS if family is not _bart)
         + f". Received: model={model.name!r}, whose variables are not theirs."
     )
 
