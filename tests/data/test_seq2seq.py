@@ -90,3 +90,30 @@ def test_bad_arguments_are_named():
     no_specials = keras_llm.tokenizers.WordPieceTokenizer(["[UNK]", "a"])
     with pytest.raises(ValueError, match="pass `start_token_id=`"):
         keras_llm.data.seq2seq_dataset([("a", "a")], no_specials, batch_size=1)
+
+
+@pytest.mark.slow  # 6 s of TFDS mock data: the fast tier is at its 3 minutes
+@pytest.mark.parametrize("name,source,target", [
+    ("ted_hrlr_translate/pt_to_en", "pt", "en"),
+    ("wmt14_translate/de-en", "de", "en"),
+    ("cnn_dailymail", "article", "highlights"),
+    ("xsum", "document", "summary"),
+])
+def test_tfds_translation_and_summarization_sets_by_their_feature_names(name, source, target):
+    import tensorflow_datasets as tfds
+
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    with tfds.testing.mock_data(num_examples=6):
+        pairs = keras_llm.data.load_texts(f"tfds:{name}", text_field=source, label_field=target)
+        expected = [(s.numpy(), t.numpy()) for s, t in pairs]
+        batch = next(iter(keras_llm.data.seq2seq_dataset(
+            pairs, tokenizer, batch_size=6, shuffle=False, bucket=False, source_length=16,
+            target_length=8,
+        )))
+    x, labels, weights = batch
+    assert len(expected) == 6
+    for n, (s, t) in enumerate(expected):
+        encoder = list(s)[:15] + [256]  # bytes, cut, then the end token
+        assert x["encoder_token_ids"].numpy()[n, : len(encoder)].tolist() == encoder
+        assert labels.numpy()[n, : min(len(t), 7)].tolist() == list(t)[:7]
+    assert x["encoder_token_ids"].shape == (6, 16) and labels.shape == (6, 8)
