@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 
 import keras_llm.cli
 from tests.test_cli import run
+from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # every test trains through the CLI
 
@@ -14,7 +15,9 @@ SMALL = ["--steps", "4", "--batch-size", "8", "--sequence-length", "32", "--targ
          "--backup-every", "2"]
 
 
-def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(tmp_path):
+def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(
+    tmp_path, capsys, monkeypatch
+):
     # The built-in task with a small learned vocabulary (the default is 4,096).
     result = run("train", "--preset", "seq2seq_tiny", "--tokenizer", "train:600", *SMALL,
                  "--eval-pairs", "40", cwd=tmp_path)
@@ -31,30 +34,33 @@ def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(tmp
     assert (tmp_path / "saved_models" / "seq2seq_tiny" / "1" / "saved_model.pb").exists()
     assert not (tmp_path / "seq2seq_tiny_backup").exists()  # removed once saved
 
-    served = run("generate", "--model", "saved_models/seq2seq_tiny", "--prompt",
-                 "def add(a, b):\n    return a + b", "--max-new-tokens", "4", cwd=tmp_path)
-    assert served.returncode == 0, served.stderr[-2000:]
-    assert "\n-> " in served.stdout
-    keras_file = run("generate", "--model", "seq2seq_tiny.keras", "--prompt", "def f(): pass",
-                     "--max-new-tokens", "4", "--num-beams", "2", cwd=tmp_path)
-    assert keras_file.returncode == 0, keras_file.stderr[-2000:]
-    assert keras_file.stdout.startswith("def f(): pass\n-> ")
+    # `generate` in this process (the subprocess above already ran the script).
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "generate", "--model", "saved_models/seq2seq_tiny", "--prompt",
+                         "def add(a, b): return a + b", "--max-new-tokens", "4")
+    assert code == 0, err[-2000:]
+    assert out.startswith("def add(a, b): return a + b\n-> ")
+    code, out, err = cli(capsys, "generate", "--model", "seq2seq_tiny.keras", "--prompt",
+                         "def f(): pass", "--max-new-tokens", "4", "--num-beams", "2")
+    assert code == 0, err[-2000:]
+    assert out.startswith("def f(): pass\n-> ")
 
 
-def test_pairs_from_a_tsv_file_with_named_fields(tmp_path):
+def test_pairs_from_a_tsv_file_with_named_fields(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
     lines = ["de\ten"] + [f"{a} {b}\t{b} {a}" for a in words for b in words] * 3
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = run("train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv", "--source-field",
-                 "de", "--target-field", "en", "--tokenizer", "byte", *SMALL,
-                 "--output", "pairs.keras", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "pairs: pairs.tsv (de -> en); one in 50 held out (3 scored)" in result.stdout
+    code, out, err = cli(capsys, "train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv",
+                         "--source-field", "de", "--target-field", "en", "--tokenizer", "byte",
+                         *SMALL, "--output", "pairs.keras")
+    assert code == 0, err[-3000:]
+    assert "pairs: pairs.tsv (de -> en); one in 50 held out (3 scored)" in out
     assert (tmp_path / "saved_models" / "pairs" / "1").exists()
-    wrong = run("train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv", "--target-field",
-                "en", *SMALL, cwd=tmp_path)
-    assert wrong.returncode == 2 and "no field --source-field='source'" in wrong.stderr
-    assert "it has ['de', 'en']" in wrong.stderr
+    code, _, err = cli(capsys, "train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv",
+                       "--target-field", "en", *SMALL)
+    assert code == 2 and "no field --source-field='source'" in err
+    assert "it has ['de', 'en']" in err
 
 
 def test_a_tfds_translation_data_set_by_its_feature_names(tmp_path, monkeypatch):

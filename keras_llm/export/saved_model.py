@@ -102,8 +102,8 @@ def _refuse_other_settings(task, settings):
     }
     if others:
         takers = {
-            name: " and ".join(f"{_TASK_NAMES[kind]}s" for kind, names in _TASK_SETTINGS.items()
-                               if name in names)
+            name: _listed([f"{_TASK_NAMES[kind]}s" for kind, names in _TASK_SETTINGS.items()
+                           if name in names])
             for name in others
         }
         raise ValueError(
@@ -112,6 +112,11 @@ def _refuse_other_settings(task, settings):
             f"{_TASK_NAMES[task]}. Received: "
             + ", ".join(f"{name}={value!r}" for name, value in others.items())
         )
+
+
+def _listed(words):
+    """"a", "a and b", "a, b and c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _check_label_names(label_names, num_classes, what):

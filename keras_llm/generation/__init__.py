@@ -1,8 +1,19 @@
-"""Generation: continuing prompts with a GPT from a key/value cache.
+"""Generation: continuing prompts (a GPT) or writing targets (an encoder-decoder) from a key/value cache.
 
 `Generator(model, tokenizer)` holds the compiled decoding loops (greedy,
 temperature, top-k, top-p, beam search); `generate(model, prompts, ...)` is
-the one-call form, reusing one `Generator` per model and tokenizer.
+the one-call form, reusing one `Generator` per model and tokenizer;
+`samplers` holds the sampling and beam steps and the one check of their
+settings.
+
+The decoding interface a model provides (`keras_llm.models.GPT` and
+`keras_llm.models.Seq2SeqTransformer` do; an imported model decodes by
+providing the same): `task` (`"causal_lm"` or `"seq2seq_lm"`),
+`vocabulary_size`, `max_sequence_length`, `empty_cache(batch_size,
+cache_length)`, `call_with_cache(token_ids, cache, cache_index, context)`
+returning float32 logits and the cache, and for a seq2seq model
+`encode(token_ids, padding_mask)` returning the `context` (computed once per
+source). Nothing here reads a model's layers.
 """
 
 import weakref

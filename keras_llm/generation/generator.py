@@ -37,7 +37,15 @@ STOP_SPEC = tf.TensorSpec([None], tf.int32, name="stop_token_ids")
 
 
 class Generator:
-    """Continues prompts with a GPT, one token per step, from a key/value cache.
+    """Continues prompts with a GPT, or writes a seq2seq model's targets, one token per step.
+
+    A seq2seq model's sources are encoded once (`model.encode`, which also
+    computes each decoder block's encoder keys and values); its decoder then
+    starts from the start token as a one-token prompt, and everything below
+    applies to it as to a GPT's prompt. The special tokens are those
+    `keras_llm.data.seq2seq_dataset` trains with (`seq2seq_specials`): give
+    `start_token_id` (and `source_end_token_id`) when the tokenizer lacks
+    them (BART: `start_token_id=2`).
 
     The prompts are read in one pass that fills a cache of keys and values
     for every position and layer; then a `tf.while_loop` adds one token per
@@ -68,8 +76,9 @@ class Generator:
       Face). Tokens tied with the last kept one are kept too. `seed` makes
       the draw reproducible;
     - beam search: `num_beams > 1` (deterministic; a beam's score is the sum
-      of its tokens' log-probabilities, with no length penalty; a beam that
-      emits a stop token is finished and keeps its score).
+      of its tokens' log-probabilities, ranked after division by Wu et al.'s
+      length penalty `((5 + length) / 6) ** length_penalty`; a beam that
+      emits a stop token is finished and keeps its score and length).
 
     Generation stops for a row at a stop token (included in the output) or
     after `max_new_tokens`. A prompt longer than the model's context minus
@@ -85,6 +94,11 @@ class Generator:
             the token an empty prompt starts from (a new document, as in
             GPT-2's unconditional samples).
         jit_compile: Whether `generate` runs the XLA-compiled loop.
+        target_tokenizer: A seq2seq model's target tokenizer, when it is not
+            `tokenizer` (which then tokenizes the sources only).
+        start_token_id: A seq2seq model's decoder start token.
+        source_end_token_id: The token that ends a seq2seq model's text
+            sources.
 
     Example:
 

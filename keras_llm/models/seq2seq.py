@@ -83,7 +83,7 @@ def build_seq2seq(
     output projection are one table (the paper's three-way sharing).
 
     Parameters, against the paper's Table 3: `transformer_base` has
-    63,082,496 (the paper: 65M) and `transformer_big` 214,155,264 (213M),
+    63,082,496 (the paper: 65M) and `transformer_big` 214,245,376 (213M),
     with the 37,000-token vocabulary; the formula is
     `V d + L_enc (4 d^2 + 2 d f + 9 d + f) + L_dec (8 d^2 + 2 d f + 15 d + f)`
     (tests/models/test_seq2seq.py checks it against the built models).

@@ -168,7 +168,7 @@ def test_export_takes_each_heads_settings_and_refuses_the_others(exports, tmp_pa
                                      r"answerers\); this model is a tagger. Received: doc_stride=4"),
         (question_answerer, dict(QA_SETTINGS, label_names=["a"], top_k=3),
          r"label_names and top_k are for other models \(label_names: classifiers and taggers; "
-         r"top_k: GPTs and masked LMs\); this model is a question answerer. Received: "
+         r"top_k: GPTs, seq2seq models and masked LMs\); this model is a question answerer. Received: "
          r"label_names=\['a'\], top_k=3"),
         (tagger, dict(label_names=["O"]), r"`label_names` must have one name per tag \(5\). "
                                           r"Received: label_names=\['O'\]"),

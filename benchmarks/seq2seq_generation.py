@@ -1,0 +1,128 @@
+"""Seq2seq generation speed: keras_llm's Generator against keras-hub's BartSeq2SeqLM.
+
+The same BART-shaped model on both sides (learned positions, a LayerNorm after
+the embeddings, post-norm blocks, GELU, a shared tied vocabulary) at the sizes
+of the flags, random weights, the same random sources, greedy decoding of the
+same number of new tokens with no stop token, in one process. keras-hub is
+called as its docs show for token ids: `BartSeq2SeqLM` with no preprocessor,
+`compile(sampler="greedy")`, `generate({...}, stop_token_ids=None)` with the
+decoder input padded to start token + new tokens. keras-hub runs as compiled
+by default (Keras's `jit_compile="auto"`: no XLA on a CPU) and with
+`compile(jit_compile=True)`; keras_llm's Generator compiles with XLA by
+default. Everything is warmed up (compiled) first; the libraries are timed
+alternately for several rounds and the median kept.
+
+Usage:
+    python benchmarks/seq2seq_generation.py               # the table in RESULTS.md
+    python benchmarks/seq2seq_generation.py --rounds 1    # quick look
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_llm  # noqa: E402
+
+FLAGS = {
+    "--layers": dict(type=int, default=4, help="Encoder and decoder layers (each)."),
+    "--hidden": dict(type=int, default=256, help="Width."),
+    "--heads": dict(type=int, default=4, help="Attention heads."),
+    "--vocabulary": dict(type=int, default=8192, help="Shared vocabulary."),
+    "--batches": dict(default="1,8", help="Comma-separated batch sizes."),
+    "--source": dict(type=int, default=64, help="Source tokens."),
+    "--new": dict(type=int, default=32, help="New tokens per source."),
+    "--rounds": dict(type=int, default=3, help="Alternating rounds; the median is kept."),
+}
+START = 2  # BART's decoder start token
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for flag, spec in FLAGS.items():
+        parser.add_argument(flag, **spec)
+    return parser.parse_args()
+
+
+def build_models(args):
+    sizes = dict(vocabulary_size=args.vocabulary, num_layers=args.layers, num_heads=args.heads,
+                 hidden_dim=args.hidden, intermediate_dim=4 * args.hidden, dropout=0.0,
+                 max_sequence_length=max(256, args.source + args.new + 1))
+    ours = keras_llm.build_seq2seq(
+        **sizes, position_embedding="learned", embedding_layer_norm=True, activation="gelu",
+        scale_embeddings=False, layer_norm_epsilon=1e-5,
+    )
+    backbone = keras_hub.models.BartBackbone(**sizes)
+    theirs = {}
+    for name, jit_compile in (("keras-hub", "auto"), ("keras-hub XLA", True)):
+        model = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+        model.compile(sampler="greedy", jit_compile=jit_compile)
+        theirs[name] = model
+    return ours, theirs
+
+
+def timers(ours, theirs, args, batch):
+    rng = np.random.default_rng(batch)
+    sources = rng.integers(3, args.vocabulary, size=(batch, args.source)).astype("int32")
+    generator = keras_llm.generation.Generator(ours, start_token_id=START)
+    decoder = np.zeros((batch, args.new + 1), "int32")
+    decoder[:, 0] = START
+    decoder_mask = np.zeros_like(decoder)
+    decoder_mask[:, 0] = 1
+    inputs = {"encoder_token_ids": sources, "encoder_padding_mask": np.ones_like(sources),
+              "decoder_token_ids": decoder, "decoder_padding_mask": decoder_mask}
+
+    def run_ours():
+        out = generator.generate(list(sources), args.new, stop_token_ids=[])
+        assert all(len(row) == args.new for row in out)
+        return np.stack(out)
+
+    def run(model):
+        def run_theirs():
+            out = model.generate(inputs, stop_token_ids=None)
+            ids = np.asarray(out["decoder_token_ids"])
+            assert ids.shape == (batch, args.new + 1)
+            return ids[:, 1:]
+
+        return run_theirs
+
+    return {"keras_llm": run_ours, **{name: run(model) for name, model in theirs.items()}}
+
+
+def main():
+    args = parse_args()
+    keras.utils.set_random_seed(0)
+    ours, theirs = build_models(args)
+    print(f"BART-shaped, {args.layers}+{args.layers} layers, width {args.hidden}, "
+          f"{args.heads} heads, vocabulary {args.vocabulary}; {ours.count_params():,} parameters; "
+          f"source {args.source} tokens, {args.new} new tokens, greedy; TF {tf.__version__}, "
+          f"keras-hub {keras_hub.__version__}")
+    print("| batch | keras_llm new tok/s | keras-hub (default) | ratio | keras-hub (XLA) | ratio |")
+    print("|---|---|---|---|---|---|")
+    for batch in [int(b) for b in args.batches.split(",")]:
+        runs = timers(ours, theirs, args, batch)
+        for run in runs.values():  # compile
+            run()
+        seconds = {name: [] for name in runs}
+        for _ in range(args.rounds):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - start)
+        rate = {name: batch * args.new / statistics.median(s) for name, s in seconds.items()}
+        ours_rate = rate["keras_llm"]
+        print(f"| {batch} | {ours_rate:,.0f} | {rate['keras-hub']:,.0f} | "
+              f"{ours_rate / rate['keras-hub']:.2f}x | {rate['keras-hub XLA']:,.0f} | "
+              f"{ours_rate / rate['keras-hub XLA']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
