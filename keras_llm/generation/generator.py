@@ -175,25 +175,12 @@ class Generator:
         token_ids, padding_mask = check_inputs(
             token_ids, self.vocabulary_size, padding_mask=padding_mask
         )
-        stop_token_ids = check_token_ids(stop_token_ids, self.vocabulary_size, "stop_token_ids")
-        lengths = tf.reduce_sum(tf.cast(padding_mask != 0, tf.int32), axis=1)  # [B]
-        checks = [
-            tf.debugging.assert_non_negative(
-                max_new_tokens, message="max_new_tokens must be >= 0"
-            ),
-            tf.debugging.assert_less(
-                max_new_tokens, context,
-                message=f"max_new_tokens must be less than the context of {context} tokens",
-            ),
-            tf.debugging.assert_positive(
-                lengths, message="every prompt must hold at least one token (padding_mask row of zeros)"
-            ),
-            tf.debugging.assert_equal(
-                tf.cast(padding_mask != 0, tf.int32),
-                tf.cast(tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None], tf.int32),
-                message="padding_mask must be 1s then 0s (prompts padded on the right)",
-            ),
-        ]
+        lengths, checks = self._row_checks(
+            token_ids, padding_mask, max_new_tokens, stop_token_ids, "prompts"
+        )
+        checks.append(tf.debugging.assert_positive(
+            lengths, message="every prompt must hold at least one token (padding_mask row of zeros)"
+        ))
         with tf.control_dependencies(checks):
             # Keep the last `room` tokens of a longer prompt.
             room = context - max_new_tokens
@@ -208,15 +195,12 @@ class Generator:
             ids = tf.pad(ids, [[0, 0], [0, total - width]])  # [B, S]
         return ids, lengths, lengths + max_new_tokens, None
 
-    def _prepare_sources(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
-        """`_prepare` of a seq2seq model: the sources are checked, the decoder starts."""
+    def _row_checks(self, token_ids, padding_mask, max_new_tokens, stop_token_ids, rows):
+        """Each row's length `[B]` and the graph checks every decoding run makes."""
         context = self.max_sequence_length
-        token_ids, padding_mask = check_inputs(
-            token_ids, self.source_vocabulary_size, context, padding_mask=padding_mask
-        )
-        stop_token_ids = check_token_ids(stop_token_ids, self.vocabulary_size, "stop_token_ids")
+        check_token_ids(stop_token_ids, self.vocabulary_size, "stop_token_ids")
         lengths = tf.reduce_sum(tf.cast(padding_mask != 0, tf.int32), axis=1)  # [B]
-        checks = [
+        return lengths, [
             tf.debugging.assert_non_negative(
                 max_new_tokens, message="max_new_tokens must be >= 0"
             ),
@@ -227,9 +211,19 @@ class Generator:
             tf.debugging.assert_equal(
                 tf.cast(padding_mask != 0, tf.int32),
                 tf.cast(tf.range(tf.shape(token_ids)[1])[None, :] < lengths[:, None], tf.int32),
-                message="padding_mask must be 1s then 0s (sources padded on the right)",
+                message=f"padding_mask must be 1s then 0s ({rows} padded on the right)",
             ),
         ]
+
+    def _prepare_sources(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
+        """`_prepare` of a seq2seq model: the sources are checked, the decoder starts."""
+        token_ids, padding_mask = check_inputs(
+            token_ids, self.source_vocabulary_size, self.max_sequence_length,
+            padding_mask=padding_mask,
+        )
+        _, checks = self._row_checks(
+            token_ids, padding_mask, max_new_tokens, stop_token_ids, "sources"
+        )
         with tf.control_dependencies(checks):
             batch_size = tf.shape(token_ids)[0]
             total = 1 + tf.reduce_max(max_new_tokens)

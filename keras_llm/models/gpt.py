@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
 from keras_llm.models._config import resolve_config, resolve_precision
+from keras_llm.models._decoder import DecoderModel
 from keras_llm.tokenizers import ByteTokenizer
 from keras_llm.training import compile_model
 
@@ -146,7 +147,7 @@ def build_gpt(
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class GPT(keras.Model):
+class GPT(DecoderModel):
     """A GPT-2-style causal LM: a functional model that also decodes one step at a time.
 
     `keras_llm.build_gpt` builds and compiles it (use that); the class is
@@ -236,18 +237,8 @@ class GPT(keras.Model):
         self.vocabulary_size = vocabulary_size
         self.max_sequence_length = max_sequence_length
         self._embeddings = embeddings
-        self._blocks = blocks
+        self._decoder_blocks = blocks
         self._final_layer_norm = final_layer_norm
-
-    def empty_cache(self, batch_size, cache_length):
-        """Zero key/value caches, one `[batch_size, 2, N, cache_length, H]` per block."""
-        return [
-            ops.zeros(
-                (batch_size, 2, block.num_heads, cache_length, block.head_dim),
-                block.compute_dtype,
-            )
-            for block in self._blocks
-        ]
 
     def call_with_cache(self, token_ids, cache, cache_index, context=None):
         """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
@@ -257,20 +248,8 @@ class GPT(keras.Model):
         """
         x = self._embeddings(token_ids, start_index=cache_index)  # [B, T, D]
         updated = []
-        for block, block_cache in zip(self._blocks, cache):
+        for block, block_cache in zip(self._decoder_blocks, cache):
             x, block_cache = block(x, cache=block_cache, cache_index=cache_index)
             updated.append(block_cache)
         logits = self._embeddings(self._final_layer_norm(x), reverse=True)
         return ops.cast(logits, "float32"), updated
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._layer_dtype),
-            **self._config,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_llm.layers import PositionalEncoding, PositionEmbedding, TransformerBlock
 from keras_llm.models._config import resolve_config, resolve_precision
+from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
 
 # The paper's two sizes (its Table 3: base and big, N = 6 layers on each
@@ -206,7 +207,7 @@ def build_seq2seq(
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class Seq2SeqTransformer(keras.Model):
+class Seq2SeqTransformer(DecoderModel):
     """An encoder-decoder Transformer: a functional model that also decodes step by step.
 
     `keras_llm.build_seq2seq` builds and compiles it (use that). Besides the
@@ -388,16 +389,6 @@ class Seq2SeqTransformer(keras.Model):
             "encoder_padding_mask": padding_mask,
         }
 
-    def empty_cache(self, batch_size, cache_length):
-        """Zero self-attention caches, one `[batch_size, 2, N, cache_length, H]` per decoder block."""
-        return [
-            ops.zeros(
-                (batch_size, 2, block.num_heads, cache_length, block.head_dim),
-                block.compute_dtype,
-            )
-            for block in self._decoder_blocks
-        ]
-
     def call_with_cache(self, token_ids, cache, cache_index, context):
         """`(logits, cache)`: float32 logits `[B, T, V]` of decoder tokens at `cache_index...`."""
         y = self._embed(self._target_embedding, self._decoder_embedding, token_ids,
@@ -412,15 +403,3 @@ class Seq2SeqTransformer(keras.Model):
             )
             updated.append(block_cache)
         return ops.cast(self._logits(y), "float32"), updated
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._layer_dtype),
-            **self._config,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -1,0 +1,39 @@
+"""What the models that decode share: their config and their empty key/value caches."""
+
+import keras
+from keras import ops
+
+
+class DecoderModel(keras.Model):
+    """A functional model built from its constructor arguments, with the decoding interface.
+
+    A subclass's `__init__` builds its graph, then sets `self._config` (its
+    architecture arguments), `self._layer_dtype` (its layers' dtype policy)
+    and `self._decoder_blocks` (the causal `TransformerBlock`s that cache
+    keys and values); it defines `task` and `call_with_cache`.
+    """
+
+    def empty_cache(self, batch_size, cache_length):
+        """Zero key/value caches, one `[batch_size, 2, N, cache_length, H]` per decoder block."""
+        return [
+            ops.zeros(
+                (batch_size, 2, block.num_heads, cache_length, block.head_dim),
+                block.compute_dtype,
+            )
+            for block in self._decoder_blocks
+        ]
+
+    def get_config(self):
+        # The constructor's arguments (a `.keras` file rebuilds the graph from
+        # them), with the layers' dtype policy: the functional model's own is
+        # always float32.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self._layer_dtype),
+            **self._config,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
