@@ -1,4 +1,4 @@
-"""BART checkpoints (model_type "bart"): config.json -> `build_seq2seq` arguments, tensors -> variables.
+"""BART checkpoints (model_type "bart"): config.json <-> `build_seq2seq` arguments, tensors <-> variables.
 
 Covers Hugging Face's `BartModel` and `BartForConditionalGeneration` (the
 same tensors: the language-model head is the transposed shared embedding).
@@ -154,6 +154,71 @@ def tensors(arguments):
     return table
 
 
+# What `build_seq2seq` must have been given for its model to be a BART, and BART's values.
+_BART_SETTINGS = dict(
+    position_embedding="learned", embedding_layer_norm=True, activation="gelu",
+    normalize_first=False, tie_embeddings=True, target_vocabulary_size=None,
+    layer_norm_epsilon=1e-5,
+)
+_SIZES = ("vocabulary_size", "num_layers", "num_decoder_layers", "num_heads", "hidden_dim",
+          "intermediate_dim", "max_sequence_length", "dropout", "scale_embeddings")
+
+
 def describe(model):
-    """None: writing BART checkpoints back (`save_pretrained`) is not supported yet."""
-    return None
+    """(task, builder arguments, None) of a BART-shaped `build_seq2seq` model, else None.
+
+    A seq2seq model built with other settings (sinusoidal positions, pre-norm,
+    ReLU, ...) has no BART equivalent: an error names the first that differs.
+    """
+    if getattr(model, "task", None) != "seq2seq_lm":
+        return None
+    config = model.get_config()
+    for name, value in _BART_SETTINGS.items():
+        if config.get(name) != value:
+            raise ValueError(
+                f"save_pretrained writes encoder-decoders as BART, which has {name}={value!r}; "
+                f"this model has {name}={config.get(name)!r}. Received: model={model.name!r}"
+            )
+    arguments = {name: config[name] for name in _SIZES}
+    arguments["num_decoder_layers"] = arguments["num_decoder_layers"] or arguments["num_layers"]
+    return "seq2seq_lm", {**arguments, **_BART_SETTINGS}, None
+
+
+def config(task, arguments, tokenizer):
+    """Hugging Face's `config.json` for a model `describe` described.
+
+    The special tokens are those keras_llm trains and decodes with
+    (`keras_llm.data.seq2seq.seq2seq_specials` of `tokenizer`), else BART's
+    (`<s>` 0, `<pad>` 1, `</s>` 2, decoding from `</s>`).
+    """
+    from keras_llm.data.seq2seq import seq2seq_specials
+
+    specials = {} if tokenizer is None else seq2seq_specials(tokenizer, needed=())
+    end = specials.get("end_token_id", 2)
+    start = specials.get("start_token_id", 2)
+    return {
+        "architectures": [TASKS[task][2]],
+        "model_type": MODEL_TYPE,
+        "vocab_size": arguments["vocabulary_size"],
+        "d_model": arguments["hidden_dim"],
+        "encoder_layers": arguments["num_layers"],
+        "decoder_layers": arguments["num_decoder_layers"],
+        "encoder_attention_heads": arguments["num_heads"],
+        "decoder_attention_heads": arguments["num_heads"],
+        "encoder_ffn_dim": arguments["intermediate_dim"],
+        "decoder_ffn_dim": arguments["intermediate_dim"],
+        "max_position_embeddings": arguments["max_sequence_length"],
+        "activation_function": "gelu",
+        "dropout": arguments["dropout"],
+        "attention_dropout": arguments["dropout"],
+        "activation_dropout": 0.0,  # keras_llm has no dropout inside the feed-forward network
+        "scale_embedding": arguments["scale_embeddings"],
+        "tie_word_embeddings": True,
+        "pad_token_id": specials.get("pad_token_id", 1),
+        "bos_token_id": start,
+        "eos_token_id": end,
+        "decoder_start_token_id": start,
+        "forced_eos_token_id": end,
+        "init_std": 0.02,
+        "dtype": "float32",
+    }

@@ -52,8 +52,11 @@ def from_pretrained(path, task=None, **head_arguments):
     without its two offset rows), a LayerNorm after each side's embeddings,
     the exact GELU and post-norm blocks; decode it with
     `keras_llm.generation.Generator(model, tokenizer, start_token_id=2)`
-    (BART's `decoder_start_token_id`, its `</s>`). `save_pretrained` does
-    not write BART yet.
+    (BART's `decoder_start_token_id`, its `</s>`). `save_pretrained` writes
+    a BART-shaped `build_seq2seq` model (learned positions, embedding
+    LayerNorm, GELU, post-norm, tied shared vocabulary) back as
+    `BartForConditionalGeneration`; other seq2seq settings are refused by
+    name.
 
     A `task` other than the checkpoint's puts a freshly initialized head on
     the pretrained body (the task of the checkpoint itself keeps its head).
@@ -394,6 +397,7 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
     | `build_bert_tagger` | `BertForTokenClassification` |
     | `build_bert_question_answerer` | `BertForQuestionAnswering` |
     | `build_gpt` | `GPT2LMHeadModel` |
+    | `build_seq2seq` (BART-shaped: learned positions, embedding LayerNorm, GELU, post-norm, tied) | `BartForConditionalGeneration` |
 
     The model must be what a builder makes: its sizes are read from its
     variables, the builder is run again with them and every layer's settings
@@ -480,11 +484,6 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
 
 
 def _describe(model):
-    if getattr(model, "task", None) == "seq2seq_lm":
-        raise ValueError(
-            "save_pretrained does not write encoder-decoder (BART) checkpoints yet; "
-            f"from_pretrained reads them. Received: model={model.name!r}"
-        )
     for family in FAMILIES.values():
         try:
             described = family.describe(model)
@@ -495,7 +494,7 @@ def _describe(model):
     raise ValueError(
         "save_pretrained maps models of keras_llm's builders: "
         + ", ".join(f"{family.TASKS[t][0].__name__}" for family in FAMILIES.values()
-                    for t in family.TASKS if family is not _bart)
+                    for t in family.TASKS)
         + f". Received: model={model.name!r}, whose variables are not theirs."
     )
 

@@ -8,7 +8,7 @@ import transformers
 import keras_llm
 from keras_llm.generation import Generator
 from tests.pretrained.checkpoints import edit_config, edit_tensors
-from tests.pretrained.reference import assert_close, random_checkpoint
+from tests.pretrained.reference import assert_close, load, random_checkpoint
 
 pytestmark = pytest.mark.slow  # torch and transformers take seconds to import
 
@@ -111,6 +111,25 @@ def test_bart_settings_keras_llm_cannot_compute_are_refused(tmp_path):
     edit_tensors(tmp_path / "hf", nonzero_bias)
     with pytest.raises(ValueError, match="final_logits_bias is not zero"):
         keras_llm.from_pretrained(tmp_path / "hf")
-    model = keras_llm.build_seq2seq("seq2seq_tiny", vocabulary_size=60)
-    with pytest.raises(ValueError, match="does not write encoder-decoder"):
+    model = keras_llm.build_seq2seq("seq2seq_tiny", vocabulary_size=60)  # pre-norm, sinusoidal
+    with pytest.raises(ValueError, match="BART, which has position_embedding='learned'; this model "
+                                         "has position_embedding='sinusoidal'"):
         keras_llm.save_pretrained(model, tmp_path / "out")
+
+
+def test_bart_written_back_loads_in_transformers_with_the_same_logits(tmp_path):
+    random_checkpoint(transformers.BartForConditionalGeneration, bart_config(), tmp_path / "hf")
+    model = keras_llm.from_pretrained(tmp_path / "hf")
+    path = keras_llm.save_pretrained(model, tmp_path / "back")
+    back, info = load(transformers.BartForConditionalGeneration, path)
+    assert not info["unexpected_keys"], info
+    with torch.no_grad():
+        logits = back(
+            input_ids=torch.tensor(SOURCES, dtype=torch.long),
+            attention_mask=torch.tensor(SOURCE_MASK, dtype=torch.long),
+            decoder_input_ids=torch.tensor(TARGETS, dtype=torch.long),
+            decoder_attention_mask=torch.tensor(TARGET_MASK, dtype=torch.long),
+        ).logits.numpy()
+    assert_close(model(inputs()), logits, where=TARGET_MASK.astype(bool))
+    again = keras_llm.from_pretrained(path)
+    assert_close(again(inputs()), model(inputs()))
