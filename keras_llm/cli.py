@@ -116,14 +116,9 @@ def train(args, parser):
     train_texts = numbered.filter(pick(False)).map(lambda _, t: t)
     validation_texts = numbered.filter(pick(True)).map(lambda _, t: t)
     print(f"corpus: {args.data or 'the standard library docstrings (built in)'}")
-    backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
-    resuming = os.path.isfile(backup_tokenizer)
-    if resuming:  # a killed run's tokenizer, not a new one learned again
-        with open(backup_tokenizer, encoding="utf-8") as f:
-            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
-    else:
-        vocabulary_dir = stem + "_vocabulary" if chief else tempfile.mkdtemp()
-        tokenizer = _load_tokenizer(args.tokenizer, is_bert, train_texts, vocabulary_dir, parser)
+    tokenizer, backup_tokenizer, resuming = _run_tokenizer(
+        args, parser, chief, stem, args.tokenizer, is_bert, train_texts
+    )
     print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size:,} ids")
 
     presets = keras_llm.BERT_PRESETS if is_bert else keras_llm.GPT_PRESETS
@@ -242,6 +237,18 @@ def train(args, parser):
     return 0
 
 
+def _run_tokenizer(args, parser, chief, stem, spec, is_bert, texts):
+    """(tokenizer, its backup path, whether resuming): a killed run's tokenizer, or `spec`'s."""
+    import keras
+
+    backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
+    if os.path.isfile(backup_tokenizer):  # a killed run's tokenizer, not a new one learned again
+        with open(backup_tokenizer, encoding="utf-8") as f:
+            return keras.saving.deserialize_keras_object(json.load(f)), backup_tokenizer, True
+    vocabulary_dir = stem + "_vocabulary" if chief else tempfile.mkdtemp()
+    return _load_tokenizer(spec, is_bert, texts, vocabulary_dir, parser), backup_tokenizer, False
+
+
 def _train_seq2seq(args, parser, strategy, chief, stem):
     """`keras-llm train` of an encoder-decoder: pairs in, BLEU and ROUGE-L before and after."""
     import keras
@@ -288,18 +295,11 @@ def _train_seq2seq(args, parser, strategy, chief, stem):
             parser.error(f"--data holds too few pairs: none is held out (one in {HELD_OUT_EVERY})")
     held_out = held_out[: args.eval_pairs]
 
-    backup_tokenizer = os.path.join(args.backup_dir, "tokenizer.json")
-    resuming = os.path.isfile(backup_tokenizer)
-    if resuming:  # a killed run's tokenizer, not a new one learned again
-        with open(backup_tokenizer, encoding="utf-8") as f:
-            tokenizer = keras.saving.deserialize_keras_object(json.load(f))
-    else:
-        vocabulary_dir = stem + "_vocabulary" if chief else tempfile.mkdtemp()
-        texts = train_pairs.flat_map(
-            lambda s, t: tf.data.Dataset.from_tensor_slices(tf.stack([s, t]))
-        )
-        tokenizer = _load_tokenizer(args.tokenizer or "train:4096", False, texts, vocabulary_dir,
-                                    parser)
+    # One vocabulary learned from sources and targets alike.
+    texts = train_pairs.flat_map(lambda s, t: tf.data.Dataset.from_tensor_slices(tf.stack([s, t])))
+    tokenizer, backup_tokenizer, resuming = _run_tokenizer(
+        args, parser, chief, stem, args.tokenizer or "train:4096", False, texts
+    )
     print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size:,} ids "
           "(one vocabulary for sources and targets)")
     # Padding is masked out and weighted 0: a tokenizer without a padding id pads with its end.
