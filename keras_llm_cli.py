@@ -184,6 +184,11 @@ EXPORT_FLAGS = {
         help="A masked LM's fills per [MASK] (default 5), or a GPT's serving_default top-k "
         "(default 0: off).",
     ),
+    "--jit-compile": dict(
+        action="store_true",
+        help="A GPT's or seq2seq model's generation loop XLA-compiled per shape bucket (about 4x "
+        "faster on a CPU; TF Serving then needs --xla_cpu_compilation_enabled=true).",
+    ),
 }
 
 FINETUNE_FLAGS = {

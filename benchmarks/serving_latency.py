@@ -12,9 +12,11 @@ same inputs:
   export does), `model.predict_on_batch`, softmax. The export holds the
   core-ops twin of the tokenizer (same ids, no tensorflow-text ops).
 - `gpt_nano` greedy generation of `--new-tokens` tokens with no stop
-  token, from `ByteTokenizer` prompts of 8-32 bytes (one XLA shape bucket).
-  Direct: `Generator.generate`, XLA-compiled (its default) and with
-  `jit_compile=False`, which is the graph the SavedModel runs.
+  token, from `ByteTokenizer` prompts of 8-32 bytes (one XLA shape bucket),
+  exported twice: as by default (a plain-graph loop) and with
+  `jit_compile=True` (the loop XLA-compiled per shape bucket). Direct:
+  `Generator.generate`, XLA-compiled (its default) and with
+  `jit_compile=False`, the same two loops called from Python.
 
 Every path is warmed up (traced, compiled) before timing, and its outputs
 are checked against the served ones. Latency is per request at batch 1
@@ -105,15 +107,16 @@ def measure(call, singles, batches, items_per_batch):
     return np.percentile(latency, 50), np.percentile(latency, 99), rate
 
 
-def print_table(title, unit, batch_size, rows):
-    served = rows["served SavedModel"][2]
+def print_table(title, unit, batch_size, rows, anchor):
+    """One row per path; the last columns divide its p50 and its throughput by `anchor`'s."""
+    anchor_p50, _, anchor_rate = rows[anchor]
     print(f"\n{title}\n")
     print(f"| path | p50 ms (batch 1) | p99 ms (batch 1) | {unit} (batch {batch_size}) "
-          "| served / direct |")
-    print("|---|---|---|---|---|")
+          f"| p50 / {anchor} | {unit} / {anchor} |")
+    print("|---|---|---|---|---|---|")
     for name, (p50, p99, rate) in rows.items():
-        ratio = "-" if name.startswith("served") else f"{served / rate:.2f}x"
-        print(f"| {name} | {p50:.1f} | {p99:.1f} | {rate:,.0f} | {ratio} |")
+        print(f"| {name} | {p50:.1f} | {p99:.1f} | {rate:,.0f} | {p50 / anchor_p50:.2f}x "
+              f"| {rate / anchor_rate:.2f}x |")
 
 
 def classifier(args, tmpdir, texts):
@@ -151,35 +154,41 @@ def classifier(args, tmpdir, texts):
 def gpt(args, tmpdir):
     model = keras_llm.build_gpt("gpt_nano")
     tokenizer = keras_llm.tokenizers.ByteTokenizer()
-    path = keras_llm.export(
-        model, tmpdir + "/gpt", tokenizer, max_new_tokens=args.new_tokens, stop_token_ids=[]
-    )
-    served = tf.saved_model.load(path).signatures["serving_default"]
 
-    def serve(batch):
-        out = served(text=tf.constant(batch))
-        assert (out["generated_length"].numpy() == args.new_tokens).all()
-        return [t.decode("utf-8") for t in out["generated_text"].numpy()]
+    def served(jit_compile):
+        path = keras_llm.export(
+            model, f"{tmpdir}/gpt", tokenizer, max_new_tokens=args.new_tokens, stop_token_ids=[],
+            jit_compile=jit_compile,
+        )
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+
+        def serve(batch):
+            out = signature(text=tf.constant(batch))
+            assert (out["generated_length"].numpy() == args.new_tokens).all()
+            return [t.decode("utf-8") for t in out["generated_text"].numpy()]
+
+        return serve
 
     def direct(generator):
         return lambda batch: generator.generate(batch, args.new_tokens, stop_token_ids=[])
 
     Generator = keras_llm.generation.Generator
-    return serve, {
-        "Keras direct (Generator, XLA)": direct(Generator(model, tokenizer)),
-        "Keras direct (Generator, no XLA)": direct(Generator(model, tokenizer, jit_compile=False)),
+    return {
+        "served (plain graph, the default)": served(False),
+        "served (`jit_compile=True`)": served(True),
+        "Generator (XLA, its default)": direct(Generator(model, tokenizer)),
+        "Generator (`jit_compile=False`)": direct(Generator(model, tokenizer, jit_compile=False)),
     }
 
 
-def run(title, unit, serve, directs, singles, batches, items_per_batch, agree):
-    """Times the served path and each direct one; prints the table and the output checks."""
-    rows = {"served SavedModel": measure(serve, singles, batches, items_per_batch)}
-    checks = []
-    for name, direct in directs.items():
-        rows[name] = measure(direct, singles, batches, items_per_batch)
-        checks.append(f"{name}: {agree(serve(batches[0]), direct(batches[0]))}")
-    print_table(title, unit, len(batches[0]), rows)
-    print("\nOn one batch, against served: " + "; ".join(checks))
+def run(title, unit, paths, anchor, singles, batches, items_per_batch, agree):
+    """Times each path; prints the table and how each path's outputs compare with the first's."""
+    rows = {name: measure(call, singles, batches, items_per_batch) for name, call in paths.items()}
+    first, *others = paths
+    reference = paths[first](batches[0])
+    checks = [f"{name}: {agree(reference, paths[name](batches[0]))}" for name in others]
+    print_table(title, unit, len(batches[0]), rows, anchor)
+    print(f"\nOn one batch, against {first}: " + "; ".join(checks))
 
 
 def main():
@@ -203,13 +212,14 @@ def main():
         serve, direct = classifier(args, tmpdir, texts)
         singles, batches = split(texts)
         run(f"bert_small classifier, {len(texts)} sentences for the vocabulary", "texts/s",
-            serve, {"Keras direct (predict_on_batch)": direct}, singles, batches, size,
+            {"served SavedModel": serve, "Keras direct (predict_on_batch)": direct},
+            "Keras direct (predict_on_batch)", singles, batches, size,
             lambda a, b: f"largest probability difference {np.abs(a - b).max():.1e}")
 
-        serve, directs = gpt(args, tmpdir)
         singles, batches = split(prompts(args.data, needed))
         run(f"gpt_nano, greedy, {args.new_tokens} new tokens, prompts of 8-32 bytes", "new tok/s",
-            serve, directs, singles, batches, size * args.new_tokens,
+            gpt(args, tmpdir), "Generator (XLA, its default)", singles, batches,
+            size * args.new_tokens,
             lambda a, b: f"{sum(x == y for x, y in zip(a, b))}/{len(a)} completions equal")
 
 

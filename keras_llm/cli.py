@@ -941,6 +941,7 @@ def export(args, parser):
         version = keras_llm.export(
             model, output, tokenizer, version=args.version, overwrite=args.overwrite,
             label_names=names, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
+            jit_compile=args.jit_compile,
         )
     except (ValueError, OSError) as error:  # FileExistsError among them
         parser.error(f"exporting {args.model!r} to --output {output!r}: {error}")

@@ -83,7 +83,9 @@ _TASK_NAMES = {
     "tagger": "tagger",
     "question_answerer": "question answerer",
 }
-_GENERATION_SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_token_ids")
+_GENERATION_SETTINGS = (
+    "max_new_tokens", "temperature", "top_k", "top_p", "seed", "stop_token_ids", "jit_compile",
+)
 _TASK_SETTINGS = {
     "causal_lm": _GENERATION_SETTINGS,
     "seq2seq_lm": _GENERATION_SETTINGS,
@@ -179,13 +181,15 @@ def _bert_inputs(tokenizer, ids, sequence_length):
 class _CausalLMServing(tf.Module):
     """Signatures of a GPT export; see saved_models/README.md."""
 
-    def __init__(self, model, tokenizer, defaults, stop_token_ids):
+    def __init__(self, model, tokenizer, defaults, stop_token_ids, jit_compile):
         super().__init__()
         # Generated ids are named by the tokenizer.
         _check_vocabulary(tokenizer, model, _TASK_NAMES[model.task])
         self.model = model
         self.tokenizer = tokenizer
-        self._generator = Generator(model, tokenizer, jit_compile=False)
+        self._generator = Generator(model, tokenizer, jit_compile=jit_compile)
+        generator = self._generator
+        self._decode = generator.compiled_sample if jit_compile else generator.sample
         self._defaults = defaults
         self._stop_token_ids = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
         self._end_token_id = getattr(tokenizer, "end_token_id", None)
@@ -203,7 +207,7 @@ class _CausalLMServing(tf.Module):
         return token_ids, tf.cast(padding_mask, tf.int32)
 
     def _generate(self, token_ids, padding_mask, *settings):
-        return self._generator.sample(token_ids, padding_mask, *settings, self._stop_token_ids)
+        return self._decode(token_ids, padding_mask, *settings, self._stop_token_ids)
 
     def _with_text(self, outputs):
         generated = tf.RaggedTensor.from_tensor(
@@ -270,14 +274,14 @@ class _CausalLMServing(tf.Module):
 class _Seq2SeqServing(_CausalLMServing):
     """Signatures of a seq2seq export: a source text in, its generated target out."""
 
-    def __init__(self, model, tokenizer, defaults, stop_token_ids):
+    def __init__(self, model, tokenizer, defaults, stop_token_ids, jit_compile):
         if model.source_vocabulary_size != model.vocabulary_size:
             raise ValueError(
                 "A seq2seq export serves one tokenizer for sources and targets: the model must "
                 f"have a shared vocabulary. Received: a model with {model.source_vocabulary_size} "
                 f"source and {model.vocabulary_size} target token ids"
             )
-        super().__init__(model, tokenizer, defaults, stop_token_ids)
+        super().__init__(model, tokenizer, defaults, stop_token_ids, jit_compile)
         self._source_end_token_id = self._generator.source_end_token_id
 
     def _ids(self, text):
@@ -616,6 +620,7 @@ def export(
     max_answer_length=None,
     doc_stride=None,
     max_question_length=None,
+    jit_compile=False,
 ):
     """Exports `model` with its tokenizer as a SavedModel that TF Serving serves from text.
 
@@ -695,6 +700,19 @@ def export(
       offsets into the context in characters (code points). An empty
       context answers `""` with score 0.
 
+    A GPT's or a seq2seq model's decoding loop is by default a plain graph,
+    which every TensorFlow runtime and TF Serving build runs as it is. With
+    `jit_compile=True` the loop is XLA-compiled (what `Generator` runs by
+    default; `benchmarks/serving_latency.py` measures both): each shape
+    bucket (`Generator.bucket_shapes`: batch size rounded up to a power of
+    two, prompt length to 32 tokens, prompt plus new tokens to 64) compiles
+    on its first request, once per process, and then decodes about 4x
+    faster on a CPU. The SavedModel then needs XLA where it runs:
+    `tf.saved_model.load` in TensorFlow's pip builds has it; TF Serving on a
+    CPU needs `--xla_cpu_compilation_enabled=true` (without it every
+    generation request fails); TF Serving's GPU images have shipped without
+    XLA's GPU compiler (tensorflow/serving#2214), so keep the default there.
+
     Text longer than the model's context is truncated: a classifier, a
     tagger or a masked LM keeps the first `max_sequence_length - 2` tokens
     (a `[MASK]` past them is dropped, with no position); a GPT prompt keeps
@@ -729,6 +747,8 @@ def export(
             run_qa.py), 128 and 64 (as its pipeline). Windows are
             `min(384, max_sequence_length)` tokens, as in its pipeline;
             `doc_stride` must be less than `window - 3 - max_question_length`.
+        jit_compile: A GPT's or seq2seq model's decoding loop XLA-compiled
+            per shape bucket (see above); default False: a plain graph.
 
     Returns:
         The path of the written version directory.
@@ -756,7 +776,10 @@ def export(
         top_k=top_k, top_p=top_p, seed=seed, stop_token_ids=stop_token_ids,
         max_answer_length=max_answer_length, doc_stride=doc_stride,
         max_question_length=max_question_length,
+        jit_compile=jit_compile or None,
     ))
+    if not isinstance(jit_compile, bool):
+        raise ValueError(f"`jit_compile` must be True or False. Received: jit_compile={jit_compile!r}")
     tokenizer = serving_tokenizer(tokenizer)
     context = model.max_sequence_length
     if task in ("causal_lm", "seq2seq_lm"):
@@ -771,7 +794,7 @@ def export(
             stop_token_ids = [] if end is None else [end]
         stop_token_ids = check_stop_token_ids(stop_token_ids, model.vocabulary_size)
         serving = _CausalLMServing if task == "causal_lm" else _Seq2SeqServing
-        module = serving(model, tokenizer, defaults, stop_token_ids)
+        module = serving(model, tokenizer, defaults, stop_token_ids, jit_compile)
     elif task == "masked_lm":
         vocabulary_size = model.vocabulary_size
         top_k = 5 if top_k is None else top_k

@@ -51,16 +51,16 @@ class Generator:
     for every position and layer; then a `tf.while_loop` adds one token per
     step, running the model on that token only and attending over the cache.
     The cache has a fixed size (the longest prompt plus `max_new_tokens`), so
-    every step has the same shapes. With `jit_compile=True` (the default)
-    `generate` runs the loop XLA-compiled, once per shape bucket (batch size,
-    prompt length rounded up to 32, total length rounded up to 64, number of
-    stop tokens, `num_beams`); sampling settings are tensors, so changing
-    them does not compile again. `Generator.sample` is the same loop as a
-    plain-graph `tf.function` whose signature leaves batch size and lengths
-    open (traced once, serves every shape): `generate` uses it with
-    `jit_compile=False`, and it is what `keras_llm.export` puts in a
-    SavedModel. Each of its settings has one value per prompt, or one value
-    that applies to every prompt; a batch of no prompts gives empty outputs.
+    every step has the same shapes. Two `tf.function`s run it, with the same
+    signature (batch size and lengths open, each setting one value per
+    prompt or one for all; no prompts give empty outputs), traced once each:
+    `Generator.sample`, a plain graph, and `Generator.compiled_sample`, whose
+    loop is XLA-compiled once per shape bucket (`bucket_shapes`: batch size
+    rounded up to a power of two, prompt length to 32, total length to 64,
+    a seq2seq source to 32; also per number of stop tokens and `num_beams`).
+    Sampling settings are tensors, so changing them does not compile again.
+    `generate` calls `compiled_sample` with `jit_compile=True` (the default)
+    and `sample` otherwise; `keras_llm.export` puts either in a SavedModel.
 
     Prompts of different lengths are right-padded: the loop starts at the
     shortest prompt's end, and a row whose prompt is longer keeps its own
@@ -142,10 +142,15 @@ class Generator:
             check_token_ids([self.start_token_id], self.vocabulary_size, "start_token_id")
         else:
             self.end_token_id = getattr(tokenizer, "end_token_id", None)
-        self.sample = tf.function(
-            self._sample,
-            input_signature=[*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC],
-        )
+        signature = [*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC]
+        self.sample = tf.function(self._sample, input_signature=signature)
+
+        def compiled_sample(token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p,
+                            seed, stop_token_ids):
+            return self._sample(token_ids, padding_mask, max_new_tokens, temperature, top_k,
+                                top_p, seed, stop_token_ids, xla=True)
+
+        self.compiled_sample = tf.function(compiled_sample, input_signature=signature)
         self._beam_searches = {}
         self.jit_compile = jit_compile
         self._xla_loops = {}
@@ -238,7 +243,7 @@ class Generator:
 
     def _sample(
         self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed,
-        stop_token_ids,
+        stop_token_ids, xla=False,
     ):
         max_new_tokens, temperature, top_k, top_p, seed = _per_prompt(
             tf.shape(token_ids)[0],
@@ -252,10 +257,16 @@ class Generator:
                 ids, lengths, row_end, source = self._prepare(
                     token_ids, padding_mask, max_new_tokens, stop_token_ids
                 )
-            ids, stop_at = self._sample_loop(
-                ids, lengths, row_end, tf.reduce_max(lengths), temperature, top_k, top_p, seed,
-                stop_token_ids, source,
-            )
+            sampling = (temperature, top_k, top_p, seed)
+            if xla:
+                ids, stop_at = self._xla_decode(
+                    1, ids, lengths, row_end, stop_token_ids, source, sampling=sampling
+                )
+            else:
+                ids, stop_at = self._sample_loop(
+                    ids, lengths, row_end, tf.reduce_max(lengths), *sampling, stop_token_ids,
+                    source,
+                )
             return _completions(ids, lengths, stop_at)
 
         return _unless_empty(token_ids, generate)
@@ -299,15 +310,17 @@ class Generator:
 
     # -- beam search --------------------------------------------------------------
 
-    def beam_search(self, num_beams):
+    def beam_search(self, num_beams, jit_compile=False):
         """The compiled beam search for `num_beams` beams (traced on first use).
 
         It takes `(token_ids, padding_mask, max_new_tokens, stop_token_ids,
         length_penalty)` and returns, like `sample`, `{"generated_ids",
-        "generated_length"}` of each row's best beam.
+        "generated_length"}` of each row's best beam. With `jit_compile`,
+        its loop is XLA-compiled per shape bucket, as `compiled_sample`'s.
         """
         check_settings(self.max_sequence_length, num_beams=num_beams)
-        if num_beams not in self._beam_searches:
+        key = (num_beams, bool(jit_compile))
+        if key not in self._beam_searches:
 
             def search(token_ids, padding_mask, max_new_tokens, stop_token_ids, alpha):
                 (max_new_tokens,) = _per_prompt(
@@ -318,22 +331,27 @@ class Generator:
                     ids, lengths, row_end, source = self._prepare(
                         token_ids, padding_mask, max_new_tokens, stop_token_ids
                     )
-                    ids, stop_at = self._beam_loop(
-                        ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids, num_beams,
-                        alpha, source,
-                    )
+                    if jit_compile:
+                        ids, stop_at = self._xla_decode(
+                            num_beams, ids, lengths, row_end, stop_token_ids, source, alpha=alpha
+                        )
+                    else:
+                        ids, stop_at = self._beam_loop(
+                            ids, lengths, row_end, tf.reduce_max(lengths), stop_token_ids,
+                            num_beams, alpha, source,
+                        )
                     return _completions(ids, lengths, stop_at)
 
                 return _unless_empty(token_ids, generate)
 
-            self._beam_searches[num_beams] = tf.function(
+            self._beam_searches[key] = tf.function(
                 search,
                 input_signature=[
                     *PROMPT_SPECS, SETTING_SPECS[0], STOP_SPEC,
                     tf.TensorSpec([], tf.float32, name="length_penalty"),
                 ],
             )
-        return self._beam_searches[num_beams]
+        return self._beam_searches[key]
 
     def _beam_loop(self, ids, lengths, row_end, prefill_width, stop_token_ids, beams, alpha,
                    source=None):
@@ -400,19 +418,77 @@ class Generator:
         ids = tf.gather(tf.reshape(ids, [batch_size, beams, total]), best, batch_dims=1)
         return ids, tf.gather(stop_at, best, batch_dims=1)
 
-    # -- the XLA-compiled loops of the Python front end ---------------------------
+    # -- the same loops, XLA-compiled per shape bucket ------------------------------
 
-    def _compiled(self, num_beams):
-        """The XLA-compiled loop for `num_beams` (1: sampling), traced per shape bucket."""
+    def _xla_decode(self, num_beams, ids, lengths, row_end, stop_token_ids, source,
+                    sampling=(), alpha=0.0):
+        """`_sample_loop` (`num_beams` 1) or `_beam_loop`, XLA-compiled, on bucketed inputs.
+
+        XLA compiles a program for each shape of its inputs, and no shape
+        inside it may depend on a tensor's values. So the plain graph around
+        it pads the inputs to a bucket (`bucket_shapes`), the compiled loop
+        takes every shape from its inputs' shapes, and each bucket compiles
+        once per process. Takes and returns what `_sample_loop` does.
+        """
+        batch_size = tf.shape(ids)[0]
+        rows, prompt_width, total, source_width = self.bucket_shapes(
+            lengths, row_end, None if source is None else tf.shape(source[0])[1]
+        )
+        # Extra rows copy the first (they finish with it: no extra steps).
+        rows = tf.concat([tf.range(batch_size), tf.zeros([rows - batch_size], tf.int32)], 0)
+        pad = lambda value: tf.gather(value, rows)
+        prompt = tf.pad(ids, [[0, 0], [0, tf.maximum(prompt_width - tf.shape(ids)[1], 0)]])
+        prompt = pad(prompt[:, :prompt_width])
+        if source is not None:
+            source = tuple(
+                pad(tf.pad(value, [[0, 0], [0, source_width - tf.shape(value)[1]]]))
+                for value in source
+            )
+        ids, stop_at = self._xla_loop(num_beams)(
+            prompt, pad(lengths), pad(row_end), stop_token_ids, tf.range(total),
+            tf.cast(alpha, tf.float32), tuple(pad(value) for value in sampling), source or (),
+        )
+        return ids[:batch_size], stop_at[:batch_size]
+
+    def bucket_shapes(self, lengths, row_end, source_width=None):
+        """The shape bucket that XLA compiles a decoding loop for.
+
+        Given each row's prompt length and where it ends (`[B]` each) and a
+        seq2seq model's source width, returns (as int32 scalars): the batch
+        size rounded up to a power of two, the prompt width rounded up to a
+        multiple of 32 (a seq2seq decoder's prompt is its start token: 1),
+        the total length rounded up to a multiple of 64, and the source
+        width rounded up to a multiple of 32 (None without a source); every
+        length at most the model's context. Buckets bound how many programs
+        XLA compiles (each a few seconds, once per process): a server that
+        sees batches of 1 to 32 and prompts of any length compiles at most
+        6 batch sizes x (context / 32) prompt widths x (context / 64) totals.
+        """
+        context = self.max_sequence_length
+        round_up = lambda value, multiple: tf.minimum(-(-value // multiple) * multiple, context)
+        # The next power of two of the batch size: its bits below the top one set, plus one.
+        smeared = tf.shape(lengths)[0] - 1
+        for shift in (1, 2, 4, 8, 16):
+            smeared = tf.bitwise.bitwise_or(smeared, tf.bitwise.right_shift(smeared, shift))
+        total = round_up(tf.reduce_max(row_end), 64)
+        prompt_width = tf.constant(1) if self.seq2seq else round_up(tf.reduce_max(lengths), 32)
+        return (
+            smeared + 1,
+            tf.minimum(prompt_width, total),
+            total,
+            None if source_width is None else round_up(source_width, 32),
+        )
+
+    def _xla_loop(self, num_beams):
+        """The XLA-compiled loop for `num_beams` (1: sampling); see `_xla_decode`."""
         if num_beams not in self._xla_loops:
 
-            def loop(token_ids, lengths, max_new_tokens, sampling, stop_token_ids, total, source,
-                     alpha):
-                # token_ids = [B, P], a static bucket; `total` (S) too; a
-                # seq2seq model's `source` is ([B, S_src], its mask), else None.
-                width = token_ids.shape[1]
-                ids = tf.pad(token_ids, [[0, 0], [0, total - width]])  # [B, S]
-                row_end = lengths + max_new_tokens
+            def loop(prompt, lengths, row_end, stop_token_ids, positions, alpha, sampling,
+                     source):
+                # prompt [B, P] and positions [S]: their shapes are the bucket's.
+                total, width = tf.shape(positions)[0], tf.shape(prompt)[1]
+                ids = tf.pad(prompt, [[0, 0], [0, total - width]])  # [B, S]
+                source = source or None  # a seq2seq model's (ids, mask)
                 if num_beams == 1:
                     return self._sample_loop(
                         ids, lengths, row_end, width, *sampling, stop_token_ids, source
@@ -421,7 +497,21 @@ class Generator:
                     ids, lengths, row_end, width, stop_token_ids, num_beams, alpha, source
                 )
 
-            self._xla_loops[num_beams] = tf.function(loop, jit_compile=True)
+            vector = lambda dtype: tf.TensorSpec([None], dtype)
+            matrix = tf.TensorSpec([None, None], tf.int32)
+            sampling = (
+                (vector(tf.float32), vector(tf.int32), vector(tf.float32), vector(tf.int32))
+                if num_beams == 1 else ()
+            )
+            self._xla_loops[num_beams] = tf.function(
+                loop,
+                jit_compile=True,
+                input_signature=[
+                    matrix, vector(tf.int32), vector(tf.int32), vector(tf.int32),
+                    vector(tf.int32), tf.TensorSpec([], tf.float32), sampling,
+                    (matrix, matrix) if self.seq2seq else (),
+                ],
+            )
         return self._xla_loops[num_beams]
 
     # -- Python front end ------------------------------------------------------------
@@ -600,16 +690,7 @@ class Generator:
         # A longer prompt keeps its last tokens: they and the new ones must fit.
         room = self.max_sequence_length - max_new
         rows = [row[-int(r):] for row, r in zip(rows, room)]
-        lengths = np.array([len(row) for row in rows], "int32")
-        width = int(lengths.max())
-        total = None
-        if self.jit_compile:
-            # Shape buckets: XLA compiles once per (batch, prompt bucket,
-            # total bucket, number of stop tokens).
-            total = min(self.max_sequence_length, _round_up(int((lengths + max_new).max()), 64))
-            width = min(total, _round_up(width, 32))
-        token_ids = _padded(rows, width)
-        return self._run(token_ids, lengths, max_new, sampling, stops, num_beams, alpha, total)
+        return self._run(rows, max_new, sampling, stops, num_beams, alpha)
 
     def _generate_from_sources(self, rows, max_new, sampling, stops, num_beams, alpha):
         """A seq2seq model's new ids for each source row."""
@@ -619,35 +700,19 @@ class Generator:
                 raise ValueError(
                     f"Source {n} has {len(row)} tokens; the model reads at most {context}."
                 )
-        lengths = np.array([len(row) for row in rows], "int32")
-        width = int(lengths.max())
-        if not self.jit_compile:
-            return self._run(_padded(rows, width), lengths, max_new, sampling, stops, num_beams,
-                             alpha, None)
-        width = min(context, _round_up(width, 32))
-        source = (_padded(rows, width), (np.arange(width)[None, :] < lengths[:, None]).astype("int32"))
-        start = np.full((len(rows), 1), self.start_token_id, "int32")
-        total = min(context, _round_up(1 + int(max_new.max()), 64))
-        ones = np.ones(len(rows), "int32")
-        return self._run(start, ones, max_new, sampling, stops, num_beams, alpha, total, source)
+        return self._run(rows, max_new, sampling, stops, num_beams, alpha)
 
-    def _run(self, token_ids, lengths, max_new, sampling, stops, num_beams, alpha, total,
-             source=None):
-        """Runs the XLA loop (`total` given) or the graph one; each row's new ids."""
-        max_new = tf.constant(max_new, tf.int32)
-        if total is not None:
-            ids, stop_at = self._compiled(num_beams)(
-                token_ids, lengths, max_new, sampling, stops, total, source, alpha
-            )
-            ids, stop_at = ids.numpy(), stop_at.numpy()
-            return [ids[n, lengths[n] : stop_at[n]] for n in range(len(lengths))]
-        width = token_ids.shape[1]
-        padding_mask = (np.arange(width)[None, :] < lengths[:, None]).astype("int32")
-        arguments = (token_ids, padding_mask, max_new)
+    def _run(self, rows, max_new, sampling, stops, num_beams, alpha):
+        """Each row's new ids, from the XLA-compiled loop or the plain-graph one."""
+        lengths = np.array([len(row) for row in rows], "int32")
+        token_ids = _padded(rows, int(lengths.max()))
+        padding_mask = (np.arange(token_ids.shape[1])[None, :] < lengths[:, None]).astype("int32")
+        arguments = (token_ids, padding_mask, tf.constant(max_new, tf.int32))
         if num_beams != 1:
-            outputs = self.beam_search(num_beams)(*arguments, stops, alpha)
+            outputs = self.beam_search(num_beams, self.jit_compile)(*arguments, stops, alpha)
         else:
-            outputs = self.sample(*arguments, *sampling, stops)
+            sample = self.compiled_sample if self.jit_compile else self.sample
+            outputs = sample(*arguments, *sampling, stops)
         generated = outputs["generated_ids"].numpy()
         counts = outputs["generated_length"].numpy()
         return [generated[n, :count] for n, count in enumerate(counts)]

@@ -165,10 +165,14 @@ def test_compiled_once_per_shape_bucket(model):
         graph.generate(prompts, 4)
         graph.generate(prompts, 7, temperature=0.5, top_k=3, seed=1)
     assert graph.sample.experimental_get_tracing_count() == 1
+    # The XLA loop is traced once too: XLA compiles it per bucket of shapes
+    # (bucket_shapes, tested in tests/export/test_export_xla.py).
     compiled = Generator(model)
-    compiled.generate([[1, 2, 3]], 4)
-    compiled.generate([[1, 2, 3, 4, 5, 6, 7]], 9, temperature=0.9, seed=2)  # same bucket
-    assert compiled._compiled(1).experimental_get_tracing_count() == 1
+    for prompts in (PROMPTS, PROMPTS[:1], [[1, 2]] * 5):
+        compiled.generate(prompts, 4)
+        compiled.generate(prompts, 9, temperature=0.9, seed=2)
+    assert compiled.compiled_sample.experimental_get_tracing_count() == 1
+    assert compiled._xla_loop(1).experimental_get_tracing_count() == 1
 
 
 def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(model, compiled):
