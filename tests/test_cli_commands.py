@@ -107,6 +107,31 @@ def test_generate_samples_have_their_own_seed_per_prompt(trained, capsys):
     assert out == expected[2] + "\n"
 
 
+@pytest.mark.slow  # two exports and an XLA compile: 15 s
+def test_export_jit_compile_serves_what_the_plain_export_serves(trained, capsys, tmp_path):
+    import tensorflow as tf
+
+    directory, model, tokenizer = trained
+    path = str(directory / "model.keras")
+    versions = {}
+    for flags in ([], ["--jit-compile"]):
+        code, out, _ = cli(capsys, "export", "--model", path, "--output", str(tmp_path / "m"),
+                           "--max-new-tokens", "8", *flags)
+        assert code == 0
+        versions[bool(flags)] = out.split("exported: ")[1].strip()
+    texts = tf.constant(["ab", "", "hello world"])
+    served = {}
+    for jit, version in versions.items():
+        loaded = tf.saved_model.load(version)
+        served[jit] = loaded.signatures["serving_default"](text=texts)["generated_text"].numpy()
+        graph = loaded.signatures["serving_default"].graph.as_graph_def()
+        compiled = [f.signature.name for f in graph.library.function if f.attr["_XlaMustCompile"].b]
+        assert bool(compiled) == jit, compiled
+    assert served[True].tolist() == served[False].tolist()
+    expected = keras_llm.generate(model, ["ab", "", "hello world"], 8, tokenizer=tokenizer)
+    assert [t.decode("utf-8") for t in served[True]] == expected
+
+
 def test_row_seeds_differ_between_prompts_and_samples():
     seeds = {row_seed(0, p, s) for p in ("a", "b", "c") for s in range(3)}
     assert len(seeds) == 9 and all(0 <= s < 2**31 for s in seeds)
