@@ -109,9 +109,10 @@ TRAIN_FLAGS = {
     ),
     "--jit-compile": dict(
         default="auto", nargs="?", const="on", choices=("auto", "on", "off"),
-        help="XLA compilation of the train step: auto (on for one GPU; off on CPUs and under "
-        "multi-replica strategies, where Keras 3 cannot compile it), on (also plain "
-        "--jit-compile) or off.",
+        help="XLA compilation of the train step: auto (GPT and BERT pre-training, whose "
+        "batches have one shape: on for one device, CPU or GPU; seq2seq, whose batches are "
+        "bucketed by length: on for one GPU only; off under multi-replica strategies, where "
+        "Keras 3 cannot compile it), on (also plain --jit-compile) or off.",
     ),
     "--backup-dir": dict(
         default=None,

@@ -13,6 +13,7 @@ from keras_llm.training.defaults import (
     TRAINING_DEFAULTS,
     WarmupLinearDecay,
     compile_model,
+    default_jit_compile,
     make_optimizer,
 )
 from keras_llm.training.backup import TrainingBackup, fit_resumable
@@ -28,6 +29,7 @@ __all__ = [
     "TrainingBackup",
     "WarmupLinearDecay",
     "compile_model",
+    "default_jit_compile",
     "fit_resumable",
     "make_optimizer",
 ]

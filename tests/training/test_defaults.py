@@ -69,3 +69,29 @@ def test_causal_lm_loss_ignores_padding():
 def test_unknown_task():
     with pytest.raises(ValueError, match="task='translation'"):
         keras_llm.compile_model(keras.Sequential([keras.layers.Dense(1)]), "translation")
+
+
+def test_xla_is_the_default_on_one_device_for_fixed_shape_tasks_only():
+    import types
+
+    from keras_llm.training import default_jit_compile
+
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    assert default_jit_compile("causal_lm") is True
+    assert default_jit_compile("bert_pretraining") is True
+    assert default_jit_compile("causal_lm", two_replicas) == "auto"
+    for task in ("seq2seq_lm", "classification", "token_tagging", "question_answering"):
+        assert default_jit_compile(task) == "auto"
+    gpt = keras_llm.build_gpt(vocabulary_size=7, num_layers=1, num_heads=1, hidden_dim=4,
+                              intermediate_dim=8, max_sequence_length=4)
+    assert keras_llm.compile_model(gpt, "causal_lm").jit_compile is True
+    assert keras_llm.compile_model(gpt, "causal_lm", jit_compile=False).jit_compile is False
+    classifier = keras_llm.build_bert_classifier(
+        vocabulary_size=7, num_classes=2, num_layers=1, num_heads=1, hidden_dim=4,
+        intermediate_dim=8, max_sequence_length=4,
+    )
+    # Keras's "auto": XLA on one GPU only.
+    import tensorflow as tf
+
+    expected = bool(tf.config.list_logical_devices("GPU"))
+    assert keras_llm.compile_model(classifier, "classification").jit_compile is expected
