@@ -861,10 +861,6 @@ def _unless_empty(token_ids, generate):
     )
 
 
-def _round_up(value, multiple):
-    return -(-value // multiple) * multiple
-
-
 def _is_in(token, stop_token_ids):
     """Whether each of `token` `[...]` is one of `stop_token_ids` `[K]`."""
     return tf.reduce_any(token[..., None] == stop_token_ids, axis=-1)
