@@ -187,7 +187,7 @@ EXPORT_FLAGS = {
     ),
     "--jit-compile": dict(
         action="store_true",
-        help="A GPT's or seq2seq model's generation loop XLA-compiled per shape bucket (about 4x "
+        help="A GPT's or seq2seq model's generation loop XLA-compiled per shape bucket (about 3x "
         "faster on a CPU; TF Serving then needs --xla_cpu_compilation_enabled=true).",
     ),
 }

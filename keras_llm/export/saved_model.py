@@ -706,7 +706,7 @@ def export(
     default; `benchmarks/serving_latency.py` measures both): each shape
     bucket (`Generator.bucket_shapes`: batch size rounded up to a power of
     two, prompt length to 32 tokens, prompt plus new tokens to 64) compiles
-    on its first request, once per process, and then decodes about 4x
+    on its first request, once per process, and then decodes about 3x
     faster on a CPU. The SavedModel then needs XLA where it runs:
     `tf.saved_model.load` in TensorFlow's pip builds has it; TF Serving on a
     CPU needs `--xla_cpu_compilation_enabled=true` (without it every

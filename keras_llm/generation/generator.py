@@ -470,6 +470,18 @@ class Generator:
         XLA compiles (each a few seconds, once per process): a server that
         sees batches of 1 to 32 and prompts of any length compiles at most
         6 batch sizes x (context / 32) prompt widths x (context / 64) totals.
+
+        Example:
+
+        ```python
+        import tensorflow as tf
+        import keras_llm
+
+        generator = keras_llm.generation.Generator(keras_llm.build_gpt("gpt_nano", num_layers=1))
+        lengths = tf.constant([5, 40, 7])  # three prompts
+        rows, prompt, total, _ = generator.bucket_shapes(lengths, lengths + 30)
+        assert (int(rows), int(prompt), int(total)) == (4, 64, 128)
+        ```
         """
         context = self.max_sequence_length
         round_up = lambda value, multiple: tf.minimum(-(-value // multiple) * multiple, context)
