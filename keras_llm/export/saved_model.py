@@ -188,8 +188,8 @@ class _CausalLMServing(tf.Module):
         self.model = model
         self.tokenizer = tokenizer
         self._generator = Generator(model, tokenizer, jit_compile=jit_compile)
-        generator = self._generator
-        self._decode = generator.compiled_sample if jit_compile else generator.sample
+        # The decoding loop: XLA-compiled per shape bucket, or a plain graph.
+        self._decode = self._generator.compiled_sample if jit_compile else self._generator.sample
         self._defaults = defaults
         self._stop_token_ids = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
         self._end_token_id = getattr(tokenizer, "end_token_id", None)
