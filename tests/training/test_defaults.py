@@ -1,9 +1,12 @@
+import types
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_llm
-from keras_llm.training import WarmupLinearDecay, make_optimizer
+from keras_llm.training import WarmupLinearDecay, default_jit_compile, make_optimizer
 
 
 def reference_lr(step, peak, warmup, total, floor):
@@ -72,10 +75,6 @@ def test_unknown_task():
 
 
 def test_xla_is_the_default_on_one_device_for_fixed_shape_tasks_only():
-    import types
-
-    from keras_llm.training import default_jit_compile
-
     two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
     assert default_jit_compile("causal_lm") is True
     assert default_jit_compile("bert_pretraining") is True
@@ -91,7 +90,5 @@ def test_xla_is_the_default_on_one_device_for_fixed_shape_tasks_only():
         intermediate_dim=8, max_sequence_length=4,
     )
     # Keras's "auto": XLA on one GPU only.
-    import tensorflow as tf
-
     expected = bool(tf.config.list_logical_devices("GPU"))
     assert keras_llm.compile_model(classifier, "classification").jit_compile is expected
