@@ -370,7 +370,7 @@ class Generator:
         )
         # Every row becomes `beams` rows: [B * K, ...], row b * K + k.
         expand = lambda t: tf.repeat(t, beams, axis=0)
-        caches = [expand(cache) for cache in caches]
+        caches = tf.nest.map_structure(expand, caches)
         if context is not None:  # the same source for every beam of a row
             context = tf.nest.map_structure(expand, context)
         ids = expand(ids)
@@ -403,7 +403,9 @@ class Generator:
             rows = tf.reshape(tf.range(batch_size)[:, None] * beams + source, [-1])  # [B * K]
             # (ensure_shape: keeps the static shapes that XLA's loop needs)
             ids = tf.ensure_shape(tf.gather(ids, rows), ids.shape)
-            caches = [tf.ensure_shape(tf.gather(c, rows), c.shape) for c in caches]
+            caches = tf.nest.map_structure(
+                lambda c: tf.ensure_shape(tf.gather(c, rows), c.shape), caches
+            )
             done = tf.gather(done, source, batch_dims=1)
             stop_at = tf.gather(stop_at, source, batch_dims=1)
             generating = tf.logical_and(i >= lengths_k, tf.logical_not(done))

@@ -1,9 +1,34 @@
 """Token embedding plus learned position embedding, reversible for LM heads."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_llm.layers.position_embedding import PositionEmbedding
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
+    """Keras's `ReversibleEmbedding`, whose tied reverse projection reads the table as stored.
+
+    Keras computes `inputs @ transpose(table)`; under XLA on a CPU that
+    transpose was copied (the whole `[vocabulary, width]` table) at every
+    decoding step. `tf.matmul(..., transpose_b=True)` gives XLA a dot that
+    contracts the table's rows in place. The same numbers; the quantized
+    and untied paths stay Keras's.
+    """
+
+    def call(self, inputs, reverse=False):
+        if not (reverse and self.tie_weights and self.logit_soft_cap is None):
+            return super().call(inputs, reverse=reverse)
+        table = self.embeddings
+        if self.reverse_dtype is not None:
+            inputs = ops.cast(inputs, self.reverse_dtype)
+            table = ops.cast(table, self.reverse_dtype)
+        shape = tf.shape(inputs)
+        flat = tf.reshape(inputs, [-1, shape[-1]])
+        logits = tf.matmul(flat, table, transpose_b=True)
+        return tf.reshape(logits, tf.concat([shape[:-1], tf.shape(table)[:1]], 0))
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -18,8 +43,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     at the top is how the builders tie the weights; the functional model
     records one shared layer, so the tie survives saving and loading.
 
-    The token table is Keras's own `keras.layers.ReversibleEmbedding`; the
-    reverse projection is computed in the layer's compute dtype.
+    The token table is Keras's own `keras.layers.ReversibleEmbedding` (with
+    a reverse projection that XLA does not copy the table for); the reverse
+    projection is computed in the layer's compute dtype.
 
     Args:
         vocabulary_size: Number of token ids.
@@ -83,7 +109,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             embeddings_initializer
             or keras.initializers.TruncatedNormal(stddev=0.02)
         )
-        self.token_embedding = keras.layers.ReversibleEmbedding(
+        self.token_embedding = ReversibleEmbedding(
             vocabulary_size,
             hidden_dim,
             embeddings_initializer=self._clone_initializer(),

@@ -39,9 +39,15 @@ class TransformerBlock(keras.layers.Layer):
     """One Transformer layer: multi-head attention and a feed-forward network.
 
     Attention is scaled dot-product attention, softmax(Q K^T / sqrt(d_k)) V,
-    with per-head query, key and value projections (each `hidden_dim ->
-    num_heads x head_dim`, with bias) and an output projection back to
-    `hidden_dim`, where `head_dim = hidden_dim // num_heads`. The
+    with query, key and value projections (each `hidden_dim -> hidden_dim`,
+    with bias, split into `num_heads` heads of `head_dim = hidden_dim //
+    num_heads`) and an output projection back to `hidden_dim`. The four
+    kernels are 2-D, `[in, out]` (the heads are the output's consecutive
+    slices, as in Hugging Face's layouts): XLA on a CPU multiplies a 2-D
+    variable by one decoding step's vector with its fast matrix-vector
+    kernel, but a head-split 3-D kernel is reshaped first, and that reshape
+    made it fall back to a naive loop ten times slower (measured in
+    `benchmarks/seq2seq_generation.py`). The
     position-wise feed-forward network is `Dense(intermediate_dim,
     activation)` then `Dense(hidden_dim)`. Each sub-layer has a residual
     connection and a LayerNorm:
@@ -93,10 +99,12 @@ class TransformerBlock(keras.layers.Layer):
             `encoder_outputs`.
         return_attention_scores: Whether to also return the attention
             probabilities.
-        cache: Optional key/value cache for incremental decoding, a tensor
-            `(batch_size, 2, num_heads, cache_length, head_dim)` (keys, then
-            values, of every position so far; `cache_length` is fixed, so a
-            decoding loop keeps static shapes). The inputs are the tokens at
+        cache: Optional key/value cache for incremental decoding, a pair
+            `(keys, values)` of tensors `(batch_size, num_heads,
+            cache_length, head_dim)` (every position so far; `cache_length`
+            is fixed, so a decoding loop keeps static shapes; two tensors,
+            not one, so that a step reads each in place instead of copying
+            a slice). The inputs are the tokens at
             positions `cache_index ... cache_index + sequence_length - 1`:
             their keys and values are written into the cache, and they
             attend to cache positions `<= their own` (needs `causal=True`;
@@ -104,8 +112,8 @@ class TransformerBlock(keras.layers.Layer):
         cache_index: The position of the inputs' first token in the cache
             (an int or a scalar tensor); needed with `cache`.
         cross_attention_cache: Optional keys and values of the encoder
-            attention, `(batch_size, 2, num_heads, encoder_length,
-            head_dim)`, from `compute_cross_attention_cache(encoder_outputs)`:
+            attention, a pair of `(batch_size, num_heads, encoder_length,
+            head_dim)` tensors, from `compute_cross_attention_cache(encoder_outputs)`:
             a decoding loop computes them once per source and passes them
             at every step instead of `encoder_outputs`.
         training: Whether dropout is active.
@@ -200,16 +208,15 @@ class TransformerBlock(keras.layers.Layer):
         )
 
     def _build_attention(self, prefix, query_shape, key_shape):
-        """Creates and builds `<prefix>_{query,key,value,output}` projections."""
+        """Creates and builds `<prefix>_{query,key,value,output}` projections (2-D kernels)."""
         hidden_dim = query_shape[-1]
-        heads, head_dim = self.num_heads, hidden_dim // self.num_heads
         projections = {}
         for part, shape in (("query", query_shape), ("key", key_shape), ("value", key_shape)):
-            layer = self._dense("btd,dnh->btnh", (None, heads, head_dim), "nh", f"{prefix}_{part}")
+            layer = self._dense("btd,df->btf", (None, hidden_dim), "f", f"{prefix}_{part}")
             layer.build(shape)
             projections[part] = layer
-        output = self._dense("btnh,nhd->btd", (None, hidden_dim), "d", f"{prefix}_output")
-        output.build((None, None, heads, head_dim))
+        output = self._dense("btf,fd->btd", (None, hidden_dim), "d", f"{prefix}_output")
+        output.build((None, None, hidden_dim))
         projections["output"] = output
         return projections
 
@@ -254,9 +261,15 @@ class TransformerBlock(keras.layers.Layer):
 
     # -- forward pass ----------------------------------------------------------
 
+    def _heads(self, projections, part, x):
+        """The `part` projection of `x` `[B, T, D]`, split into heads: `[B, T, N, H]`."""
+        y = projections[part](x)
+        shape = ops.shape(y)
+        return ops.reshape(y, (shape[0], shape[1], self.num_heads, self.head_dim))
+
     def _query(self, projections, x):
         """Queries `[B, T, N, H]`, scaled by 1/sqrt(H)."""
-        query = projections["query"](x)
+        query = self._heads(projections, "query", x)
         return query * ops.cast(1.0 / math.sqrt(self.head_dim), query.dtype)
 
     def _attend(self, projections, query, key, value, mask, training, head_major=False):
@@ -278,6 +291,8 @@ class TransformerBlock(keras.layers.Layer):
         weights = ops.cast(probabilities, self.compute_dtype)
         dropped = self._dropout_layer(weights, training=training)
         attended = ops.einsum(f"bnts,{keys}->btnh", dropped, value)  # [B, T, N, H]
+        shape = ops.shape(attended)
+        attended = ops.reshape(attended, (shape[0], shape[1], shape[2] * shape[3]))
         return projections["output"](attended), probabilities  # [B, T, D]
 
     def _sublayer_input(self, x, layer_norm):
@@ -306,8 +321,8 @@ class TransformerBlock(keras.layers.Layer):
         length = ops.shape(inputs)[1]
         h = self._sublayer_input(inputs, self._self_attention_layer_norm)
         query = self._query(self._self_attention, h)
-        key = self._self_attention["key"](h)  # [B, T, N, H]
-        value = self._self_attention["value"](h)
+        key = self._heads(self._self_attention, "key", h)  # [B, T, N, H]
+        value = self._heads(self._self_attention, "value", h)
         if cache is None:
             mask = _merge_masks(
                 query_length=length,
@@ -321,11 +336,10 @@ class TransformerBlock(keras.layers.Layer):
             self._check_cache_call(
                 cache_index, padding_mask, attention_mask, return_attention_scores
             )
-            cache = self._write_cache(cache, key, value, cache_index)  # [B, 2, N, C, H]
-            mask = _cache_mask(ops.shape(cache)[3], cache_index, length)
+            cache = self._write_cache(cache, key, value, cache_index)  # 2 x [B, N, C, H]
+            mask = _cache_mask(ops.shape(cache[0])[2], cache_index, length)
             y, scores = self._attend(
-                self._self_attention, query, cache[:, 0], cache[:, 1], mask, training,
-                head_major=True,
+                self._self_attention, query, cache[0], cache[1], mask, training, head_major=True
             )
         x = self._residual(inputs, y, self._self_attention_layer_norm, training)
         cross_scores = None
@@ -356,12 +370,12 @@ class TransformerBlock(keras.layers.Layer):
         h = self._sublayer_input(x, self._cross_attention_layer_norm)
         query = self._query(self._cross_attention, h)
         if cross_cache is None:
-            key = self._cross_attention["key"](encoder_outputs)  # [B, S, N, H]
-            value = self._cross_attention["value"](encoder_outputs)
+            key = self._heads(self._cross_attention, "key", encoder_outputs)  # [B, S, N, H]
+            value = self._heads(self._cross_attention, "value", encoder_outputs)
             source_length, head_major = ops.shape(encoder_outputs)[1], False
-        else:  # [B, 2, N, S, H]
-            key, value = cross_cache[:, 0], cross_cache[:, 1]
-            source_length, head_major = ops.shape(cross_cache)[3], True
+        else:  # 2 x [B, N, S, H]
+            key, value = cross_cache
+            source_length, head_major = ops.shape(key)[2], True
         mask = _merge_masks(
             query_length=ops.shape(x)[1],
             key_length=source_length,
@@ -375,8 +389,9 @@ class TransformerBlock(keras.layers.Layer):
     def compute_cross_attention_cache(self, encoder_outputs):
         """The encoder attention's keys and values of `encoder_outputs`, computed once per source.
 
-        Returns a `(batch_size, 2, num_heads, encoder_length, head_dim)`
-        tensor (keys, then values; head-major like the self-attention cache)
+        Returns a pair `(keys, values)` of `(batch_size, num_heads,
+        encoder_length, head_dim)` tensors (head-major like the self-attention
+        cache)
         to pass as `cross_attention_cache` at every decoding step instead of
         `encoder_outputs`, which would project them again at each step.
         """
@@ -384,9 +399,9 @@ class TransformerBlock(keras.layers.Layer):
             raise ValueError(
                 "This TransformerBlock has no encoder attention (cross_attention=False)."
             )
-        key = self._cross_attention["key"](encoder_outputs)  # [B, S, N, H]
-        value = self._cross_attention["value"](encoder_outputs)
-        return ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))
+        key = self._heads(self._cross_attention, "key", encoder_outputs)  # [B, S, N, H]
+        value = self._heads(self._cross_attention, "value", encoder_outputs)
+        return ops.transpose(key, (0, 2, 1, 3)), ops.transpose(value, (0, 2, 1, 3))
 
     def _check_cache_call(
         self, cache_index, padding_mask, attention_mask, return_attention_scores
@@ -406,33 +421,35 @@ class TransformerBlock(keras.layers.Layer):
             )
 
     def _write_cache(self, cache, key, value, cache_index):
-        """`cache` `[B, 2, N, C, H]` with `key`, `value` `[B, T, N, H]` written at `cache_index...`.
+        """`cache` (2 x `[B, N, C, H]`) with `key`, `value` `[B, T, N, H]` written at `cache_index...`.
 
         Core ops only (the decoding loop exports to any TF Serving build) and
         static shapes (XLA compiles it).
         """
-        new = ops.transpose(ops.stack([key, value], axis=1), (0, 1, 3, 2, 4))  # [B, 2, N, T, H]
+        new = [ops.transpose(part, (0, 2, 1, 3)) for part in (key, value)]  # 2 x [B, N, T, H]
         length = key.shape[1]
         first = ops.cast(cache_index, "int32")
         if isinstance(length, int) and length == 1:
             # One token: a scatter, which XLA does in place. updates =
-            # [B * 2 * N, H] at (b, keys or values, head, first).
-            batch, parts, heads = ops.shape(cache)[0], 2, self.num_heads
-            rows = ops.repeat(ops.arange(batch, dtype="int32"), parts * heads)
-            part = ops.tile(ops.repeat(ops.arange(parts, dtype="int32"), heads), [batch])
-            head = ops.tile(ops.arange(heads, dtype="int32"), [batch * parts])
-            column = ops.full_like(rows, first)
-            indices = ops.stack([rows, part, head, column], axis=1)  # [B * 2 * N, 4]
-            return ops.scatter_update(cache, indices, ops.reshape(new, (-1, self.head_dim)))
+            # [B * N, H] at (b, head, first).
+            batch, heads = ops.shape(cache[0])[0], self.num_heads
+            rows = ops.repeat(ops.arange(batch, dtype="int32"), heads)
+            head = ops.tile(ops.arange(heads, dtype="int32"), [batch])
+            indices = ops.stack([rows, head, ops.full_like(rows, first)], axis=1)  # [B * N, 3]
+            return tuple(
+                ops.scatter_update(old, indices, ops.reshape(part, (-1, self.head_dim)))
+                for old, part in zip(cache, new)
+            )
         # A prompt: padded to the cache length and merged.
         length = ops.shape(key)[1]
-        cache_length = ops.shape(cache)[3]
+        cache_length = ops.shape(cache[0])[2]
         positions = ops.arange(cache_length, dtype="int32")
         written = ops.logical_and(positions >= first, positions < first + length)
-        written = written[None, None, None, :, None]  # [1, 1, 1, C, 1]
-        after = cache_length - first - length
-        widths = [[0, 0], [0, 0], [0, 0], [first, after], [0, 0]]
-        return ops.where(written, ops.pad(new, widths), cache)
+        written = written[None, None, :, None]  # [1, 1, C, 1]
+        widths = [[0, 0], [0, 0], [first, cache_length - first - length], [0, 0]]
+        return tuple(
+            ops.where(written, ops.pad(part, widths), old) for old, part in zip(cache, new)
+        )
 
     def compute_output_spec(
         self, inputs, encoder_outputs=None, return_attention_scores=False, **kwargs

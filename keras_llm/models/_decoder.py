@@ -14,11 +14,14 @@ class DecoderModel(keras.Model):
     """
 
     def empty_cache(self, batch_size, cache_length):
-        """Zero key/value caches, one `[batch_size, 2, N, cache_length, H]` per decoder block."""
+        """Zero key/value caches: per decoder block a pair of `[batch_size, N, cache_length, H]`."""
         return [
-            ops.zeros(
-                (batch_size, 2, block.num_heads, cache_length, block.head_dim),
-                block.compute_dtype,
+            tuple(
+                ops.zeros(
+                    (batch_size, block.num_heads, cache_length, block.head_dim),
+                    block.compute_dtype,
+                )
+                for _ in range(2)
             )
             for block in self._decoder_blocks
         ]

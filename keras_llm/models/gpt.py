@@ -159,7 +159,8 @@ class GPT(DecoderModel):
     - `task`: `"causal_lm"`;
     - `vocabulary_size`, `max_sequence_length`: its ids and its context;
     - `empty_cache(batch_size, cache_length)`: one zero key/value cache per
-      block, `[batch_size, 2, num_heads, cache_length, head_dim]`;
+      block, a pair (keys, values) of `[batch_size, num_heads, cache_length,
+      head_dim]` tensors;
     - `call_with_cache(token_ids, cache, cache_index, context=None)`: the float32 logits
       `[B, T, V]` of `token_ids` `[B, T]` at positions `cache_index ...`,
       reading and writing their keys and values in `cache`; returns

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_llm.layers import PositionalEncoding, PositionEmbedding, TransformerBlock
+from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
 from keras_llm.models._config import resolve_config, resolve_precision
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
@@ -277,7 +278,7 @@ class Seq2SeqTransformer(DecoderModel):
         num_decoder_layers = num_decoder_layers or num_layers
         # tensor2tensor's initialisation goes with the sqrt(d) scale: embeddings of unit variance.
         stddev = hidden_dim**-0.5 if scale_embeddings else 0.02
-        table = lambda size, name: keras.layers.ReversibleEmbedding(
+        table = lambda size, name: ReversibleEmbedding(
             size, hidden_dim, tie_weights=True, dtype=dtype, name=name,
             embeddings_initializer=keras.initializers.TruncatedNormal(stddev=stddev),
         )

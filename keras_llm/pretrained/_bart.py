@@ -108,21 +108,21 @@ def _positions(name, path):
 
 
 def _layer_norm(name, layer):
-    return [stored(f"{name}.weight", "body", f"{layer}/gamma", 0),
-            stored(f"{name}.bias", "body", f"{layer}/beta", 0)]
+    return [stored(f"{name}.weight", "body", f"{layer}/gamma"),
+            stored(f"{name}.bias", "body", f"{layer}/beta")]
 
 
-def _linear(name, layer, inputs=1):
-    # nn.Linear stores [out, in]: a query's [N * H, D] is the Keras [D, N, H] transposed.
-    return [transposed(f"{name}.weight", "body", f"{layer}/kernel", inputs),
-            stored(f"{name}.bias", "body", f"{layer}/bias", 0)]
+def _linear(name, layer):
+    # nn.Linear stores [out, in]: the Keras kernel transposed.
+    return [transposed(f"{name}.weight", "body", f"{layer}/kernel"),
+            stored(f"{name}.bias", "body", f"{layer}/bias")]
 
 
 def _attention(hf, layer):
     table = []
     for part, projection in (("q", "query"), ("k", "key"), ("v", "value")):
         table += _linear(f"{hf}.{part}_proj", f"{layer}_{projection}")
-    return table + _linear(f"{hf}.out_proj", f"{layer}_output", inputs=2)  # [D, N * H] -> [N, H, D]
+    return table + _linear(f"{hf}.out_proj", f"{layer}_output")
 
 
 def tensors(arguments):

@@ -98,13 +98,13 @@ def arguments(config, where, task):
 
 
 def _layer_norm(name, part, layer):
-    return [stored(f"{name}.weight", part, f"{layer}/gamma", 0),
-            stored(f"{name}.bias", part, f"{layer}/beta", 0)]
+    return [stored(f"{name}.weight", part, f"{layer}/gamma"),
+            stored(f"{name}.bias", part, f"{layer}/beta")]
 
 
-def _linear(name, part, layer, inputs=1):
-    return [transposed(f"{name}.weight", part, f"{layer}/kernel", inputs),
-            stored(f"{name}.bias", part, f"{layer}/bias", 0)]
+def _linear(name, part, layer):
+    return [transposed(f"{name}.weight", part, f"{layer}/kernel"),
+            stored(f"{name}.bias", part, f"{layer}/bias")]
 
 
 def tensors(arguments):
@@ -120,12 +120,11 @@ def tensors(arguments):
     ]
     for i in range(num_layers):
         hf, block = f"encoder.layer.{i}", f"transformer_layer_{i}"
-        for projection in ("query", "key", "value"):  # [N * H, D] -> [D, N, H]
+        for projection in ("query", "key", "value"):
             table += _linear(f"{hf}.attention.self.{projection}", "body",
                              f"{block}/self_attention_{projection}")
         table += [
-            *_linear(f"{hf}.attention.output.dense", "body", f"{block}/self_attention_output",
-                     inputs=2),  # [D, N * H] -> [N, H, D]
+            *_linear(f"{hf}.attention.output.dense", "body", f"{block}/self_attention_output"),
             *_layer_norm(f"{hf}.attention.output.LayerNorm", "body",
                          f"{block}/self_attention_layer_norm"),
             *_linear(f"{hf}.intermediate.dense", "body", f"{block}/feedforward_intermediate_dense"),
@@ -136,7 +135,7 @@ def tensors(arguments):
         *_linear("pooler.dense", "pooler", "pooled_dense"),
         *_linear("cls.predictions.transform.dense", "mlm", "mlm_dense"),
         *_layer_norm("cls.predictions.transform.LayerNorm", "mlm", "mlm_layer_norm"),
-        stored("cls.predictions.bias", "mlm", "embeddings/output_bias", 0),
+        stored("cls.predictions.bias", "mlm", "embeddings/output_bias"),
         *_linear("cls.seq_relationship", "nsp", "nsp_dense"),
         *_linear("classifier", "classifier", "logits"),
         *_linear("classifier", "tagger", "tagger_logits"),
@@ -176,7 +175,7 @@ def describe(model):
     arguments = dict(
         vocabulary_size=vocabulary_size,
         num_layers=num_layers,
-        num_heads=shapes["transformer_layer_0/self_attention_query/kernel"][1],
+        num_heads=block.num_heads,
         hidden_dim=hidden_dim,
         intermediate_dim=shapes["transformer_layer_0/feedforward_intermediate_dense/kernel"][1],
         max_sequence_length=shapes["embeddings/position_embedding/embeddings"][0],

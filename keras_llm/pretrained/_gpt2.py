@@ -70,14 +70,14 @@ def arguments(config, where, task):
 
 
 def _layer_norm(name, layer):
-    return [stored(f"{name}.weight", "body", f"{layer}/gamma", 0),
-            stored(f"{name}.bias", "body", f"{layer}/beta", 0)]
+    return [stored(f"{name}.weight", "body", f"{layer}/gamma"),
+            stored(f"{name}.bias", "body", f"{layer}/beta")]
 
 
-def _conv1d(name, layer, inputs=1):
+def _conv1d(name, layer):
     # GPT-2's Conv1D stores [in, out], as Keras does.
-    return [stored(f"{name}.weight", "body", f"{layer}/kernel", inputs),
-            stored(f"{name}.bias", "body", f"{layer}/bias", 0)]
+    return [stored(f"{name}.weight", "body", f"{layer}/kernel"),
+            stored(f"{name}.bias", "body", f"{layer}/bias")]
 
 
 def tensors(arguments):
@@ -93,10 +93,10 @@ def tensors(arguments):
         table += [
             # Pre-norm: ln_1 normalizes the attention's input, ln_2 the MLP's.
             *_layer_norm(f"{hf}.ln_1", f"{block}/self_attention_layer_norm"),
-            # [D, 3 * N * H] -> three [D, N, H]; bias [3 * N * H] -> three [N, H]
+            # [D, 3 * D] -> three [D, D]; bias [3 * D] -> three [D]
             fused(f"{hf}.attn.c_attn.weight", "body", [f"{p}/kernel" for p in attention]),
-            fused(f"{hf}.attn.c_attn.bias", "body", [f"{p}/bias" for p in attention], inputs=0),
-            *_conv1d(f"{hf}.attn.c_proj", f"{block}/self_attention_output", inputs=2),
+            fused(f"{hf}.attn.c_attn.bias", "body", [f"{p}/bias" for p in attention]),
+            *_conv1d(f"{hf}.attn.c_proj", f"{block}/self_attention_output"),
             *_layer_norm(f"{hf}.ln_2", f"{block}/feedforward_layer_norm"),
             *_conv1d(f"{hf}.mlp.c_fc", f"{block}/feedforward_intermediate_dense"),
             *_conv1d(f"{hf}.mlp.c_proj", f"{block}/feedforward_output_dense"),
@@ -124,7 +124,7 @@ def describe(model):
     arguments = dict(
         vocabulary_size=vocabulary_size,
         num_layers=num_layers,
-        num_heads=shapes["transformer_layer_0/self_attention_query/kernel"][1],
+        num_heads=block.num_heads,
         hidden_dim=hidden_dim,
         intermediate_dim=shapes["transformer_layer_0/feedforward_intermediate_dense/kernel"][1],
         max_sequence_length=shapes["embeddings/position_embedding/embeddings"][0],

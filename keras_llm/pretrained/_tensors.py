@@ -6,12 +6,11 @@ transforms between the layouts, so import and export share one table and
 cannot drift apart.
 
 Layouts: PyTorch's `nn.Linear` stores `[out, in]`; GPT-2's `Conv1D` stores
-`[in, out]`; Keras's `Dense` / `EinsumDense` kernels are `[in..., out...]`
-(a query kernel `[D, N, H]`, an attention output kernel `[N, H, D]`) and
-their biases `[out...]`.
+`[in, out]`; keras_llm's kernels are all `[in, out]` (the attention
+projections too: heads are consecutive slices of the output, as in both
+Hugging Face layouts) and their biases `[out]`.
 """
 
-import math
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -27,37 +26,29 @@ class Tensor(NamedTuple):
     to_hf: Callable  # [one array per variable] -> array
 
 
-def _flat(array, inputs):
-    """`array` as `[in, out]` (its first `inputs` axes are the input), or a vector if 0."""
-    if inputs == 0:
-        return array.reshape(-1)
-    return array.reshape(math.prod(array.shape[:inputs]), -1)
-
-
-def stored(name, part, path, inputs=1):
-    """A tensor stored `[in, out]` as Keras does (embeddings, LayerNorm, biases with inputs=0,
-    GPT-2's Conv1D), up to a reshape of the head axes."""
+def stored(name, part, path):
+    """A tensor stored as Keras stores it (embeddings, LayerNorm, biases, GPT-2's Conv1D)."""
     return Tensor(
         name,
         part,
         (path,),
         lambda array, shapes: [array.reshape(shapes[0])],
-        lambda arrays: _flat(arrays[0], inputs),
+        lambda arrays: arrays[0],
     )
 
 
-def transposed(name, part, path, inputs=1):
+def transposed(name, part, path):
     """A PyTorch `nn.Linear` weight, `[out, in]`: the transpose of the Keras kernel."""
     return Tensor(
         name,
         part,
         (path,),
         lambda array, shapes: [array.T.reshape(shapes[0])],
-        lambda arrays: _flat(arrays[0], inputs).T,
+        lambda arrays: arrays[0].T,
     )
 
 
-def fused(name, part, paths, inputs=1):
+def fused(name, part, paths):
     """GPT-2's `c_attn`: query, key and value side by side on the last axis, `[in, 3 * out]`."""
     return Tensor(
         name,
@@ -67,5 +58,5 @@ def fused(name, part, paths, inputs=1):
             piece.reshape(shape)
             for piece, shape in zip(np.split(array, len(shapes), axis=-1), shapes)
         ],
-        lambda arrays: np.concatenate([_flat(a, inputs) for a in arrays], axis=-1),
+        lambda arrays: np.concatenate(arrays, axis=-1),
     )

@@ -21,18 +21,21 @@ def np_layer_norm(x, w, name, eps):
     return (x - mean) / np.sqrt(var + eps) * w[f"{name}/gamma"] + w[f"{name}/beta"]
 
 
-def np_attention(w, prefix, q_in, kv_in, mask):
-    """softmax(Q K^T / sqrt(d_k)) V with per-head projections, in float64."""
-    q = np.einsum("btd,dnh->btnh", q_in, w[f"{prefix}_query/kernel"]) + w[f"{prefix}_query/bias"]
-    k = np.einsum("bsd,dnh->bsnh", kv_in, w[f"{prefix}_key/kernel"]) + w[f"{prefix}_key/bias"]
-    v = np.einsum("bsd,dnh->bsnh", kv_in, w[f"{prefix}_value/kernel"]) + w[f"{prefix}_value/bias"]
+def np_attention(w, prefix, q_in, kv_in, mask, num_heads):
+    """softmax(Q K^T / sqrt(d_k)) V, heads the projections' consecutive slices, in float64."""
+
+    def heads(x, part):
+        y = x @ w[f"{prefix}_{part}/kernel"] + w[f"{prefix}_{part}/bias"]
+        return y.reshape(*y.shape[:2], num_heads, -1)
+
+    q, k, v = heads(q_in, "query"), heads(kv_in, "key"), heads(kv_in, "value")
     scores = np.einsum("btnh,bsnh->bnts", q, k) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = np.where(mask[:, None], scores, -np.inf)
     scores = scores - scores.max(-1, keepdims=True)
     probs = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
     out = np.einsum("bnts,bsnh->btnh", probs, v)
-    out = np.einsum("btnh,nhd->btd", out, w[f"{prefix}_output/kernel"]) + w[f"{prefix}_output/bias"]
+    out = out.reshape(*out.shape[:2], -1) @ w[f"{prefix}_output/kernel"] + w[f"{prefix}_output/bias"]
     return out, probs
 
 
@@ -53,14 +56,18 @@ def np_block(layer, x, padding_mask=None, encoder=None, encoder_mask=None, activ
         h = activation(h @ w["feedforward_intermediate_dense/kernel"] + w["feedforward_intermediate_dense/bias"])
         return h @ w["feedforward_output_dense/kernel"] + w["feedforward_output_dense/bias"], None
 
-    sublayers = [("self_attention_layer_norm", lambda h: np_attention(w, "self_attention", h, h, mask))]
+    sublayers = [(
+        "self_attention_layer_norm",
+        lambda h: np_attention(w, "self_attention", h, h, mask, layer.num_heads),
+    )]
     if encoder is not None:
         cross_mask = np.ones((x.shape[0], t, encoder.shape[1]), bool)
         if encoder_mask is not None:
             cross_mask &= encoder_mask[:, None, :].astype(bool)
         sublayers.append((
             "cross_attention_layer_norm",
-            lambda h: np_attention(w, "cross_attention", h, encoder.astype("float64"), cross_mask),
+            lambda h: np_attention(w, "cross_attention", h, encoder.astype("float64"), cross_mask,
+                                   layer.num_heads),
         ))
     sublayers.append(("feedforward_layer_norm", ffn))
     scores = []
@@ -205,7 +212,7 @@ def test_cached_decoding_equals_the_full_causal_pass():
     )
     x = np.random.default_rng(0).normal(size=(3, 7, 8)).astype("float32")
     full = np.asarray(block(x))
-    cache = np.zeros((3, 2, 2, 10, 4), "float32")  # [B, 2, N, C, H]: room for 10 positions
+    cache = (np.zeros((3, 2, 10, 4), "float32"),) * 2  # keys, values [B, N, C, H]: 10 positions
     y, cache = block(x[:, :4], cache=cache, cache_index=0)  # a 4-token prompt
     outputs = [np.asarray(y)]
     for i in range(4, 7):  # then one token at a time
@@ -233,8 +240,8 @@ def test_cached_decoding_with_encoder_attention_equals_the_full_pass(normalize_f
     source_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], "int32")
     full = np.asarray(block(x, encoder_outputs=source, encoder_padding_mask=source_mask))
     cross = block.compute_cross_attention_cache(source)
-    assert tuple(cross.shape) == (2, 2, 2, 5, 4)  # [B, 2, N, S, H]
-    cache = np.zeros((2, 2, 2, 6, 4), "float32")
+    assert [tuple(part.shape) for part in cross] == [(2, 2, 5, 4)] * 2  # keys, values [B, N, S, H]
+    cache = (np.zeros((2, 2, 6, 4), "float32"),) * 2
     outputs = []
     for i in range(6):
         y, cache = block(
