@@ -16,6 +16,19 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
     decoding step. `tf.matmul(..., transpose_b=True)` gives XLA a dot that
     contracts the table's rows in place. The same numbers; the quantized
     and untied paths stay Keras's.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
+
+    layer = ReversibleEmbedding(10, 4)
+    hidden = np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32")
+    logits = np.asarray(layer(hidden, reverse=True))  # [2, 3, 10]
+    table = np.asarray(layer.embeddings, "float64")
+    np.testing.assert_allclose(logits, hidden @ table.T, rtol=1e-5, atol=1e-6)
+    ```
     """
 
     def call(self, inputs, reverse=False):

@@ -46,8 +46,8 @@ class TransformerBlock(keras.layers.Layer):
     slices, as in Hugging Face's layouts): XLA on a CPU multiplies a 2-D
     variable by one decoding step's vector with its fast matrix-vector
     kernel, but a head-split 3-D kernel is reshaped first, and that reshape
-    made it fall back to a naive loop ten times slower (measured in
-    `benchmarks/seq2seq_generation.py`). The
+    made it fall back to a loop about ten times slower (`benchmarks/RESULTS.md`,
+    Seq2seq generation). The
     position-wise feed-forward network is `Dense(intermediate_dim,
     activation)` then `Dense(hidden_dim)`. Each sub-layer has a residual
     connection and a LayerNorm:
