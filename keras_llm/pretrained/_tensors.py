@@ -32,7 +32,7 @@ def stored(name, part, path):
         name,
         part,
         (path,),
-        lambda array, shapes: [array.reshape(shapes[0])],
+        lambda array, shapes: [array],
         lambda arrays: arrays[0],
     )
 
@@ -43,7 +43,7 @@ def transposed(name, part, path):
         name,
         part,
         (path,),
-        lambda array, shapes: [array.T.reshape(shapes[0])],
+        lambda array, shapes: [array.T],
         lambda arrays: arrays[0].T,
     )
 
@@ -54,9 +54,6 @@ def fused(name, part, paths):
         name,
         part,
         tuple(paths),
-        lambda array, shapes: [
-            piece.reshape(shape)
-            for piece, shape in zip(np.split(array, len(shapes), axis=-1), shapes)
-        ],
+        lambda array, shapes: np.split(array, len(shapes), axis=-1),
         lambda arrays: np.concatenate(arrays, axis=-1),
     )
