@@ -42,7 +42,8 @@ class Generator:
     A seq2seq model's sources are encoded once (`model.encode`, which also
     computes each decoder block's encoder keys and values); its decoder then
     starts from the start token as a one-token prompt, and everything below
-    applies to it as to a GPT's prompt. The special tokens are those
+    applies to it as to a GPT's prompt, except that the loop's first step
+    reads that token (no pass over the prompt first). The special tokens are those
     `keras_llm.data.seq2seq_dataset` trains with (`seq2seq_specials`): give
     `start_token_id` (and `source_end_token_id`) when the tokenizer lacks
     them (BART: `start_token_id=2`).
@@ -172,6 +173,19 @@ class Generator:
         """The model's decoding context: a seq2seq model's encoded `source`, else None."""
         return None if source is None else self.model.encode(*source)
 
+    def _prefill(self, ids, prefill_width, context):
+        """The caches after one pass over the prompts `ids[:, :prefill_width]`.
+
+        Their logits are not needed: each loop step recomputes its previous
+        position's. A seq2seq decoder's prompt is its start token alone, which
+        the first step reads anyway, so it starts from the empty cache (a pass
+        over the start token would be a whole decoder step, then overwritten).
+        """
+        empty = self.model.empty_cache(tf.shape(ids)[0], tf.shape(ids)[1])
+        if context is not None:
+            return empty
+        return self._forward(ids[:, :prefill_width], 0, empty, context)[1]
+
     def _prepare(self, token_ids, padding_mask, max_new_tokens, stop_token_ids):
         """Checks the arguments, keeps each prompt's last tokens that fit, pads.
 
@@ -283,13 +297,9 @@ class Generator:
         stop_token_ids, source=None,
     ):
         """Fills `ids` `[B, S]` after each row's prompt; returns it and each row's end."""
-        batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
+        total = tf.shape(ids)[1]
         context = self._context(source)
-        # One pass over the prompts fills the cache (their logits are not
-        # needed: each step below recomputes its previous position's).
-        _, caches = self._forward(
-            ids[:, :prefill_width], 0, self.model.empty_cache(batch_size, total), context
-        )
+        caches = self._prefill(ids, prefill_width, context)
         positions = tf.range(total)[None, :]  # [1, S]
 
         def keep_going(i, ids, done, stop_at, caches):
@@ -365,9 +375,7 @@ class Generator:
         """Beam search after each row's prompt in `ids` `[B, S]`; the best beams and ends."""
         batch_size, total = tf.shape(ids)[0], tf.shape(ids)[1]
         context = self._context(source)
-        _, caches = self._forward(
-            ids[:, :prefill_width], 0, self.model.empty_cache(batch_size, total), context
-        )
+        caches = self._prefill(ids, prefill_width, context)
         # Every row becomes `beams` rows: [B * K, ...], row b * K + k.
         expand = lambda t: tf.repeat(t, beams, axis=0)
         caches = tf.nest.map_structure(expand, caches)

@@ -133,6 +133,27 @@ def test_a_batch_of_unequal_sources_gives_each_row_what_it_gives_alone(compiled,
         assert len(ids) <= [5, 7, 3][n]
 
 
+@pytest.mark.parametrize("settings", [dict(), dict(num_beams=2)])
+def test_the_decoder_runs_once_per_new_token(model, monkeypatch, settings):
+    # A seq2seq decoder's prompt is its start token alone, which the loop's
+    # first step reads: a pass over it before the loop (as a GPT's prompt
+    # gets) would cost a whole decoder step per call. The traced graph must
+    # call the decoder once, in the loop's step; and the result stays right.
+    calls = []
+    call_with_cache = model.call_with_cache
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return call_with_cache(*args, **kwargs)
+
+    monkeypatch.setattr(model, "call_with_cache", counted)
+    generator = Generator(model, jit_compile=False, start_token_id=START)
+    got = generator.generate(SOURCES[:1], max_new_tokens=4, stop_token_ids=[END], **settings)
+    assert len(calls) == 1
+    if not settings:
+        assert got[0].tolist() == greedy_by_recomputing(model, SOURCES[0], 4)
+
+
 def test_text_in_text_out_with_the_training_layout():
     # A byte-level tokenizer: sources end with 256, the decoder starts from
     # 256 (seq2seq_dataset's defaults), generation stops at 256.
