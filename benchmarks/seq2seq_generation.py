@@ -14,6 +14,12 @@ alternately for several rounds and the median kept. The last columns set both
 against a floor (`matmul_floor`, timed in the same rounds): the same loop
 doing only the matmuls of a step, whose weights it must read once per step.
 
+A second table splits each library's time (keras_llm and keras-hub with XLA):
+the same runs generating 1 token, timed in the same rounds, give the prefill
+(the encoder, the cross-attention keys and values, the first step), and
+(time for all tokens - time for 1) / (new tokens - 1) the cost of each
+further step, next to the floor's step.
+
 Usage:
     python benchmarks/seq2seq_generation.py               # the table in RESULTS.md
     python benchmarks/seq2seq_generation.py --rounds 1    # quick look
@@ -71,11 +77,13 @@ def build_models(args):
     return ours, theirs
 
 
-def timers(ours, theirs, args, batch):
+def timers(ours, theirs, args, batch, new=None):
+    """Runners generating `new` tokens (default `args.new`) for each library."""
+    new = args.new if new is None else new
     rng = np.random.default_rng(batch)
     sources = rng.integers(3, args.vocabulary, size=(batch, args.source)).astype("int32")
     generator = keras_llm.generation.Generator(ours, start_token_id=START)
-    decoder = np.zeros((batch, args.new + 1), "int32")
+    decoder = np.zeros((batch, new + 1), "int32")
     decoder[:, 0] = START
     decoder_mask = np.zeros_like(decoder)
     decoder_mask[:, 0] = 1
@@ -83,15 +91,15 @@ def timers(ours, theirs, args, batch):
               "decoder_token_ids": decoder, "decoder_padding_mask": decoder_mask}
 
     def run_ours():
-        out = generator.generate(list(sources), args.new, stop_token_ids=[])
-        assert all(len(row) == args.new for row in out)
+        out = generator.generate(list(sources), new, stop_token_ids=[])
+        assert all(len(row) == new for row in out)
         return np.stack(out)
 
     def run(model):
         def run_theirs():
             out = model.generate(inputs, stop_token_ids=None)
             ids = np.asarray(out["decoder_token_ids"])
-            assert ids.shape == (batch, args.new + 1)
+            assert ids.shape == (batch, new + 1)
             return ids[:, 1:]
 
         return run_theirs
@@ -150,9 +158,12 @@ def main():
     print("| batch | keras_llm new tok/s | keras-hub (default) | ratio | keras-hub (XLA) | ratio "
           "| matmuls only (floor) | keras_llm / floor | keras-hub XLA / floor |")
     print("|---|---|---|---|---|---|---|---|---|")
+    split = []
     for batch in [int(b) for b in args.batches.split(",")]:
         runs = timers(ours, theirs, args, batch)
         runs["floor"] = matmul_floor(ours, args, batch)
+        one = timers(ours, {"keras-hub XLA": theirs["keras-hub XLA"]}, args, batch, new=1)
+        runs.update({f"{name}, 1 token": run for name, run in one.items()})
         for run in runs.values():  # compile
             run()
         seconds = {name: [] for name in runs}
@@ -161,13 +172,30 @@ def main():
                 start = time.perf_counter()
                 run()
                 seconds[name].append(time.perf_counter() - start)
-        rate = {name: batch * args.new / statistics.median(s) for name, s in seconds.items()}
+        median = {name: statistics.median(s) for name, s in seconds.items()}
+        rate = {name: batch * args.new / median[name] for name in ("keras_llm", "keras-hub",
+                                                                    "keras-hub XLA", "floor")}
         ours_rate, floor = rate["keras_llm"], rate["floor"]
         print(f"| {batch} | {ours_rate:,.0f} | {rate['keras-hub']:,.0f} | "
               f"{ours_rate / rate['keras-hub']:.2f}x | {rate['keras-hub XLA']:,.0f} | "
               f"{ours_rate / rate['keras-hub XLA']:.2f}x | {floor:,.0f} | "
               f"{ours_rate / floor:.2f} | {rate['keras-hub XLA'] / floor:.2f} |")
-
+        # Where the time goes: generating 1 token is the prefill (encoder, the
+        # cross-attention keys and values, the first step); each further token
+        # costs (time for all - time for 1) / (new - 1).
+        parts = {}
+        for name in ("keras_llm", "keras-hub XLA"):
+            first = median[f"{name}, 1 token"]
+            parts[name] = (first * 1e3, (median[name] - first) / (args.new - 1) * 1e3)
+        split.append((batch, parts, median["floor"] / args.new * 1e3))
+    print("\nWhere the time goes (ms; prefill = generating 1 token; step = each further token):")
+    print("| batch | keras_llm prefill | keras_llm step | keras-hub XLA prefill "
+          "| keras-hub XLA step | step ratio | floor step (matmuls only) |")
+    print("|---|---|---|---|---|---|---|")
+    for batch, parts, floor_step in split:
+        (op, os_), (tp, ts) = parts["keras_llm"], parts["keras-hub XLA"]
+        print(f"| {batch} | {op:.1f} | {os_:.2f} | {tp:.1f} | {ts:.2f} | {ts / os_:.2f}x "
+              f"| {floor_step:.2f} |")
 
 if __name__ == "__main__":
     main()
