@@ -152,6 +152,7 @@ class Generator:
                                 top_p, seed, stop_token_ids, xla=True)
 
         self.compiled_sample = tf.function(compiled_sample, input_signature=signature)
+        self._concrete = {}  # each sampling function's one concrete function
         self._beam_searches = {}
         # Traced once: run eagerly, detokenizing cost about 9 ms a call (a third of a
         # short generation's latency; measured for ByteTokenizer, benchmarks/RESULTS.md).
@@ -593,7 +594,10 @@ class Generator:
         try:
             if rows:  # one flat array: cheap however many prompts there are
                 flat = np.concatenate([np.asarray(row, np.int64) for row in rows])
-                check_token_ids(flat, self.source_vocabulary_size, "prompts")
+                # (NumPy accepts valid ids: the eager TensorFlow check, which
+                # words the error, took about 0.4 ms of every call.)
+                if flat.min() < 0 or flat.max() >= self.source_vocabulary_size:
+                    check_token_ids(flat, self.source_vocabulary_size, "prompts")
         except ValueError as error:
             if not texts:
                 raise
@@ -690,12 +694,12 @@ class Generator:
             return []
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31 - 1))
-        per_row = lambda value, dtype: tf.fill([len(rows)], tf.constant(value, dtype))
+        per_row = lambda value, dtype: np.full([len(rows)], value, dtype)
         sampling = (
-            per_row(temperature, tf.float32),
-            per_row(top_k, tf.int32),
-            per_row(top_p, tf.float32),
-            per_row(seed, tf.int32) if seeds is None else tf.constant(seeds, tf.int32),
+            per_row(temperature, "float32"),
+            per_row(top_k, "int32"),
+            per_row(top_p, "float32"),
+            per_row(seed, "int32") if seeds is None else np.asarray(seeds, "int32"),
         )
         max_new = np.array([int(m) for m in max_new], "int32")
         stops = tf.constant(stop_token_ids, tf.int32, shape=[len(stop_token_ids)])
@@ -741,7 +745,13 @@ class Generator:
             outputs = self.beam_search(num_beams, self.jit_compile)(*arguments, stops, alpha)
         else:
             sample = self.compiled_sample if self.jit_compile else self.sample
-            outputs = sample(*arguments, *sampling, stops)
+            # Called as its one concrete function (it has an input signature):
+            # the tf.function's dispatch took about 1 ms of every call.
+            if sample not in self._concrete:
+                self._concrete[sample] = sample.get_concrete_function()
+            outputs = self._concrete[sample](
+                *[tf.convert_to_tensor(value) for value in (*arguments, *sampling, stops)]
+            )
         generated = outputs["generated_ids"].numpy()
         counts = outputs["generated_length"].numpy()
         return [generated[n, :count] for n, count in enumerate(counts)]
@@ -849,6 +859,10 @@ def check_stop_token_ids(stop_token_ids, vocabulary_size):
         raise TypeError(
             f"`stop_token_ids` must be a list of token ids. Received: stop_token_ids={stop_token_ids!r}"
         )
+    if isinstance(stop_token_ids, (list, tuple)) and all(
+        is_int(t) and 0 <= t < vocabulary_size for t in stop_token_ids
+    ):  # valid ids, accepted in Python: the TensorFlow check took about 1 ms a call
+        return [int(t) for t in stop_token_ids]
     ids = check_token_ids(stop_token_ids, vocabulary_size, "stop_token_ids")
     if isinstance(ids, tf.RaggedTensor) or ids.shape.rank != 1:
         raise ValueError(
