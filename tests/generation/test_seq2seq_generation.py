@@ -133,7 +133,10 @@ def test_a_batch_of_unequal_sources_gives_each_row_what_it_gives_alone(compiled,
         assert len(ids) <= [5, 7, 3][n]
 
 
-@pytest.mark.parametrize("settings", [dict(), dict(num_beams=2)])
+@pytest.mark.parametrize("settings", [
+    dict(),
+    pytest.param(dict(num_beams=2), marks=pytest.mark.slow),  # traces the beam loop: 5 s
+])
 def test_the_decoder_runs_once_per_new_token(model, monkeypatch, settings):
     # A seq2seq decoder's prompt is its start token alone, which the loop's
     # first step reads: a pass over it before the loop (as a GPT's prompt
