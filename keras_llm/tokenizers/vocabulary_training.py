@@ -109,8 +109,8 @@ def train_word_piece(corpus, vocabulary_size, output_dir, lowercase=True,
 
     def build(directory):
         trainer = tokenizers.BertWordPieceTokenizer(lowercase=lowercase)
-        trainer.train_from_iterator(
-            texts, vocab_size=vocabulary_size, special_tokens=special_tokens
+        trainer.train_from_iterator(  # (no progress bars: blank lines on a pipe)
+            texts, vocab_size=vocabulary_size, special_tokens=special_tokens, show_progress=False
         )
         trainer.save_model(directory)
 
@@ -154,8 +154,9 @@ def train_byte_pair(corpus, vocabulary_size, output_dir, special_tokens=("<|endo
 
     def build(directory):
         trainer = tokenizers.ByteLevelBPETokenizer()
-        trainer.train_from_iterator(
-            texts, vocab_size=vocabulary_size, special_tokens=list(special_tokens)
+        trainer.train_from_iterator(  # (no progress bars: blank lines on a pipe)
+            texts, vocab_size=vocabulary_size, special_tokens=list(special_tokens),
+            show_progress=False,
         )
         trainer.save_model(directory)
 

@@ -77,6 +77,16 @@ def test_byte_pair_training_round_trips(tmp_path):
     assert tokenizer.vocabulary["<|endoftext|>"] == 0
 
 
+@pytest.mark.parametrize("train", ["train_word_piece", "train_byte_pair"])
+def test_training_prints_nothing(train, tmp_path, capfd):
+    # Hugging Face's trainers draw progress bars unless told not to; on a
+    # pipe (CI, a log file) they came out as blank lines in `keras-llm train`.
+    capfd.readouterr()
+    getattr(keras_llm.tokenizers, train)(TRAINING_CORPUS, 400, tmp_path)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
 def test_training_input_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.txt"):
         keras_llm.tokenizers.train_word_piece(str(tmp_path / "nothing.txt"), 100, tmp_path)
