@@ -393,12 +393,26 @@ def _score_summaries(model, tokenizer, pairs, max_new_tokens):
     for start in range(0, len(pairs), 64):  # batches of 64: one XLA compilation per bucket
         sources = [source for source, _ in pairs[start : start + 64]]
         outputs += generator.generate(sources, max_new_tokens)
-    references = [[target] for _, target in pairs]
-    bleu = keras_hub.metrics.Bleu()
-    bleu.update_state(references, outputs)
     rouge = keras_hub.metrics.RougeL()
     rouge.update_state([target for _, target in pairs], outputs)
-    return outputs, float(bleu.result()), float(rouge.result()["f1_score"])
+    bleu = _bleu([[target] for _, target in pairs], outputs)
+    return outputs, bleu, float(rouge.result()["f1_score"])
+
+
+def _bleu(references, outputs):
+    """keras-hub's corpus BLEU of `outputs` (strings) against `references` (lists of strings).
+
+    Its brevity penalty divides by the outputs' total length: outputs that
+    are all empty (an untrained model's) score 0, as they should, but NumPy
+    printed a divide-by-zero warning into `keras-llm train`'s output.
+    """
+    import keras_hub
+    import numpy as np
+
+    bleu = keras_hub.metrics.Bleu()
+    with np.errstate(divide="ignore"):
+        bleu.update_state(references, outputs)
+    return float(bleu.result())
 
 
 def _save_and_export(args, stem, model, tokenizer, **export_arguments):

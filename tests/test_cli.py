@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -72,6 +73,17 @@ def test_train_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     assert again.returncode == 0 and again.stdout.strip().endswith("saved_models/model/2")
     refused = run("export", "--model", "out/model.keras", "--version", "1", cwd=tmp_path)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
+
+
+def test_bleu_of_empty_outputs_is_zero_without_a_warning():
+    # An untrained model writes empty summaries: BLEU's brevity penalty,
+    # exp(1 - reference length / output length), is then 0, and keras-hub's
+    # division by the zero length printed a NumPy warning into the main job.
+    reference = "return the sum of a and b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert keras_llm.cli._bleu([[reference]], [""]) == 0.0
+    assert keras_llm.cli._bleu([[reference]], [reference]) == pytest.approx(1.0)
 
 
 def test_bad_flags_are_named(tmp_path, capsys, monkeypatch):
