@@ -4,32 +4,18 @@ import tensorflow as tf
 
 from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column
 from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled
+from keras_llm.models.registry import special_tokens
 
 
-# Each special of a seq2seq layout: the tokenizer it comes from (target or
-# source) and the tokenizer attributes it defaults to, in order.
-_SPECIALS = {
-    "start_token_id": ("target", ("start_token_id", "cls_token_id", "end_token_id")),
-    "end_token_id": ("target", ("end_token_id", "sep_token_id")),
-    "pad_token_id": ("target", ("pad_token_id",)),
-    "source_end_token_id": ("source", ("end_token_id", "sep_token_id")),
-    "source_pad_token_id": ("source", ("pad_token_id",)),
-}
-
-
-def seq2seq_specials(source_tokenizer, target_tokenizer=None, *, needed=tuple(_SPECIALS),
+def seq2seq_specials(source_tokenizer, target_tokenizer=None, *,
+                     needed=("start_token_id", "end_token_id", "pad_token_id",
+                             "source_end_token_id", "source_pad_token_id"),
                      **given):
     """The special token ids of the seq2seq layout: those `given`, else the tokenizers'.
 
-    One resolution for `seq2seq_dataset` (which trains with them) and
-    `keras_llm.generation.Generator` (which decodes with them):
-    `start_token_id` defaults to the target tokenizer's `start_token_id`,
-    else `cls_token_id`, else `end_token_id`; `end_token_id` to its
-    `end_token_id`, else `sep_token_id`; `pad_token_id` to its
-    `pad_token_id`; `source_end_token_id` and `source_pad_token_id` to the
-    source tokenizer's end (or [SEP]) and padding. A special in `needed`
-    that neither `given` nor the tokenizer has is an error naming the
-    argument to pass; others are left out of the result.
+    `keras_llm.models.registry.special_tokens("seq2seq_lm", ...)`, the one
+    place that decides every task's specials, with all five needed by
+    default (what `seq2seq_dataset` trains with).
 
     Example:
 
@@ -42,28 +28,9 @@ def seq2seq_specials(source_tokenizer, target_tokenizer=None, *, needed=tuple(_S
     assert specials["pad_token_id"] == 257
     ```
     """
-    target_tokenizer = target_tokenizer or source_tokenizer
-    unknown = set(given) - set(_SPECIALS)
-    if unknown:
-        raise TypeError(f"Unknown special token arguments: {', '.join(sorted(unknown))}")
-    specials = {}
-    for name, (side, attributes) in _SPECIALS.items():
-        tokenizer = target_tokenizer if side == "target" else source_tokenizer
-        value = given.get(name)
-        if value is None:
-            value = next(
-                (getattr(tokenizer, a) for a in attributes
-                 if getattr(tokenizer, a, None) is not None),
-                None,
-            )
-        if value is not None:
-            specials[name] = int(value)
-        elif name in needed:
-            raise ValueError(
-                f"The {side} tokenizer has none of {', '.join(attributes)}; pass `{name}=` "
-                f"explicitly. Received: tokenizer={type(tokenizer).__name__}"
-            )
-    return specials
+    return special_tokens(
+        "seq2seq_lm", source_tokenizer, target_tokenizer, needed=needed, **given
+    )
 
 
 def _rows(structure):

@@ -83,3 +83,14 @@ def resolve_precision(builder, precision):
             f"expected one of {', '.join(PRECISIONS)} (or None for Keras's global policy)."
         )
     return keras.DTypePolicy(precision)
+
+
+def tokenizer_vocabulary_size(tokenizer, vocabulary_size):
+    """A builder's `vocabulary_size`: the one given, else its tokenizer's (None if neither).
+
+    A given size that differs from the tokenizer's is checked when the
+    model takes the tokenizer (`keras_llm.models.task_model.check_tokenizer`).
+    """
+    if vocabulary_size is not None or tokenizer is None:
+        return vocabulary_size
+    return getattr(tokenizer, "vocabulary_size", None)

@@ -3,15 +3,23 @@
 import keras
 from keras import ops
 
+from keras_llm.models.task_model import CarriesTokenizer
 
-class DecoderModel(keras.Model):
+
+class DecoderModel(CarriesTokenizer, keras.Model):
     """A functional model built from its constructor arguments, with the decoding interface.
 
     A subclass's `__init__` builds its graph, then sets `self._config` (its
     architecture arguments), `self._layer_dtype` (its layers' dtype policy)
     and `self._decoder_blocks` (the causal `TransformerBlock`s that cache
-    keys and values); it defines `task` and `call_with_cache`.
+    keys and values); it defines `task` and `call_with_cache`. The model
+    carries its tokenizer (`model.tokenizer`, see `CarriesTokenizer`).
     """
+
+    @property
+    def builder_config(self):
+        """The builder's resolved architecture arguments."""
+        return dict(self._config)
 
     def empty_cache(self, batch_size, cache_length):
         """Zero key/value caches: per decoder block a pair of `[batch_size, N, cache_length, H]`."""
@@ -35,8 +43,13 @@ class DecoderModel(keras.Model):
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self._layer_dtype),
             **self._config,
+            "tokenizer": self._tokenizer_config(),
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        tokenizer = config.pop("tokenizer", None)
+        model = cls(**config)
+        model.tokenizer = tokenizer
+        return model

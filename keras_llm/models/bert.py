@@ -256,7 +256,7 @@ def build_bert_pretrainer(
         outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits},
         name=name, **_sizes("masked_lm", config),
     )
-    return compile_model(model, "bert_pretraining")
+    return compile_model(model)
 
 
 def build_bert_classifier(
@@ -314,7 +314,7 @@ def build_bert_classifier(
         name="logits",
     )(x)
     model = TaskModel(inputs=inputs, outputs=logits, name=name, **_sizes("classifier", config))
-    return compile_model(model, "classification")
+    return compile_model(model)
 
 
 def _check_num_classes(builder, num_classes, minimum):
@@ -383,7 +383,7 @@ def build_bert_tagger(
         name="tagger_logits",
     )(x)  # [B, T, C]
     model = TaskModel(inputs=inputs, outputs=logits, name=name, **_sizes("tagger", config))
-    return compile_model(model, "token_tagging")
+    return compile_model(model)
 
 
 def build_bert_question_answerer(
@@ -448,7 +448,7 @@ def build_bert_question_answerer(
         "end_logits": keras.layers.Identity(name="end_logits")(logits[..., 1]),
     }
     model = TaskModel(inputs=inputs, outputs=outputs, name=name, **_sizes("question_answerer", config))
-    return compile_model(model, "question_answering")
+    return compile_model(model)
 
 
 for _builder in (

@@ -4,7 +4,11 @@ import keras
 from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
-from keras_llm.models._config import resolve_config, resolve_precision
+from keras_llm.models._config import (
+    resolve_config,
+    resolve_precision,
+    tokenizer_vocabulary_size,
+)
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.tokenizers import ByteTokenizer
 from keras_llm.training import compile_model
@@ -74,6 +78,7 @@ def build_gpt(
     max_sequence_length=None,
     layer_norm_epsilon=None,
     precision=None,
+    tokenizer=None,
     name="gpt",
 ):
     """Builds a GPT-2-style causal language model, compiled for training.
@@ -104,6 +109,11 @@ def build_gpt(
             Under mixed precision, weights stay float32 and matmuls run in
             the low precision; LayerNorm statistics, the attention softmax
             and the loss are computed in float32.
+        tokenizer: The tokenizer the model reads and writes text with: the
+            model carries it (`model.tokenizer`, saved in its `.keras` file),
+            so `keras_llm.generate`, `Generator` and `keras_llm.export` need
+            no tokenizer argument. `vocabulary_size` defaults to its
+            `vocabulary_size` (over the preset's).
         name: The model's name.
 
     Returns:
@@ -131,7 +141,7 @@ def build_gpt(
         GPT_PRESETS,
         preset,
         dict(
-            vocabulary_size=vocabulary_size,
+            vocabulary_size=tokenizer_vocabulary_size(tokenizer, vocabulary_size),
             num_layers=num_layers,
             num_heads=num_heads,
             hidden_dim=hidden_dim,
@@ -143,7 +153,9 @@ def build_gpt(
         _GPT_DEFAULTS,
     )
     dtype = resolve_precision("build_gpt", precision)
-    return compile_model(GPT(**config, dtype=dtype, name=name), "causal_lm")
+    model = GPT(**config, dtype=dtype, name=name)
+    model.tokenizer = tokenizer
+    return compile_model(model)
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")

@@ -7,7 +7,11 @@ from keras import ops
 
 from keras_llm.layers import PositionalEncoding, PositionEmbedding, TransformerBlock
 from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
-from keras_llm.models._config import resolve_config, resolve_precision
+from keras_llm.models._config import (
+    resolve_config,
+    resolve_precision,
+    tokenizer_vocabulary_size,
+)
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
 
@@ -71,6 +75,7 @@ def build_seq2seq(
     embedding_layer_norm=False,
     label_smoothing=0.1,
     precision=None,
+    tokenizer=None,
     name="seq2seq",
 ):
     """Builds an encoder-decoder Transformer, compiled for training with label smoothing.
@@ -134,6 +139,10 @@ def build_seq2seq(
         label_smoothing: The training loss's label smoothing.
         precision: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`, or
             None for Keras's global dtype policy (see `build_gpt`).
+        tokenizer: The tokenizer of its source and target text (a shared
+            vocabulary): the model carries it (`model.tokenizer`, saved in its
+            `.keras` file) for `Generator`, `keras_llm.generate` and
+            `keras_llm.export`; `vocabulary_size` defaults to its size.
         name: The model's name.
 
     Returns:
@@ -165,7 +174,7 @@ def build_seq2seq(
         SEQ2SEQ_PRESETS,
         preset,
         dict(
-            vocabulary_size=vocabulary_size,
+            vocabulary_size=tokenizer_vocabulary_size(tokenizer, vocabulary_size),
             num_layers=num_layers,
             num_heads=num_heads,
             hidden_dim=hidden_dim,
@@ -204,7 +213,8 @@ def build_seq2seq(
         dtype=dtype,
         name=name,
     )
-    return compile_model(model, "seq2seq_lm", label_smoothing=label_smoothing)
+    model.tokenizer = tokenizer
+    return compile_model(model, label_smoothing=label_smoothing)
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")

@@ -1,21 +1,98 @@
-"""`TaskModel`: a functional model that says what it is (what `keras_llm.export` serves)."""
+"""`TaskModel`: a functional model that says what it is, and the tokenizer it carries."""
 
 import keras
 
-# The tasks of keras_llm's models, as `model.task` names them.
-TASKS = (
-    "causal_lm",  # keras_llm.models.GPT
-    "seq2seq_lm",  # keras_llm.models.Seq2SeqTransformer
-    "encoder",  # build_bert
-    "masked_lm",  # build_bert_pretrainer
-    "classifier",  # build_bert_classifier
-    "tagger",  # build_bert_tagger
-    "question_answerer",  # build_bert_question_answerer
-)
+from keras_llm.models import registry
+
+# The tasks of keras_llm's models, as `model.task` names them (the registry's).
+TASKS = tuple(registry.TASKS)
+
+# A padded vocabulary: checkpoints round their embedding tables up to one of
+# these multiples (GPU-friendly matmuls, e.g. GPT-2's 50257 ids as 50304).
+_PADDING_MULTIPLES = (8, 16, 32, 64, 128)
+
+
+def check_tokenizer(model, tokenizer, argument="tokenizer"):
+    """`tokenizer`, checked to give `model`'s ids; a clear error naming `argument` if not.
+
+    A tokenizer fits a model when it has the model's vocabulary size. A
+    smaller one fits a model whose vocabulary is the tokenizer's padded to
+    a multiple of 8, 16, 32, 64 or 128 (as checkpoints pad their tables),
+    only where the model reads ids (an encoder, a classifier, a tagger, a
+    question answerer: models that output ids need every id named), and,
+    when the model carries a tokenizer, only with the same special tokens.
+
+    Raises:
+        TypeError: `tokenizer` is not a tokenizer.
+        ValueError: its vocabulary or special tokens do not fit the model.
+    """
+    size = getattr(tokenizer, "vocabulary_size", None)
+    if not callable(getattr(tokenizer, "tokenize", None)) or not isinstance(size, int):
+        raise TypeError(
+            f"`{argument}` must be a keras_llm tokenizer (keras_llm.tokenizers: `tokenize`, "
+            f"`vocabulary_size`). Received: {argument}={tokenizer!r}"
+        )
+    task = registry.get_task(model)
+    model_size = model.vocabulary_size
+    reads_only = task.name in ("encoder", "classifier", "tagger", "question_answerer")
+    padded = any(-(-size // m) * m == model_size for m in _PADDING_MULTIPLES)
+    if size != model_size and not (reads_only and size < model_size and padded):
+        expected = (
+            f"the model's {model_size} token ids, or fewer padded up to them (to a "
+            "multiple of 8 to 128)" if reads_only else f"exactly the model's {model_size} token ids"
+        )
+        raise ValueError(
+            f"`{argument}` must have {expected}: {task.description} reads its ids"
+            f"{'' if reads_only else ' and outputs ids it names'}. Received: "
+            f"{argument}={type(tokenizer).__name__} with {size} token ids"
+        )
+    carried = getattr(model, "tokenizer", None)
+    if carried is not None and carried is not tokenizer:
+        mine = registry.special_tokens(task.name, carried)
+        given = registry.special_tokens(task.name, tokenizer)
+        if mine != given:
+            raise ValueError(
+                f"`{argument}`'s special tokens {given} differ from those of the tokenizer "
+                f"the model carries, {mine}. Received: {argument}={type(tokenizer).__name__}"
+            )
+    return tokenizer
+
+
+class CarriesTokenizer:
+    """What a keras_llm model carries besides its graph: its tokenizer and builder config.
+
+    `model.tokenizer` is the tokenizer the model was built, imported or
+    trained with (None if it was never given one); assigning it checks it
+    against the model (`check_tokenizer`). It is not a tracked sublayer
+    (it has no weights); the model's config holds it, so it comes back from
+    `keras.saving.load_model` with the model. `model.builder_config` is
+    the builder's resolved arguments (sizes, options): what
+    `keras_llm.save_pretrained` writes a checkpoint's config from.
+    """
+
+    @property
+    def tokenizer(self):
+        return self.__dict__.get("_carried_tokenizer")
+
+    def __setattr__(self, name, value):
+        if name == "tokenizer":
+            if isinstance(value, dict):  # a serialized tokenizer, from a config
+                value = keras.saving.deserialize_keras_object(value)
+            if value is not None:
+                check_tokenizer(self, value)
+            # Past Keras's attribute tracking: a tokenizer is no sublayer of
+            # the model (it has no weights, and its config travels in the model's).
+            object.__setattr__(self, "_carried_tokenizer", value)
+        else:
+            super().__setattr__(name, value)
+
+    def _tokenizer_config(self):
+        tokenizer = self.tokenizer
+        return None if tokenizer is None else keras.saving.serialize_keras_object(tokenizer)
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TaskModel(keras.Model):
+class TaskModel(CarriesTokenizer, keras.Model):
     """A functional `keras.Model` that records its task, vocabulary and context.
 
     The BERT builders return one, so that `keras_llm.export` and the CLI
@@ -28,6 +105,8 @@ class TaskModel(keras.Model):
         task: One of `keras_llm.models.task_model.TASKS`.
         vocabulary_size: Number of token ids of the model's inputs.
         max_sequence_length: The longest input, in tokens.
+        tokenizer: The tokenizer it carries (`model.tokenizer`), or None.
+        config: The builder's resolved arguments (`model.builder_config`).
 
     Example:
 
@@ -43,7 +122,7 @@ class TaskModel(keras.Model):
 
     def __init__(
         self, inputs, outputs, name=None, *, task, vocabulary_size, max_sequence_length,
-        **kwargs,
+        tokenizer=None, config=None, **kwargs,
     ):
         if task not in TASKS:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)}. Received: task={task!r}")
@@ -51,6 +130,8 @@ class TaskModel(keras.Model):
         self.task = task
         self.vocabulary_size = vocabulary_size
         self.max_sequence_length = max_sequence_length
+        self.builder_config = dict(config or {})
+        self.tokenizer = tokenizer
 
     def get_config(self):
         # The functional graph's config, plus what the model is; Keras's
@@ -60,4 +141,6 @@ class TaskModel(keras.Model):
             "task": self.task,
             "vocabulary_size": self.vocabulary_size,
             "max_sequence_length": self.max_sequence_length,
+            "config": self.builder_config,
+            "tokenizer": self._tokenizer_config(),
         }

@@ -192,6 +192,67 @@ def _lm_metrics():
 
 # Tasks whose keras_llm pipelines give every batch one shape (causal_lm_dataset's
 # fixed windows, bert_pretraining_dataset's padded pairs): XLA compiles their step once.
+def _accuracy():
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+def _question_answering(label_smoothing):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return dict(
+        # The mean of the start and end cross-entropies, as Hugging Face's
+        # BertForQuestionAnswering.
+        loss={"start_logits": loss, "end_logits": loss},
+        loss_weights={"start_logits": 0.5, "end_logits": 0.5},
+        metrics={name: [_accuracy()] for name in ("start_logits", "end_logits")},
+    )
+
+
+# The loss and metrics of each set of training defaults (the registry's
+# `Task.compile`), given the label smoothing: `model.compile`'s arguments.
+COMPILE_DEFAULTS = {
+    "causal_lm": lambda smoothing: dict(
+        loss=_token_loss(smoothing), weighted_metrics=_lm_metrics()
+    ),
+    "seq2seq_lm": lambda smoothing: dict(
+        loss=_token_loss(smoothing), weighted_metrics=_lm_metrics()
+    ),
+    "bert_pretraining": lambda smoothing: dict(
+        loss={"mlm_logits": _token_loss(), "nsp_logits": _token_loss()},
+        weighted_metrics={"mlm_logits": _lm_metrics(), "nsp_logits": [_accuracy()]},
+    ),
+    "classification": lambda smoothing: dict(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[_accuracy()],
+    ),
+    # Trained with per-token sample weights (each word's first piece).
+    "token_tagging": lambda smoothing: dict(loss=_token_loss(), weighted_metrics=[_accuracy()]),
+    "question_answering": _question_answering,
+}
+
+
+def _compile_key(model, task):
+    """The key of COMPILE_DEFAULTS for `task`: given, or the registry's for the model."""
+    # Imported here: keras_llm.models imports this module (its builders compile).
+    from keras_llm.models import registry
+
+    if task is None or task in registry.TASKS or any(
+        task == t.alias for t in registry.TASKS.values()
+    ):
+        key = registry.get_task(model if task is None else task).compile
+        if key not in COMPILE_DEFAULTS:
+            raise ValueError(
+                f"{registry.get_task(model if task is None else task).description} has no "
+                f"training objective to compile (put a head on it). Received: task={task!r}"
+            )
+        return key
+    if task not in COMPILE_DEFAULTS:
+        raise ValueError(
+            f"Unknown task. Received: task={task!r}; expected one of "
+            f"{sorted(COMPILE_DEFAULTS)} or a model task ({', '.join(registry.TASKS)})."
+        )
+    return task
+
+
 FIXED_SHAPE_TASKS = ("causal_lm", "bert_pretraining")
 
 
@@ -226,13 +287,15 @@ def default_jit_compile(task, strategy=None):
 
 
 def compile_model(
-    model, task, learning_rate=None, jit_compile="auto", label_smoothing=None, **overrides
+    model, task=None, learning_rate=None, jit_compile="auto", label_smoothing=None, **overrides
 ):
     """Compiles `model` with keras_llm's training defaults for `task`.
 
     Args:
         model: A model from one of the builders.
-        task: `"causal_lm"` (outputs next-token logits), `"seq2seq_lm"`
+        task: None (the default): the training defaults of the model's own
+            task (`model.task`, looked up in `keras_llm.models.registry`);
+            or a model task name (`"classifier"`), or one of `"causal_lm"` (outputs next-token logits), `"seq2seq_lm"`
             (outputs the decoder's next-token logits), `"bert_pretraining"`
             (outputs `mlm_logits` and `nsp_logits`), `"classification"`
             (outputs class logits), `"token_tagging"` (outputs per-token tag
@@ -269,11 +332,7 @@ def compile_model(
     assert float(model.optimizer.learning_rate) == 0.0  # warm-up starts at 0
     ```
     """
-    if task not in PEAK_LEARNING_RATE:
-        raise ValueError(
-            f"Unknown task. Received: task={task!r}; expected one of "
-            f"{sorted(PEAK_LEARNING_RATE)}."
-        )
+    task = _compile_key(model, task)
     if label_smoothing is None:
         label_smoothing = 0.1 if task == "seq2seq_lm" else 0.0
     elif task not in ("causal_lm", "seq2seq_lm"):
@@ -300,47 +359,9 @@ def compile_model(
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
         # float16 gradients underflow: scale the loss up, the gradients back down.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if task in ("causal_lm", "seq2seq_lm"):
-        model.compile(
-            optimizer=optimizer,
-            loss=_token_loss(label_smoothing),
-            weighted_metrics=_lm_metrics(),
-            jit_compile=jit_compile,
-        )
-    elif task == "bert_pretraining":
-        model.compile(
-            optimizer=optimizer,
-            loss={"mlm_logits": _token_loss(), "nsp_logits": _token_loss()},
-            weighted_metrics={
-                "mlm_logits": _lm_metrics(),
-                "nsp_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            },
-            jit_compile=jit_compile,
-        )
-    elif task == "token_tagging":
-        model.compile(
-            optimizer=optimizer,
-            loss=_token_loss(),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
-    elif task == "question_answering":
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        model.compile(
-            optimizer=optimizer,
-            loss={"start_logits": loss, "end_logits": loss},
-            loss_weights={"start_logits": 0.5, "end_logits": 0.5},
-            metrics={
-                name: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-                for name in ("start_logits", "end_logits")
-            },
-            jit_compile=jit_compile,
-        )
-    else:
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
+    model.compile(
+        optimizer=optimizer,
+        jit_compile=jit_compile,
+        **COMPILE_DEFAULTS[task](label_smoothing),
+    )
     return model
