@@ -24,3 +24,28 @@ def is_int(value):
 def is_number(value):
     """1, 0.5, np.float32(0.5); not a bool or a string."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_int(name, value, minimum=1, where=""):
+    """`value`, checked to be an int >= `minimum` (not a bool); the one such check.
+
+    Raises a `ValueError` naming the argument and the value received, prefixed
+    by `where` (a builder's or a function's name) when given.
+
+    Example:
+
+    ```python
+    from keras_llm._checks import check_int
+
+    assert check_int("num_heads", 4) == 4
+    try:
+        check_int("num_heads", True)
+    except ValueError as error:
+        assert str(error) == "`num_heads` must be a positive int. Received: num_heads=True"
+    ```
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}`{name}` must be {expected}. Received: {name}={value!r}")
+    return value

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_llm._checks import check_int
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class PositionEmbedding(keras.layers.Layer):
@@ -42,12 +44,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, max_sequence_length, initializer=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(max_sequence_length, int) or max_sequence_length <= 0:
-            raise ValueError(
-                "`max_sequence_length` must be a positive int. "
-                f"Received: max_sequence_length={max_sequence_length}"
-            )
-        self.max_sequence_length = max_sequence_length
+        self.max_sequence_length = check_int("max_sequence_length", max_sequence_length)
         self.initializer = keras.initializers.get(
             initializer or keras.initializers.TruncatedNormal(stddev=0.02)
         )

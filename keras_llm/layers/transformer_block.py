@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_llm._checks import is_finite_real
+from keras_llm._checks import check_int, is_finite_real
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -159,14 +159,8 @@ class TransformerBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (
-            ("num_heads", num_heads),
-            ("intermediate_dim", intermediate_dim),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(
-                    f"`{name}` must be a positive int. Received: {name}={value}"
-                )
+        check_int("num_heads", num_heads)
+        check_int("intermediate_dim", intermediate_dim)
         if not is_finite_real(dropout) or not 0.0 <= dropout < 1.0:
             raise ValueError(
                 f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"

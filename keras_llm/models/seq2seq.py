@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_llm._checks import check_int
 from keras_llm.layers import PositionalEncoding, PositionEmbedding, TransformerBlock
 from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
 from keras_llm.models._config import (
@@ -190,11 +191,8 @@ def build_seq2seq(
         ("target_vocabulary_size", target_vocabulary_size),
         ("num_decoder_layers", num_decoder_layers),
     ):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ValueError(
-                f"build_seq2seq: `{argument}` must be a positive int or None. "
-                f"Received: {argument}={value!r}"
-            )
+        if value is not None:
+            check_int(argument, value, where="build_seq2seq")
     if position_embedding not in POSITION_EMBEDDINGS:
         raise ValueError(
             f"build_seq2seq: `position_embedding` must be one of {', '.join(POSITION_EMBEDDINGS)}. "

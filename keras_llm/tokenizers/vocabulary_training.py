@@ -7,6 +7,7 @@ import tempfile
 import tensorflow as tf
 
 from keras_llm._atomic import atomic_output
+from keras_llm._checks import check_int
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -40,11 +41,7 @@ def _texts(corpus):
 
 
 def _check_size(vocabulary_size, minimum):
-    if not isinstance(vocabulary_size, int) or vocabulary_size < minimum:
-        raise ValueError(
-            f"`vocabulary_size` must be an int >= {minimum}. "
-            f"Received: vocabulary_size={vocabulary_size!r}"
-        )
+    check_int("vocabulary_size", vocabulary_size, minimum)
 
 
 def _publish(build, output_dir):

@@ -191,6 +191,11 @@ def test_bad_arguments_name_the_value():
         TransformerBlock(3, F)(random(1, 2, 8))
     with pytest.raises(ValueError, match="num_heads=0"):
         TransformerBlock(0, F)
+    # A bool is an int to Python, not a size: True heads used to build a 1-head block.
+    with pytest.raises(ValueError, match="`num_heads` must be a positive int. Received: num_heads=True"):
+        TransformerBlock(True, F)
+    with pytest.raises(ValueError, match="intermediate_dim=True"):
+        TransformerBlock(2, True)
     with pytest.raises(ValueError, match="dropout=1.5"):
         TransformerBlock(2, F, dropout=1.5)
     with pytest.raises(ValueError, match="encoder_outputs"):

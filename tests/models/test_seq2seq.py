@@ -135,7 +135,7 @@ def test_compiled_with_label_smoothing_0_1():
 
 @pytest.mark.parametrize("override,message", [
     (dict(position_embedding="rotary"), "`position_embedding` must be one of sinusoidal, learned"),
-    (dict(num_decoder_layers=0), "`num_decoder_layers` must be a positive int or None"),
+    (dict(num_decoder_layers=0), "build_seq2seq: `num_decoder_layers` must be a positive int. Received: num_decoder_layers=0"),
     (dict(target_vocabulary_size=2.5), "`target_vocabulary_size` must be a positive int"),
     (dict(label_smoothing=1.0), r"`label_smoothing` must be a number in \[0, 1\)"),
     (dict(hidden_dim=15), "divisible by `num_heads`"),
