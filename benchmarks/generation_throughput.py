@@ -73,7 +73,7 @@ def build_models(preset):
 
 def timers(ours, theirs, theirs_xla, batch, prompt, new, seed):
     rng = np.random.default_rng(seed)
-    vocabulary = ours.get_layer("embeddings").vocabulary_size
+    vocabulary = ours.vocabulary_size
     prompts = rng.integers(0, vocabulary - 2, size=(batch, prompt)).astype("int32")
     generator = keras_llm.generation.Generator(ours)
     padded = np.zeros((batch, prompt + new), "int32")
