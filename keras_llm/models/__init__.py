@@ -1,5 +1,5 @@
-"""Model builders and their presets: `bert.py` (encoder), `gpt.py` (decoder), `seq2seq.py`
-(encoder-decoder).
+"""Model builders and their presets: `bert.py` (encoder) and `bert_heads.py` (its heads),
+`gpt.py` (decoder), `seq2seq.py` (encoder-decoder).
 
 Each builder is a plain function that returns a functional `keras.Model` that
 says what it is (`model.task`): a `TaskModel` (the BERT builders) or, for the
@@ -11,9 +11,8 @@ keyword overrides with the same names: `vocabulary_size, num_layers,
 num_heads, hidden_dim, intermediate_dim, dropout, max_sequence_length`.
 """
 
-from keras_llm.models.bert import (
-    BERT_PRESETS,
-    build_bert,
+from keras_llm.models.bert import BERT_PRESETS, build_bert
+from keras_llm.models.bert_heads import (
     build_bert_classifier,
     build_bert_pretrainer,
     build_bert_question_answerer,

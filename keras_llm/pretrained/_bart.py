@@ -12,7 +12,6 @@ import re
 
 import numpy as np
 
-from keras_llm.models import build_seq2seq
 from keras_llm.pretrained._config import ConfigReader
 from keras_llm.pretrained._tensors import Tensor, stored, transposed
 
@@ -21,12 +20,11 @@ MODEL_TYPE = "bart"
 PREFIX = "model."  # BartForConditionalGeneration's; BartModel has its tensors at the top
 PARTS = ("body",)
 BASE_PARTS = ("body",)
-ARCHITECTURES = {
-    "BartModel": ("seq2seq_lm", ("body",)),
-    "BartForConditionalGeneration": ("seq2seq_lm", ("body",)),
-}
+# Both architectures have the same tensors: the registry's `seq2seq_lm`, which
+# writes BartForConditionalGeneration.
+FILE_PARTS = {"BartModel": ("body",), "BartForConditionalGeneration": ("body",)}
 BASE_ARCHITECTURE = "BartModel"
-TASKS = {"seq2seq_lm": (build_seq2seq, ("body",), "BartForConditionalGeneration")}
+TASK_PARTS = {"seq2seq_lm": ("body",)}
 NAMED_PARTS = ()
 
 # Tied copies of `shared.weight` that some files also store, and the
@@ -164,15 +162,13 @@ _SIZES = ("vocabulary_size", "num_layers", "num_decoder_layers", "num_heads", "h
           "intermediate_dim", "max_sequence_length", "dropout", "scale_embeddings")
 
 
-def describe(model):
-    """(task, builder arguments, None) of a BART-shaped `build_seq2seq` model, else None.
+def save_arguments(model):
+    """The `build_seq2seq` arguments of a BART-shaped model, from its builder configuration.
 
     A seq2seq model built with other settings (sinusoidal positions, pre-norm,
     ReLU, ...) has no BART equivalent: an error names the first that differs.
     """
-    if getattr(model, "task", None) != "seq2seq_lm":
-        return None
-    config = model.get_config()
+    config = model.builder_config
     for name, value in _BART_SETTINGS.items():
         if config.get(name) != value:
             raise ValueError(
@@ -181,11 +177,11 @@ def describe(model):
             )
     arguments = {name: config[name] for name in _SIZES}
     arguments["num_decoder_layers"] = arguments["num_decoder_layers"] or arguments["num_layers"]
-    return "seq2seq_lm", {**arguments, **_BART_SETTINGS}, None
+    return {**arguments, **_BART_SETTINGS}
 
 
-def config(task, arguments, tokenizer):
-    """Hugging Face's `config.json` for a model `describe` described.
+def config(architecture, arguments, tokenizer):
+    """Hugging Face's `config.json` of `architecture` for a model of the builder `arguments`.
 
     The special tokens are those keras_llm trains and decodes with
     (`keras_llm.data.seq2seq.seq2seq_specials` of `tokenizer`), else BART's
@@ -197,7 +193,7 @@ def config(task, arguments, tokenizer):
     end = specials.get("end_token_id", 2)
     start = specials.get("start_token_id", 2)
     return {
-        "architectures": [TASKS[task][2]],
+        "architectures": [architecture],
         "model_type": MODEL_TYPE,
         "vocab_size": arguments["vocabulary_size"],
         "d_model": arguments["hidden_dim"],

@@ -8,13 +8,7 @@ the `bert.` prefix. RoBERTa, DistilBERT and ELECTRA have other model types
 
 import re
 
-from keras_llm.models import (
-    build_bert,
-    build_bert_classifier,
-    build_bert_pretrainer,
-    build_bert_question_answerer,
-    build_bert_tagger,
-)
+from keras_llm.models.bert import encoder_config
 from keras_llm.pretrained._config import ConfigReader
 from keras_llm.pretrained._tensors import stored, transposed
 
@@ -26,25 +20,26 @@ PREFIX = "bert."
 PARTS = ("body", "pooler", "mlm", "nsp", "classifier", "tagger", "qa")
 BASE_PARTS = ("body", "pooler")  # the base model's: prefixed in head architectures
 
-# Hugging Face architecture: (the task it is, the parts its file has).
-ARCHITECTURES = {
-    "BertModel": ("backbone", ("body", "pooler")),
-    "BertForMaskedLM": ("masked_lm", ("body", "mlm")),
-    "BertForPreTraining": ("masked_lm", ("body", "pooler", "mlm", "nsp")),
-    "BertForSequenceClassification": ("classify", ("body", "pooler", "classifier")),
-    "BertForTokenClassification": ("tag", ("body", "tagger")),
-    "BertForQuestionAnswering": ("qa", ("body", "qa")),
+# Hugging Face architecture: the parts its file has. Which keras_llm task each
+# architecture is, and which one a task writes (the first it lists), is the
+# registry's (`keras_llm.models.registry`, `hugging_face`).
+FILE_PARTS = {
+    "BertModel": ("body", "pooler"),
+    "BertForMaskedLM": ("body", "mlm"),
+    "BertForPreTraining": ("body", "pooler", "mlm", "nsp"),
+    "BertForSequenceClassification": ("body", "pooler", "classifier"),
+    "BertForTokenClassification": ("body", "tagger"),
+    "BertForQuestionAnswering": ("body", "qa"),
 }
 BASE_ARCHITECTURE = "BertModel"
 
-# Task: (the builder, the parts of its model, the architecture it exports as).
-TASKS = {
-    "backbone": (build_bert, ("body", "pooler"), "BertModel"),
-    "masked_lm": (build_bert_pretrainer, ("body", "pooler", "mlm", "nsp"), "BertForPreTraining"),
-    "classify": (build_bert_classifier, ("body", "pooler", "classifier"),
-                 "BertForSequenceClassification"),
-    "tag": (build_bert_tagger, ("body", "tagger"), "BertForTokenClassification"),
-    "qa": (build_bert_question_answerer, ("body", "qa"), "BertForQuestionAnswering"),
+# keras_llm task (the registry's name): the parts of its model.
+TASK_PARTS = {
+    "encoder": ("body", "pooler"),
+    "masked_lm": ("body", "pooler", "mlm", "nsp"),
+    "classifier": ("body", "pooler", "classifier"),
+    "tagger": ("body", "tagger"),
+    "question_answerer": ("body", "qa"),
 }
 
 # Parts whose tensor names say what they are: loaded from any checkpoint
@@ -68,7 +63,7 @@ IGNORED_DOC = (
 
 
 def arguments(config, where, task):
-    """The builder's size arguments from `config`; refuses what the builders cannot compute."""
+    """The builder's size arguments from `config` for `task` (a registry name); refuses what the builders cannot compute."""
     reader = ConfigReader(config, where)
     reader.expect("hidden_act", ("gelu",), "gelu",
                   "keras_llm's BERT uses the exact (erf) GELU, Hugging Face's \"gelu\"")
@@ -135,7 +130,7 @@ def tensors(arguments):
         *_linear("pooler.dense", "pooler", "pooled_dense"),
         *_linear("cls.predictions.transform.dense", "mlm", "mlm_dense"),
         *_layer_norm("cls.predictions.transform.LayerNorm", "mlm", "mlm_layer_norm"),
-        stored("cls.predictions.bias", "mlm", "embeddings/output_bias"),
+        stored("cls.predictions.bias", "mlm", "mlm_output_bias/bias"),
         *_linear("cls.seq_relationship", "nsp", "nsp_dense"),
         *_linear("classifier", "classifier", "logits"),
         *_linear("classifier", "tagger", "tagger_logits"),
@@ -143,54 +138,15 @@ def tensors(arguments):
     ]
 
 
-# The variable only each task's head has: how `describe` tells the models apart.
-_HEAD_VARIABLES = {
-    "masked_lm": "mlm_dense/kernel",
-    "classify": "logits/kernel",
-    "tag": "tagger_logits/kernel",
-    "qa": "qa_logits/kernel",
-}
+def save_arguments(model):
+    """The builder arguments of a BERT model: its builder configuration (`encoder_config`)."""
+    return encoder_config(model)
 
 
-def describe(model):
-    """(task, builder arguments, num_classes) of a keras_llm BERT, or None for another model.
-
-    The sizes come from the variables' shapes, the rates from the first
-    block; `hugging_face.save_pretrained` then rebuilds the model from them
-    and compares, so a model that differs anywhere is refused.
-    """
-    shapes = {v.path: tuple(v.shape) for v in model.weights}
-    if "segment_embedding/embeddings" not in shapes:
-        return None
-    # A model with several heads is no builder's: the comparison with the
-    # rebuilt model refuses it.
-    task = next((task for task, path in _HEAD_VARIABLES.items() if path in shapes), "backbone")
-    num_layers = 0
-    while f"transformer_layer_{num_layers}/self_attention_query/kernel" in shapes:
-        num_layers += 1
-    if num_layers == 0 or "embeddings/token_embedding/embeddings" not in shapes:
-        return None
-    block = model.get_layer("transformer_layer_0")
-    vocabulary_size, hidden_dim = shapes["embeddings/token_embedding/embeddings"]
-    arguments = dict(
-        vocabulary_size=vocabulary_size,
-        num_layers=num_layers,
-        num_heads=block.num_heads,
-        hidden_dim=hidden_dim,
-        intermediate_dim=shapes["transformer_layer_0/feedforward_intermediate_dense/kernel"][1],
-        max_sequence_length=shapes["embeddings/position_embedding/embeddings"][0],
-        num_segments=shapes["segment_embedding/embeddings"][0],
-        layer_norm_epsilon=block.layer_norm_epsilon,
-        dropout=block.dropout,
-    )
-    num_classes = shapes[_HEAD_VARIABLES[task]][-1] if task in ("classify", "tag") else None
-    return task, arguments, num_classes
-
-
-def config(task, arguments, tokenizer):
-    """Hugging Face's `config.json` for a model `describe` described."""
+def config(architecture, arguments, tokenizer):
+    """Hugging Face's `config.json` of `architecture` for a model of the builder `arguments`."""
     return {
-        "architectures": [TASKS[task][2]],
+        "architectures": [architecture],
         "model_type": MODEL_TYPE,
         "vocab_size": arguments["vocabulary_size"],
         "hidden_size": arguments["hidden_dim"],

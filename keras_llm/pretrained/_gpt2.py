@@ -6,7 +6,6 @@ the language-model head is the transposed token embedding).
 
 import re
 
-from keras_llm.models import build_gpt
 from keras_llm.pretrained._config import ConfigReader
 from keras_llm.pretrained._tensors import fused, stored
 
@@ -17,13 +16,11 @@ PARTS = ("body",)
 BASE_PARTS = ("body",)
 
 # The language-model head is the transposed token embedding (tied), so both
-# architectures have the same tensors and load as the same model.
-ARCHITECTURES = {
-    "GPT2Model": ("causal_lm", ("body",)),
-    "GPT2LMHeadModel": ("causal_lm", ("body",)),
-}
+# architectures have the same tensors and load as the same model (the
+# registry's `causal_lm`, which writes GPT2LMHeadModel).
+FILE_PARTS = {"GPT2Model": ("body",), "GPT2LMHeadModel": ("body",)}
 BASE_ARCHITECTURE = "GPT2Model"
-TASKS = {"causal_lm": (build_gpt, ("body",), "GPT2LMHeadModel")}
+TASK_PARTS = {"causal_lm": ("body",)}
 NAMED_PARTS = ()
 
 # Tensors Hugging Face itself skips: older files' causal-mask buffers, and
@@ -104,41 +101,16 @@ def tensors(arguments):
     return table + _layer_norm("ln_f", "final_layer_norm")
 
 
-def describe(model):
-    """(task, builder arguments, None) of a keras_llm GPT, or None for another model.
-
-    The sizes come from the variables' shapes, the rates from the first
-    block; `hugging_face.save_pretrained` then rebuilds the model from them
-    and compares, so a model that differs anywhere is refused.
-    """
-    shapes = {v.path: tuple(v.shape) for v in model.weights}
-    if "final_layer_norm/gamma" not in shapes or "segment_embedding/embeddings" in shapes:
-        return None
-    num_layers = 0
-    while f"transformer_layer_{num_layers}/self_attention_query/kernel" in shapes:
-        num_layers += 1
-    if num_layers == 0 or "embeddings/token_embedding/embeddings" not in shapes:
-        return None
-    block = model.get_layer("transformer_layer_0")
-    vocabulary_size, hidden_dim = shapes["embeddings/token_embedding/embeddings"]
-    arguments = dict(
-        vocabulary_size=vocabulary_size,
-        num_layers=num_layers,
-        num_heads=block.num_heads,
-        hidden_dim=hidden_dim,
-        intermediate_dim=shapes["transformer_layer_0/feedforward_intermediate_dense/kernel"][1],
-        max_sequence_length=shapes["embeddings/position_embedding/embeddings"][0],
-        layer_norm_epsilon=block.layer_norm_epsilon,
-        dropout=block.dropout,
-    )
-    return "causal_lm", arguments, None
+def save_arguments(model):
+    """The `build_gpt` arguments of a GPT: its builder configuration."""
+    return model.builder_config
 
 
-def config(task, arguments, tokenizer):
-    """Hugging Face's `config.json` for a model `describe` described."""
+def config(architecture, arguments, tokenizer):
+    """Hugging Face's `config.json` of `architecture` for a model of the builder `arguments`."""
     end = getattr(tokenizer, "end_token_id", None)
     return {
-        "architectures": [TASKS[task][2]],
+        "architectures": [architecture],
         "model_type": MODEL_TYPE,
         "vocab_size": arguments["vocabulary_size"],
         "n_positions": arguments["max_sequence_length"],

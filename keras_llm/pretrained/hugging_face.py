@@ -1,24 +1,29 @@
-"""Hugging Face checkpoints in and out: `from_pretrained` and `save_pretrained`."""
+"""Hugging Face checkpoints in: `from_pretrained` and `checkpoint_task` (`save_pretrained` is in `saving.py`)."""
 
-import json
 import logging
 import os
 import re
 
-import keras
 import numpy as np
-from safetensors.numpy import save_file
 
 from keras_llm import tokenizers
-from keras_llm._atomic import atomic_output
-from keras_llm.pretrained import _bart, _bert, _files, _gpt2
+from keras_llm.models import registry
+from keras_llm.pretrained import _files
+from keras_llm.pretrained._families import (
+    FAMILIES,
+    LABELLED,
+    architectures,
+    check_label_names,
+    public_name,
+    tasks,
+)
+from keras_llm.pretrained.saving import save_pretrained  # noqa: F401 (its old home)
+from keras_llm.tokenizers.pretrained import has_tokenizer_files
 
 logger = logging.getLogger("keras_llm")
 
-# model_type -> the module that maps that family (see _bert.py, _gpt2.py).
-FAMILIES = {family.MODEL_TYPE: family for family in (_bert, _gpt2, _bart)}
-TASKS = ("backbone", "masked_lm", "classify", "tag", "qa", "causal_lm", "seq2seq_lm")
-_LABELLED = ("classify", "tag")  # tasks whose head has classes
+# The `task` names from_pretrained takes (a registry alias, else its name).
+TASKS = tuple(public_name(t) for f in FAMILIES.values() for t in tasks(f).values())
 _BUILDER_ARGUMENTS = ("dropout", "precision", "name")
 _HEAD_ARGUMENTS = ("num_classes", "label_names") + _BUILDER_ARGUMENTS
 # Old BERT files name LayerNorm parameters as TensorFlow did; Hugging Face renames them too.
@@ -128,19 +133,20 @@ def from_pretrained(path, task=None, **head_arguments):
     where = os.path.join(path, _files.CONFIG)
     family = _family(config, where)
     architecture = _architecture(family, config, where)
-    checkpoint_task, declared = family.ARCHITECTURES[architecture]
+    checkpoint_entry, declared = architectures(family)[architecture], family.FILE_PARTS[architecture]
     asked = task
-    task = _task(family, task, checkpoint_task)
+    entry = _task(family, task, checkpoint_entry)  # the registry's Task
+    task = public_name(entry)
     unknown = sorted(set(head_arguments) - set(_HEAD_ARGUMENTS))
     if unknown:
         raise TypeError(
             f"from_pretrained: unexpected keyword arguments {', '.join(unknown)}; expected some "
             f"of {', '.join(_HEAD_ARGUMENTS)}."
         )
-    arguments = family.arguments(config, where, task)
-    own_head = task == checkpoint_task
-    num_classes, label_names = _classes(task, own_head, config, where, head_arguments)
-    builder, parts, _ = family.TASKS[task]
+    arguments = family.arguments(config, where, entry.name)
+    own_head = entry is checkpoint_entry
+    num_classes, label_names = _classes(entry, own_head, config, where, head_arguments)
+    builder, parts = entry.resolve("builder"), family.TASK_PARTS[entry.name]
     table = family.tensors(arguments)
     with _files.open_weights(path) as weights:
         names = _canonical_names(family, weights)
@@ -180,9 +186,22 @@ def from_pretrained(path, task=None, **head_arguments):
               and _in_file(family, table, names, declared, part)]
     if unused:
         logger.info("%s: the checkpoint's %s not used by this task", path, ", ".join(unused))
-    if task in _LABELLED:
+    if entry.name in LABELLED:
         model.label_names = None if label_names is None else tuple(label_names)
+    _attach_tokenizer(model, path)
     return model
+
+
+def _attach_tokenizer(model, path):
+    """Gives `model` the tokenizer of the checkpoint directory, when it has one that fits."""
+    if not has_tokenizer_files(path):
+        return
+    try:
+        model.tokenizer = tokenizers.from_pretrained(path)
+    except (ValueError, FileNotFoundError) as error:
+        # The weights load all the same: a tokenizer can still be given by hand.
+        logger.warning("%s: the checkpoint's tokenizer is not attached to the model: %s",
+                       path, error)
 
 
 def checkpoint_task(path):
@@ -218,7 +237,7 @@ def checkpoint_task(path):
     config = _files.read_config(path)
     where = os.path.join(path, _files.CONFIG)
     family = _family(config, where)
-    return family.ARCHITECTURES[_architecture(family, config, where)][0]
+    return public_name(architectures(family)[_architecture(family, config, where)])
 
 
 def _family(config, where):
@@ -234,32 +253,38 @@ def _family(config, where):
 
 
 def _architecture(family, config, where):
-    architectures = config.get("architectures") or [family.BASE_ARCHITECTURE]
-    if not isinstance(architectures, list) or architectures[0] not in family.ARCHITECTURES:
+    listed = config.get("architectures") or [family.BASE_ARCHITECTURE]
+    if not isinstance(listed, list) or listed[0] not in family.FILE_PARTS:
         raise ValueError(
-            f"{where}: architectures={architectures!r} is not supported. keras_llm maps the "
-            f"{family.NAME} architectures {', '.join(family.ARCHITECTURES)}."
+            f"{where}: architectures={listed!r} is not supported. keras_llm maps the "
+            f"{family.NAME} architectures {', '.join(family.FILE_PARTS)}."
         )
-    return architectures[0]  # the first, as transformers takes it
+    return listed[0]  # the first, as transformers takes it
 
 
-def _task(family, task, checkpoint_task):
+def _task(family, task, checkpoint_entry):
+    """The registry `Task` of the `task` argument: an alias ("classify") or a registry name."""
     if task is None:
-        return checkpoint_task
-    if task not in family.TASKS:
+        return checkpoint_entry
+    known = tasks(family)
+    entry = known.get(task) if isinstance(task, str) else None
+    if entry is None and isinstance(task, str) and task in registry.TASKS:
+        entry = registry.TASKS[task] if task in family.TASK_PARTS else None
+    if entry is None:
         raise ValueError(
             f"`task` must be None (the checkpoint's own head) or one of "
-            f"{', '.join(repr(t) for t in family.TASKS)} for a {family.NAME} checkpoint. "
+            f"{', '.join(repr(t) for t in known)} for a {family.NAME} checkpoint. "
             f"Received: task={task!r}"
         )
-    return task
+    return entry
 
 
-def _classes(task, own_head, config, where, head_arguments):
+def _classes(entry, own_head, config, where, head_arguments):
     """(num_classes, label_names) of a classify or tag head, from the arguments and config."""
+    task = public_name(entry)
     num_classes = head_arguments.get("num_classes")
     label_names = head_arguments.get("label_names")
-    if task not in _LABELLED:
+    if entry.name not in LABELLED:
         given = [k for k in ("num_classes", "label_names") if k in head_arguments]
         if given:
             raise ValueError(
@@ -269,7 +294,7 @@ def _classes(task, own_head, config, where, head_arguments):
             )
         return None, None
     if label_names is not None:
-        label_names = _check_label_names(label_names)
+        label_names = check_label_names(label_names)
     if own_head:  # the checkpoint's head: its classes
         names = _config_labels(config, where)
         if num_classes is not None and num_classes != len(names):
@@ -297,20 +322,6 @@ def _classes(task, own_head, config, where, head_arguments):
             f"Received: label_names={list(label_names)!r}"
         )
     return num_classes, label_names
-
-
-def _check_label_names(label_names):
-    if (
-        isinstance(label_names, (str, bytes))
-        or not isinstance(label_names, (list, tuple))
-        or not all(isinstance(n, str) for n in label_names)
-        or len(set(label_names)) != len(label_names)
-    ):
-        raise ValueError(
-            "`label_names` must be a list of distinct strings. "
-            f"Received: label_names={label_names!r}"
-        )
-    return list(label_names)
 
 
 def _config_labels(config, where):
@@ -377,179 +388,3 @@ def _check_shape(tensor, shapes, name, weights, path):
 
 def _layers(table, parts):
     return sorted({p.split("/")[0] for t in table if t.part in parts for p in t.variables})
-
-
-def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=False):
-    """Writes a model of keras_llm's builders as a Hugging Face checkpoint directory.
-
-    The directory holds `config.json` (`architectures`, `model_type` and
-    the sizes), `model.safetensors`, and the tokenizer's files if one is
-    given (written by `keras_llm.tokenizers.save_pretrained`).
-    `transformers` loads it (`AutoModel...from_pretrained(path)`) and gives
-    the same outputs (tested to 1e-4). The directory is written whole or not
-    at all (`keras_llm._atomic.atomic_output`): on any error nothing is left.
-
-    | builder | architecture |
-    |---|---|
-    | `build_bert` | `BertModel` |
-    | `build_bert_pretrainer` | `BertForPreTraining` |
-    | `build_bert_classifier` | `BertForSequenceClassification` |
-    | `build_bert_tagger` | `BertForTokenClassification` |
-    | `build_bert_question_answerer` | `BertForQuestionAnswering` |
-    | `build_gpt` | `GPT2LMHeadModel` |
-    | `build_seq2seq` (BART-shaped: learned positions, embedding LayerNorm, GELU, post-norm, tied) | `BartForConditionalGeneration` |
-
-    The model must be what a builder makes: its sizes are read from its
-    variables, the builder is run again with them and every layer's settings
-    compared; any other model is refused, naming what differs. Weights are
-    written as float32 whatever the model's precision.
-
-    Args:
-        model: A model from one of the builders above (or `from_pretrained`).
-        path: The directory to write.
-        tokenizer: Optional keras_llm tokenizer of the model, written beside
-            it.
-        label_names: A classifier's or tagger's class names, written as
-            `id2label`; default: the model's `label_names` attribute if set
-            (`from_pretrained` sets it), else transformers' `LABEL_0`, ...
-        overwrite: Whether an existing `path` is replaced (whole: files
-            there that are not the checkpoint's go too).
-
-    Returns:
-        `path`.
-
-    Example:
-
-    ```python
-    import json
-    import os
-    import tempfile
-    import keras_llm
-
-    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
-    path = keras_llm.save_pretrained(model, tempfile.mkdtemp() + "/tiny-gpt")
-    assert sorted(os.listdir(path)) == ["config.json", "model.safetensors"]
-    config = json.load(open(os.path.join(path, "config.json")))
-    assert config["architectures"] == ["GPT2LMHeadModel"] and config["n_layer"] == 1
-    ```
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a keras.Model. Received: model={type(model).__name__}")
-    family, task, arguments, num_classes = _describe(model)
-    builder, parts, architecture = family.TASKS[task]
-    _compare_with_builder(model, builder, arguments, num_classes)
-    config = family.config(task, arguments, tokenizer)
-    if task in _LABELLED:
-        names = label_names if label_names is not None else getattr(model, "label_names", None)
-        names = [f"LABEL_{i}" for i in range(num_classes)] if names is None else names
-        names = _check_label_names(names)
-        if len(names) != num_classes:
-            raise ValueError(
-                f"`label_names` must have the model's {num_classes} names. "
-                f"Received: label_names={names!r}"
-            )
-        config["id2label"] = {str(i): name for i, name in enumerate(names)}
-        config["label2id"] = {name: i for i, name in enumerate(names)}
-    elif label_names is not None:
-        raise ValueError(
-            f"`label_names` is for classifiers and taggers; this model is a {architecture}. "
-            f"Received: label_names={label_names!r}"
-        )
-    size = getattr(tokenizer, "vocabulary_size", None)
-    if tokenizer is not None and (size is None or size > arguments["vocabulary_size"]):
-        raise ValueError(
-            f"`tokenizer` must have at most the model's {arguments['vocabulary_size']} token ids. "
-            f"Received: tokenizer={type(tokenizer).__name__} with vocabulary_size={size}"
-        )
-    # transformers keeps the base model's tensors under a prefix in head models.
-    prefix = "" if architecture == family.BASE_ARCHITECTURE else family.PREFIX
-    variables = {v.path: v for v in model.weights}
-    tensors = {}
-    for tensor in family.tensors(arguments):
-        if tensor.part in parts:
-            arrays = [np.asarray(keras.ops.convert_to_numpy(variables[p]), np.float32)
-                      for p in tensor.variables]
-            name = (prefix if tensor.part in family.BASE_PARTS else "") + tensor.name
-            tensors[name] = np.ascontiguousarray(tensor.to_hf(arrays))
-    with atomic_output(path, overwrite=overwrite) as temporary:
-        os.mkdir(temporary)
-        with open(os.path.join(temporary, _files.CONFIG), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-            f.write("\n")
-        # transformers refuses safetensors files without format "pt" in the header.
-        save_file(tensors, os.path.join(temporary, _files.WEIGHTS), metadata={"format": "pt"})
-        if tokenizer is not None:
-            tokenizers.save_pretrained(tokenizer, temporary)
-    return path
-
-
-def _describe(model):
-    for family in FAMILIES.values():
-        try:
-            described = family.describe(model)
-        except KeyError:  # a variable a builder's model has is missing
-            described = None
-        if described is not None:
-            return (family, *described)
-    raise ValueError(
-        "save_pretrained maps models of keras_llm's builders: "
-        + ", ".join(f"{family.TASKS[t][0].__name__}" for family in FAMILIES.values()
-                    for t in family.TASKS)
-        + f". Received: model={model.name!r}, whose variables are not theirs."
-    )
-
-
-def _settings(layer):
-    """A layer's config without what may differ between equal computations."""
-    config = layer.get_config()
-    for key in ("name", "dtype", "trainable"):
-        config.pop(key, None)
-    return config
-
-
-def _compare_with_builder(model, builder, arguments, num_classes):
-    """Refuses `model` unless `builder(**arguments)` makes the same variables and layers."""
-    extra = {} if num_classes is None else {"num_classes": num_classes}
-    call = f"keras_llm.{builder.__name__}(" + ", ".join(
-        f"{k}={v!r}" for k, v in {**arguments, **extra}.items()) + ")"
-    try:
-        reference = builder(**arguments, **extra)
-    except ValueError as error:
-        raise ValueError(f"`model` is not a model {call} can make: {error}") from None
-
-    def differs(what):
-        return ValueError(
-            f"`model` differs from what {call} builds, so its Hugging Face equivalent is "
-            f"unknown: {what}. Received: model={model.name!r}"
-        )
-
-    ours = {v.path: tuple(v.shape) for v in model.weights}
-    theirs = {v.path: tuple(v.shape) for v in reference.weights}
-    if ours != theirs:
-        odd = sorted(set(ours.items()) ^ set(theirs.items()))
-        raise differs(f"variables {', '.join(f'{p} {list(s)}' for p, s in odd[:6])}")
-    for side, a, b in (("inputs", model.input, reference.input),
-                       ("outputs", model.output, reference.output)):
-        if _structure(a) != _structure(b):
-            raise differs(f"{side} {_structure(a)} (expected {_structure(b)})")
-    layers = {layer.name: layer for layer in model.layers}
-    for layer in reference.layers:
-        if not layer.weights and layer.name not in layers:
-            continue  # an operation Keras named itself (`+`, slicing): its name has a counter
-        if layer.name not in layers:
-            raise differs(f"it has no layer {layer.name!r}")
-        if type(layers[layer.name]) is not type(layer):
-            raise differs(f"layer {layer.name!r} is a {type(layers[layer.name]).__name__}")
-        got, want = _settings(layers[layer.name]), _settings(layer)
-        if got != want:
-            keys = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-            raise differs(
-                f"layer {layer.name!r} has "
-                + ", ".join(f"{k}={got.get(k)!r} (expected {want.get(k)!r})" for k in keys)
-            )
-
-
-def _structure(tensors):
-    if isinstance(tensors, dict):
-        return sorted(tensors)
-    return len(tensors) if isinstance(tensors, (list, tuple)) else 1

@@ -326,6 +326,37 @@ def _byte_pair(directory):
     return tokenizer
 
 
+# The files that make a directory hold a tokenizer (read, or naming one).
+_TOKENIZER_FILES = (
+    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+
+def has_tokenizer_files(path):
+    """Whether the model directory `path` holds tokenizer files (`keras_llm.from_pretrained` then attaches them).
+
+    Example:
+
+    ```python
+    import os, tempfile
+    from keras_llm.tokenizers.pretrained import has_tokenizer_files
+
+    path = tempfile.mkdtemp()
+    assert not has_tokenizer_files(path)
+    open(os.path.join(path, "vocab.txt"), "w").write("[PAD]\n")
+    assert has_tokenizer_files(path)
+    ```
+    """
+    path = os.fspath(path)
+    return any(os.path.isfile(os.path.join(path, name)) for name in _TOKENIZER_FILES)
+
+
+def can_save(tokenizer):
+    """Whether `save_pretrained` writes `tokenizer` (a WordPiece or a byte-level BPE tokenizer)."""
+    return isinstance(tokenizer, (CoreOpsWordPieceTokenizer, CoreOpsBytePairTokenizer))
+
+
 def from_pretrained(path):
     """The keras_llm tokenizer of a Hugging Face model directory.
 
@@ -472,16 +503,14 @@ def save_pretrained(tokenizer, path):
     assert loaded("The cats").numpy().tolist() == tokenizer("The cats").numpy().tolist() == [5, 6, 7]
     ```
     """
-    if isinstance(tokenizer, CoreOpsWordPieceTokenizer):
-        files = _word_piece_files(tokenizer)
-    elif isinstance(tokenizer, CoreOpsBytePairTokenizer):
-        files = _byte_pair_files(tokenizer)
-    else:
+    if not can_save(tokenizer):
         raise TypeError(
             "`tokenizer` must be a WordPiece tokenizer (CoreOpsWordPieceTokenizer, "
             "WordPieceTokenizer) or a byte-level BPE one (CoreOpsBytePairTokenizer, "
             f"BytePairTokenizer). Received: tokenizer of type {type(tokenizer).__name__}"
         )
+    word_piece = isinstance(tokenizer, CoreOpsWordPieceTokenizer)
+    files = _word_piece_files(tokenizer) if word_piece else _byte_pair_files(tokenizer)
     directory = os.fspath(path)
     if not os.path.isdir(directory):
         raise FileNotFoundError(

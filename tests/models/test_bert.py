@@ -62,9 +62,9 @@ def test_mlm_logits_use_tied_embeddings_and_bias():
     model = keras_llm.build_bert_pretrainer(**TINY)
     x = bert_inputs([[2, 7, 5, 9, 3]], positions=[[1, 3]])
     normed = keras.Model(model.input, model.get_layer("mlm_layer_norm").output)
-    embedding = model.get_layer("embeddings")
-    embedding.output_bias.assign(np.linspace(-1, 1, 20).astype("float32"))
-    table = embedding.token_embedding.embeddings.numpy()
+    # The bias is the head's own layer (its encoder's embedding has none), as keras-hub's MaskedLMHead.
+    model.get_layer("mlm_output_bias").bias.assign(np.linspace(-1, 1, 20).astype("float32"))
+    table = model.get_layer("embeddings").token_embedding.embeddings.numpy()
     want = np.asarray(normed(x)) @ table.T + np.linspace(-1, 1, 20)
     np.testing.assert_allclose(model(x)["mlm_logits"], want, atol=1e-5)
 
