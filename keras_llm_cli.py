@@ -7,7 +7,7 @@ layers with Keras on `import keras_llm`, so that `keras.saving.load_model`
 needs no `custom_objects`), and with it TensorFlow (4-7 s). TensorFlow is
 imported only when a command runs, and its C++ start-up lines are kept off the
 terminal unless `--verbose` (they are printed if the import fails). The
-commands themselves are in `keras_llm/cli.py`.
+commands themselves are in `keras_llm/cli/`, one module each.
 
 Every flag is declared once, here, with its default and help text.
 """
@@ -24,6 +24,8 @@ import warnings
 GPT_PRESET_NAMES = ("gpt_nano", "gpt2_small", "gpt2_medium", "gpt2_large", "gpt2_xl")
 BERT_PRESET_NAMES = ("bert_tiny", "bert_mini", "bert_small", "bert_medium", "bert_base", "bert_large")
 SEQ2SEQ_PRESET_NAMES = ("seq2seq_tiny", "transformer_base", "transformer_big")
+# `finetune --task`: the aliases of tasks in keras_llm.models.registry (checked there too).
+FINETUNE_TASK_NAMES = ("classify", "tag", "qa")
 
 COMMON_FLAGS = {
     "--verbose": dict(
@@ -93,8 +95,8 @@ TRAIN_FLAGS = {
     ),
     "--output": dict(
         default=None,
-        help="Where to save the trained model (.keras); the tokenizer goes beside it as "
-        "NAME.tokenizer.json. Default: PRESET.keras.",
+        help="Where to save the trained model (.keras; it carries its tokenizer). "
+        "Default: PRESET.keras.",
     ),
     "--seed": dict(type=int, default=0, help="Seed of initialisation, data order and sampling."),
     "--strategy": dict(
@@ -138,7 +140,7 @@ TRAIN_FLAGS = {
 GENERATE_FLAGS = {
     "--model": dict(
         required=True,
-        help="A .keras file (its NAME.tokenizer.json beside it) or an exported SavedModel: a "
+        help="A .keras file (it carries its tokenizer) or an exported SavedModel: a "
         "version directory or its base directory (the latest version is used).",
     ),
     "--prompt": dict(action="append", default=None, help="A prompt; repeat for a batch."),
@@ -174,7 +176,7 @@ GENERATE_FLAGS = {
 }
 
 EXPORT_FLAGS = {
-    "--model": dict(required=True, help="A .keras file from keras-llm train (NAME.tokenizer.json beside it)."),
+    "--model": dict(required=True, help="A .keras file from keras-llm train or finetune (it carries its tokenizer)."),
     "--output": dict(default=None, help="The base directory. Default: saved_models/NAME."),
     "--version": dict(type=int, default=None, help="The version number. Default: the next free one."),
     "--overwrite": dict(action="store_true", help="Replace an existing --version."),
@@ -199,7 +201,7 @@ FINETUNE_FLAGS = {
         "vocab.txt or tokenizer.json (keras_llm.from_pretrained).",
     ),
     "--task": dict(
-        required=True, choices=("classify", "tag", "qa"),
+        required=True, choices=FINETUNE_TASK_NAMES,
         help="classify: one label per text; tag: one tag per word (NER); qa: the answer to a "
         "question as a span of its context.",
     ),
@@ -248,7 +250,7 @@ FINETUNE_FLAGS = {
     "--learning-rate": dict(type=float, default=5e-5, help="Peak learning rate (10%% warm-up, then linear decay)."),
     "--output": dict(
         default=None,
-        help="Where the fine-tuned model is saved (.keras; NAME.tokenizer.json beside it). "
+        help="Where the fine-tuned model is saved (.keras; it carries its tokenizer). "
         "Default: CHECKPOINT-TASK.keras, CHECKPOINT the directory's name.",
     ),
     "--export": dict(
@@ -356,7 +358,7 @@ def main(argv=None):
     # What keras_llm says at INFO: the strategy chosen and why, a resumption.
     logging.getLogger("keras_llm").setLevel(logging.INFO)
     commands = _import_quietly(args.verbose)
-    return getattr(commands, args.command)(args, args.command_parser)
+    return commands.run(args, args.command_parser)
 
 
 if __name__ == "__main__":
