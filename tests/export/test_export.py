@@ -330,7 +330,11 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
     with pytest.raises(ValueError, match="`mask_token_id`"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(
             [t for t in VOCAB if t != "[MASK]"] + ["extra"]))
-    with pytest.raises(ValueError, match="`cls_token_id`.*ByteTokenizer"):
+    with pytest.raises(ValueError, match="`cls_token_id`.*WordPieceTokenizer"):
+        keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(
+            [t for t in VOCAB if t != "[CLS]"] + ["extra"]))
+    # (A tokenizer of another size is refused by the one tokenizer check first.)
+    with pytest.raises(ValueError, match=r"exactly the model's 17 token ids.*ByteTokenizer"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.ByteTokenizer())
     with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 17 token ids.*with 16 token ids"):
         keras_llm.export(pretrainer, str(tmp_path / "m"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:-1]))
@@ -346,10 +350,11 @@ def test_export_refuses_what_it_cannot_serve(tmp_path):
 def test_export_checks_the_tokenizer_and_the_stop_tokens_against_the_model(tmp_path):
     gpt = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
     byte_tokenizer = keras_llm.tokenizers.ByteTokenizer()  # 256 bytes + 2 specials
-    assert gpt.get_layer("embeddings").vocabulary_size == 256 + 2
+    assert gpt.vocabulary_size == 256 + 2
     word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:8])
-    with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 258 token ids "
-                                         r"\(a GPT export.*Received: tokenizer=CoreOpsWordPieceTokenizer "
+    # The one tokenizer check (keras_llm.models.task_model.check_tokenizer) words it.
+    with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 258 token ids: "
+                                         r"a GPT.*Received: tokenizer=WordPieceTokenizer "
                                          r"with 8 token ids"):
         keras_llm.export(gpt, str(tmp_path / "g"), word_piece)
     for stop, error, match in [
@@ -365,7 +370,7 @@ def test_export_checks_the_tokenizer_and_the_stop_tokens_against_the_model(tmp_p
         with pytest.raises(ValueError, match=match):
             keras_llm.export(gpt, str(tmp_path / "g"), byte_tokenizer, **settings)
     classifier = keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=8)
-    with pytest.raises(ValueError, match=r"`tokenizer` must have at most the model's 8 token ids.*"
+    with pytest.raises(ValueError, match=r"`tokenizer` must have the model's 8 token ids, or fewer.*"
                                          r"with 17 token ids"):
         keras_llm.export(classifier, str(tmp_path / "c"), keras_llm.tokenizers.WordPieceTokenizer(VOCAB))
     with pytest.raises(ValueError, match=r"`label_names` must have one name per class \(2\). "
@@ -485,7 +490,7 @@ def test_a_request_with_no_texts_gets_empty_outputs(exports):
 
 def test_id_signatures_name_ids_outside_the_vocabulary_or_the_context(exports):
     signatures = tf.saved_model.load(exports["gpt_path"]).signatures
-    context = exports["gpt"].get_layer("embeddings").max_sequence_length
+    context = exports["gpt"].max_sequence_length
     for bad in (258, -7, 999):
         ids = tf.constant([[72, 105], [bad, 1]])
         with pytest.raises(tf.errors.InvalidArgumentError,
