@@ -42,6 +42,11 @@ def from_pretrained(path, task=None, **head_arguments):
     keras_llm's training defaults, and holds the checkpoint's weights: it
     gives the outputs of `transformers` on the same inputs (tested to 1e-4),
     and trains, saves to `.keras` and exports like any keras_llm model.
+    When the directory holds a tokenizer keras_llm reads (the BERT family's
+    WordPiece, GPT-2's byte-level BPE: `keras_llm.tokenizers.from_pretrained`),
+    the model carries it (`model.tokenizer`), so exporting, generating and
+    `save_pretrained` need no tokenizer argument; one that cannot be read
+    or does not fit the model is left out with a warning.
 
     | `config.json` architecture | `task=None` gives | builder |
     |---|---|---|
@@ -86,7 +91,9 @@ def from_pretrained(path, task=None, **head_arguments):
         path: A Hugging Face model directory.
         task: None for the checkpoint's own head, or `"backbone"`,
             `"masked_lm"`, `"classify"`, `"tag"`, `"qa"` (BERT), `"causal_lm"`
-            (GPT-2).
+            (GPT-2), `"seq2seq_lm"` (BART); the registry's names
+            (`"encoder"`, `"classifier"`, ...) work too. Which architecture is
+            which task is `keras_llm.models.registry`'s `hugging_face`.
         **head_arguments: `num_classes` and `label_names` (a list of
             strings) for `"classify"` and `"tag"`: a fresh head needs one of
             them; the checkpoint's head takes its classes and names from
@@ -95,7 +102,8 @@ def from_pretrained(path, task=None, **head_arguments):
             to the checkpoint's).
 
     Returns:
-        A compiled functional `keras.Model`. A classifier or tagger also has
+        A compiled functional `keras.Model` that carries the checkpoint's
+        tokenizer if it has one (`model.tokenizer`). A classifier or tagger also has
         `label_names`: a tuple of class names (from `id2label` or the
         argument), or None. Pass them to `keras_llm.export(...,
         label_names=model.label_names)`; `.keras` files do not keep them.
