@@ -15,6 +15,9 @@ BUILDERS = {
     "build_bert": keras_llm.build_bert,
     "build_bert_pretrainer": keras_llm.build_bert_pretrainer,
     "build_bert_classifier": functools.partial(keras_llm.build_bert_classifier, num_classes=2),
+    # The heads resolve their encoder's arguments through build_bert's code; errors still name them.
+    "build_bert_tagger": functools.partial(keras_llm.build_bert_tagger, num_classes=2),
+    "build_bert_question_answerer": keras_llm.build_bert_question_answerer,
 }
 BAD = [
     # (argument, value, what the message says it must be)
