@@ -344,7 +344,7 @@ def has_tokenizer_files(path):
 
     path = tempfile.mkdtemp()
     assert not has_tokenizer_files(path)
-    open(os.path.join(path, "vocab.txt"), "w").write("[PAD]\n")
+    open(os.path.join(path, "vocab.txt"), "w").write("[PAD]\\n")
     assert has_tokenizer_files(path)
     ```
     """
