@@ -531,3 +531,34 @@ def test_id_signatures_name_ids_outside_the_vocabulary_or_the_context(exports):
                        match=r"`segment_ids` must have the shape of `token_ids` \(1, 3\). "
                              r"Received: segment_ids of shape 1, 2\]"):
         classify_ids(token_ids=ids, segment_ids=tf.zeros([1, 2], tf.int32), padding_mask=tf.ones_like(ids))
+
+
+@pytest.mark.parametrize("build", [
+    lambda v: keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=v),
+    lambda v: keras_llm.build_bert_tagger("bert_tiny", num_classes=2, vocabulary_size=v),
+    lambda v: keras_llm.build_bert_question_answerer("bert_tiny", vocabulary_size=v),
+])
+def test_a_much_smaller_tokenizer_is_refused_for_every_task_that_reads_ids(build, tmp_path):
+    # 8 ids padded to a multiple of 8-128 never make 99: ids 8-98 would never be served.
+    model = build(99)
+    small = keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:8])
+    with pytest.raises(ValueError, match=r"`tokenizer` must have the model's 99 token ids, or fewer "
+                                         r"padded up to them.*with 8 token ids"):
+        keras_llm.export(model, str(tmp_path / "m"), small)
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_uses_the_carried_tokenizer_and_needs_one(tmp_path):
+    classifier = keras_llm.build_bert_classifier(
+        "bert_tiny", num_classes=2, vocabulary_size=len(VOCAB), num_layers=1, max_sequence_length=8
+    )
+    with pytest.raises(ValueError, match=r"carries none.*pass `tokenizer=`.*build the model with "
+                                         r"`tokenizer=`.*Received: tokenizer=None"):
+        keras_llm.export(classifier, str(tmp_path / "c"))
+    classifier.tokenizer = keras_llm.tokenizers.WordPieceTokenizer(VOCAB)
+    # An explicit tokenizer is checked against the one the model carries: other special tokens.
+    moved = keras_llm.tokenizers.WordPieceTokenizer(VOCAB[2:4] + VOCAB[:2] + VOCAB[4:])
+    with pytest.raises(ValueError, match=r"`tokenizer`'s special tokens .* differ from those of the "
+                                         r"tokenizer the model carries"):
+        keras_llm.export(classifier, str(tmp_path / "c"), moved)
+    assert not (tmp_path / "c").exists()

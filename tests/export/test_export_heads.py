@@ -251,3 +251,40 @@ def test_a_tensorflow_only_process_serves_tags_and_answers_with_core_ops(exports
         assert context[start:end] == answer
     assert served["no_questions"] == {"answer": [], "score": [], "start": [], "end": []}
     assert "`question` and `context` must have one string each per example" in served["mismatch"]
+
+
+def test_question_answering_window_defaults_follow_the_context():
+    from keras_llm.data.question_answering import check_window_settings
+    from keras_llm.export.question_answering import window_settings
+
+    # Hugging Face's pipeline: windows of 384 with stride 128 and questions of 64 tokens.
+    for context in (384, 512):
+        assert window_settings(context) == dict(
+            sequence_length=384, doc_stride=128, max_question_length=64, max_answer_length=30)
+    for context in range(5, 384):
+        settings = window_settings(context)
+        # A third and a sixth of the window (a question of at least one token), and a stride
+        # that moves each window on.
+        assert settings["max_question_length"] == max(1, context // 6)
+        assert settings["doc_stride"] == max(0, min(context // 3, context - 4 - max(1, context // 6)))
+        check_window_settings("test", context, settings["doc_stride"], settings["max_question_length"])
+
+
+@pytest.mark.slow  # an export of a few seconds
+def test_a_question_answerer_of_a_64_token_context_exports_with_its_defaults(exports, tmp_path):
+    # Hugging Face's doc_stride 128 and max_question_length 64 do not fit windows of 64 tokens
+    # (the export failed); the defaults are a third and a sixth of the window: 21 and 10.
+    ours = exports["ours"]
+    keras.utils.set_random_seed(2)
+    model = keras_llm.build_bert_question_answerer(
+        "bert_tiny", vocabulary_size=ours.vocabulary_size, max_sequence_length=64, num_layers=1
+    )
+    path = keras_llm.export(model, str(tmp_path / "qa"), ours)
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    question = ["what is a word of the context?"] * 2
+    context = [" ".join(TRAINING_CORPUS[:4]), "a short one"]
+    out = served(question=tf.constant(question), context=tf.constant(context))
+    expected = answer_questions(model, ours, question, context, doc_stride=64 // 3,
+                                max_question_length=64 // 6)
+    assert out["answer"].numpy().tolist() == expected["answer"].numpy().tolist()
+    np.testing.assert_allclose(out["score"], expected["score"], atol=1e-5)

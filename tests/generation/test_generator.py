@@ -183,8 +183,8 @@ def test_a_prompt_longer_than_the_context_keeps_its_last_tokens(model, compiled)
 
 
 def test_strings_in_and_out_with_a_tokenizer():
-    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
     tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, tokenizer=tokenizer)
     generator = Generator(model, tokenizer)
     ids = generator.generate([list(tokenizer.encode_numpy("Hi"))], 5, stop_token_ids=[])[0]
     text = generator.generate("Hi", 5, stop_token_ids=[])
@@ -194,6 +194,8 @@ def test_strings_in_and_out_with_a_tokenizer():
     empty = generator.generate([""], 3, stop_token_ids=[])[0]
     assert empty == tokenizer.detokenize(from_end).numpy().decode("utf-8", "replace")
     assert keras_llm.generate(model, "Hi", 5, tokenizer=tokenizer, stop_token_ids=[]) == text
+    # Without a tokenizer: the one the model carries (the same Generator, kept).
+    assert keras_llm.generate(model, "Hi", 5, stop_token_ids=[]) == text
 
 
 def test_bad_arguments_name_themselves(model, compiled):
@@ -331,3 +333,23 @@ def test_one_seed_per_prompt_gives_each_row_its_own_sample(model, compiled):
         generator.generate(prompts, 6, temperature=1.0, seed=[1, 2, 3])
     with pytest.raises(ValueError, match=r"Received: seed=2147483648"):
         generator.generate(prompts, 6, temperature=1.0, seed=[1, 2**31])
+
+
+def test_the_generator_uses_the_tokenizer_the_model_carries():
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_gpt(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                                max_sequence_length=32, tokenizer=tokenizer)
+    carried = Generator(model, jit_compile=False)
+    assert carried.tokenizer is tokenizer and carried.end_token_id == tokenizer.end_token_id
+    # As with the tokenizer given, and as recomputing: an empty prompt starts from the end token.
+    ids = greedy_by_recomputing(model, [tokenizer.end_token_id], 3)
+    assert carried.generate([""], 3, stop_token_ids=[]) == [
+        tokenizer.detokenize(ids).numpy().decode("utf-8", "replace")]
+    # An explicit tokenizer overrides the carried one, checked against the model.
+    with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 258 token ids"):
+        Generator(model, keras_llm.tokenizers.WordPieceTokenizer(["[PAD]", "[UNK]", "a"]))
+    bare = keras_llm.build_gpt(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                               vocabulary_size=258, max_sequence_length=32)
+    with pytest.raises(ValueError, match=r"String prompts need a tokenizer: pass `tokenizer=`.*"
+                                         r"build the model with one"):
+        Generator(bare).generate("Hi", 3)

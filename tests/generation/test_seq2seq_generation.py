@@ -188,3 +188,22 @@ def test_bad_arguments_name_themselves(model, compiled):
         compiled.generate([[3, 2]], num_beams=2, seed=3)
     with pytest.raises(ValueError, match=r"`prompts` must be token ids in \[0, 6\)"):
         compiled.generate([[3, 6]])
+
+
+def test_sources_have_the_layout_seq2seq_dataset_trains_with():
+    # One "cut the source and add the end token" (keras_llm.generation.prompts), the
+    # layout of keras_llm.data.seq2seq_dataset, which the generator and the export use.
+    import tensorflow as tf
+
+    from keras_llm.generation.prompts import source_ids
+
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    texts = ["Hallo", "", "x" * 20]
+    data = keras_llm.data.seq2seq_dataset(
+        [(t, "y") for t in texts], tokenizer, batch_size=1, shuffle=False, bucket=False,
+        source_length=8,
+    )
+    trained = [x["encoder_token_ids"].numpy()[0][x["encoder_padding_mask"].numpy()[0] > 0].tolist()
+               for x, _, _ in data]
+    assert source_ids(tokenizer(tf.constant(texts)), 8, tokenizer.end_token_id).to_list() == trained
+    assert trained[1] == [256] and len(trained[2]) == 8  # a test of the test
