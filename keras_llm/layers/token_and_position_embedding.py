@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_llm._graph_checks import check_length, check_token_ids
 from keras_llm.layers.position_embedding import PositionEmbedding
 
 
@@ -16,6 +17,12 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
     decoding step. `tf.matmul(..., transpose_b=True)` gives XLA a dot that
     contracts the table's rows in place. The same numbers; the quantized
     and untied paths stay Keras's.
+
+    Ids are checked before the lookup (`keras_llm._graph_checks.check_token_ids`):
+    an id outside `[0, input_dim)` or a float id is an error naming
+    `token_ids`, where Keras's gather would fail on a CPU, return zeros on a
+    GPU or clamp under XLA. Under XLA the check is left to the model's
+    step (`CheckedSteps`).
 
     Example:
 
@@ -32,6 +39,8 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
     """
 
     def call(self, inputs, reverse=False):
+        if not reverse:
+            inputs = check_token_ids(inputs, self.input_dim, "token_ids")
         if not (reverse and self.tie_weights and self.logit_soft_cap is None):
             return super().call(inputs, reverse=reverse)
         table = self.embeddings
@@ -72,7 +81,11 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     Call arguments:
         inputs: int token ids `(batch_size, sequence_length)`, or with
-            `reverse=True` float hidden states `(..., hidden_dim)`.
+            `reverse=True` float hidden states `(..., hidden_dim)`. Ids
+            outside `[0, vocabulary_size)`, float ids and more tokens than
+            `max_sequence_length` (from `start_index`) are errors naming
+            `token_ids` (`ValueError`/`TypeError` eagerly, an
+            `InvalidArgumentError` in a graph; see `keras_llm._graph_checks`).
         start_index: The position of the first token, for cached decoding.
         reverse: Whether to project hidden states to vocabulary logits.
 
@@ -160,6 +173,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             if self.use_output_bias:
                 logits = logits + ops.cast(self.output_bias, logits.dtype)
             return logits
+        inputs = check_length(inputs, self.max_sequence_length, "token_ids", start_index)
         embedded = self.token_embedding(inputs)  # [B, T, hidden_dim]
         return self.position_embedding(embedded, start_index=start_index)
 

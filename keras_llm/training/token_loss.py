@@ -4,6 +4,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_llm._graph_checks import check_in_range
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class TokenCrossEntropy(keras.losses.Loss):
@@ -22,6 +24,13 @@ class TokenCrossEntropy(keras.losses.Loss):
     + e / V` (the Transformer paper's e = 0.1), as Keras's
     `CategoricalCrossentropy(label_smoothing=e)` smooths, without building
     the one-hot labels.
+
+    Integer labels outside `[0, V)` (V: the logits' last dimension) are an
+    error naming `labels` and listing them (`ValueError` eagerly, an
+    `InvalidArgumentError` in a graph), where the cross-entropy would raise
+    on a CPU or give a NaN loss on a GPU. Inside an XLA-compiled step the
+    check is the model's (`keras_llm._graph_checks.CheckedSteps`): XLA
+    drops assertions.
 
     Example:
 
@@ -62,6 +71,10 @@ class TokenCrossEntropy(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.cast(y_pred, "float32")
+        y_true = tf.convert_to_tensor(y_true)
+        if y_true.dtype.is_integer and y_pred.shape[-1] is not None:
+            y_true = check_in_range(y_true, "labels", y_pred.shape[-1], what="labels",
+                                    unit="label(s)", where=" (the classes of the logits)")
         losses = self._losses(y_true, y_pred)
         weights = (
             ops.ones_like(losses) if sample_weight is None else ops.cast(sample_weight, "float32")

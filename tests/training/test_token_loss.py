@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_llm
 from keras_llm.training.token_loss import TokenCrossEntropy
@@ -37,3 +38,19 @@ def test_label_smoothing_matches_keras_categorical_cross_entropy():
     assert TokenCrossEntropy.from_config(TokenCrossEntropy(0.1).get_config()).label_smoothing == 0.1
     with pytest.raises(ValueError, match=r"`label_smoothing` must be a number in \[0, 1\)"):
         TokenCrossEntropy(label_smoothing=-0.1)
+
+
+@pytest.mark.parametrize("label", [7, -1])
+def test_labels_outside_the_logits_are_named(label):
+    logits = np.zeros((1, 3, 7), "float32")
+    labels = np.array([[0, label, 6]])
+    with pytest.raises(ValueError, match=(
+        rf"`labels` must be labels in \[0, 7\) \(the classes of the logits\)\. "
+        rf"Received: labels holding 1 label\(s\) outside it: {label}"
+    )):
+        TokenCrossEntropy()(labels, logits)
+    graph = tf.function(lambda y, x: TokenCrossEntropy()(y, x))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"`labels` must be labels in \[0, 7\).*: {label}"):
+        graph(tf.constant(labels), tf.constant(logits))
+    # In range: ln 7 per token, uniform logits.
+    np.testing.assert_allclose(float(graph(tf.constant([[0, 3, 6]]), tf.constant(logits))), np.log(7), rtol=1e-6)
