@@ -48,6 +48,13 @@ def causal_lm_dataset(
         A dataset of `({"token_ids", "padding_mask"}, labels, sample_weight)`,
         each `(batch_size, sequence_length)`, as `build_gpt`'s model expects.
 
+    Raises:
+        ValueError: when `texts` are too short to give one batch (one window,
+            or `batch_size` windows with `drop_remainder`), rather than an
+            empty dataset. To tell, the texts are tokenized up to that many
+            tokens when the dataset is made (usually a part of the first
+            chunk of 256).
+
     Example:
 
     ```python
@@ -63,6 +70,7 @@ def causal_lm_dataset(
     check_positive(sequence_length=sequence_length, batch_size=batch_size)
     end_token_id = special_id(tokenizer, end_token_id, "end_token_id")
     texts = as_dataset(texts)
+    _check_long_enough(texts, tokenizer, sequence_length, batch_size, drop_remainder, repeat)
     if shuffle:
         texts = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -101,3 +109,26 @@ def causal_lm_dataset(
         )
 
     return batches.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_long_enough(texts, tokenizer, sequence_length, batch_size, drop_remainder, repeat):
+    """A ValueError naming the lengths when `texts` cannot fill one batch (the dataset would be empty)."""
+    # One window is `sequence_length + 1` tokens, and the next starts
+    # `sequence_length` later; repeated, any text with a token fills them.
+    windows = batch_size if drop_remainder else 1
+    needed = 1 if repeat else windows * sequence_length + 1
+    total = 0
+    for chunk in texts.batch(TOKENIZE_CHUNK):
+        # Each text and its end token.
+        total += int(tf.size(tf.cast(tokenizer(chunk), tf.int32).flat_values)) + int(tf.size(chunk))
+        if total >= needed:
+            return
+    if repeat:
+        raise ValueError("causal_lm_dataset: `texts` hold no text: the dataset would be empty.")
+    raise ValueError(
+        f"causal_lm_dataset: `texts` hold {total} tokens (an end token after each text), "
+        f"fewer than the {needed} that {windows} window(s) of sequence_length + 1 tokens "
+        f"need{' (a full batch, drop_remainder=True)' if drop_remainder else ''}: the dataset "
+        f"would be empty. Received: sequence_length={sequence_length}, batch_size={batch_size}, "
+        f"drop_remainder={drop_remainder}"
+    )

@@ -98,6 +98,18 @@ def _examples(structure):
     )
 
 
+def bucketing(bucket, shuffle):
+    """Whether a pipeline buckets: `bucket`, or by default (None) only when it shuffles.
+
+    Bucketing groups examples by length, so batches leave the input order
+    (0, 2, 4, 1, 3, ...): without shuffling, `model.predict` must give its
+    rows in the order of the labels they are scored against.
+    """
+    if bucket is not None and not isinstance(bucket, bool):
+        raise ValueError(f"`bucket` must be None, True or False. Received: bucket={bucket!r}")
+    return shuffle if bucket is None else bucket
+
+
 def _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id):
     """Pads `{"token_ids", ...}` examples into batches, bucketed by length or not."""
     # Zeros everywhere (padding mask, segment ids, labels, weights) but the ids.
@@ -143,7 +155,7 @@ def classification_dataset(
     shuffle=True,
     shuffle_buffer=10_000,
     repeat=False,
-    bucket=True,
+    bucket=None,
     drop_remainder=False,
     cls_token_id=None,
     sep_token_id=None,
@@ -152,12 +164,14 @@ def classification_dataset(
     """Batches for `build_bert_classifier` from `(text, label)` pairs.
 
     Each text becomes `[CLS] ids [SEP]`, truncated to `sequence_length`.
-    With `bucket` (the default), examples are grouped by length into
-    buckets whose padded lengths are 16, 32, 64, ... up to `sequence_length`,
-    so short texts do not pay for long ones (`tf.data`'s
+    With bucketing (by default when shuffling), examples are grouped by
+    length into buckets whose padded lengths are 16, 32, 64, ... up to
+    `sequence_length`, so short texts do not pay for long ones (`tf.data`'s
     `bucket_by_sequence_length`; each batch has one bucket's examples, and
-    every example appears once per epoch). Without it, every batch is padded
-    to `sequence_length` (static shapes, for TPUs).
+    every example appears once per epoch, but not in the input order).
+    Without it, batches keep the input order and are padded to
+    `sequence_length` (static shapes, for TPUs): with `shuffle=False`,
+    `model.predict(ds)` gives one row per example of `data`, in order.
 
     Args:
         data: A dataset of `(text, label)` (`load_texts(..., label_field=...)`).
@@ -171,7 +185,9 @@ def classification_dataset(
         label_names: Names whose index is the label id; required for string labels.
         seed: The shuffling seed.
         shuffle, shuffle_buffer, repeat, drop_remainder: As for the other pipelines.
-        bucket: Whether to bucket by length.
+        bucket: Whether to bucket by length; None (the default): only when
+            shuffling. `bucket=True` with `shuffle=False` buckets too, and
+            the batches then leave the input order.
         cls_token_id, sep_token_id, pad_token_id: Default to the tokenizer's.
 
     Returns:
@@ -197,10 +213,11 @@ def classification_dataset(
     )
     x, y = next(iter(ds))
     assert x["token_ids"].numpy().tolist()[0][:5] == [2, 4, 6, 3, 0]
-    assert y.numpy().tolist() == [1, 0] and x["token_ids"].shape == (2, 16)
+    assert y.numpy().tolist() == [1, 0] and x["token_ids"].shape == (2, 128)  # in order
     ```
     """
     check_positive(batch_size=batch_size, sequence_length=sequence_length)
+    bucket = bucketing(bucket, shuffle)
     cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
     sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
     pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
@@ -246,7 +263,7 @@ def token_tagging_dataset(
     shuffle=True,
     shuffle_buffer=10_000,
     repeat=False,
-    bucket=True,
+    bucket=None,
     drop_remainder=False,
     cls_token_id=None,
     sep_token_id=None,
@@ -260,7 +277,8 @@ def token_tagging_dataset(
     its first piece and the other pieces get tag 0 and weight 0, as BERT's NER
     fine-tuning does (Devlin et al. 2019, section 5.3). `[CLS]` and `[SEP]`
     have weight 0, and padding too. A word that tokenizes to nothing loses
-    its tag. Bucketing as in `classification_dataset`.
+    its tag. Bucketing as in `classification_dataset` (by default only when
+    shuffling: unshuffled batches keep the input order).
 
     Args:
         data: A dataset of `(words, tags)`, string `[None]` and int (or
@@ -301,6 +319,7 @@ def token_tagging_dataset(
     ```
     """
     check_positive(batch_size=batch_size, sequence_length=sequence_length)
+    bucket = bucketing(bucket, shuffle)
     cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
     sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
     pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")

@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column
-from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled
+from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled, bucketing
 from keras_llm.models.registry import special_tokens
 
 
@@ -55,7 +55,7 @@ def seq2seq_dataset(
     shuffle=True,
     shuffle_buffer=10_000,
     repeat=False,
-    bucket=True,
+    bucket=None,
     drop_remainder=False,
     start_token_id=None,
     end_token_id=None,
@@ -82,9 +82,10 @@ def seq2seq_dataset(
     padding to `pad_token_id`. The source's end and padding come from the
     source tokenizer the same way.
 
-    With `bucket` (the default) examples are grouped by source length into
-    the buckets of `classification_dataset` and each batch is padded to its
-    longest source and target; without it every batch is padded to
+    With bucketing (by default when shuffling) examples are grouped by
+    source length into the buckets of `classification_dataset` and each
+    batch is padded to its longest source and target, in no fixed order;
+    without it batches keep the input order and every batch is padded to
     `source_length` and `target_length` (static shapes, for TPUs).
     Deterministic for a `seed`: the same batches in the same order.
 
@@ -99,7 +100,9 @@ def seq2seq_dataset(
         source_length, target_length: The longest encoder and decoder inputs.
         seed, shuffle, shuffle_buffer, repeat, drop_remainder: As in the
             other pipelines.
-        bucket: Whether to bucket by source length.
+        bucket: Whether to bucket by source length; None (the default): only
+            when shuffling. `bucket=True` with `shuffle=False` buckets too,
+            and the batches then leave the input order.
         start_token_id, end_token_id, pad_token_id: The target's specials.
         source_end_token_id, source_pad_token_id: The source's specials.
 
@@ -116,16 +119,18 @@ def seq2seq_dataset(
 
     tokenizer = keras_llm.tokenizers.ByteTokenizer()  # end 256, padding 257
     ds = keras_llm.data.seq2seq_dataset(
-        [("Hallo", "Hi")], tokenizer, batch_size=1, shuffle=False
+        [("Hallo", "Hi")], tokenizer, batch_size=1, shuffle=False,
+        source_length=7, target_length=4,
     )
     x, labels, weights = next(iter(ds))
-    assert x["encoder_token_ids"].numpy().tolist() == [[72, 97, 108, 108, 111, 256]]
-    assert x["decoder_token_ids"].numpy().tolist() == [[256, 72, 105]]
-    assert labels.numpy().tolist() == [[72, 105, 256]]
-    assert weights.numpy().tolist() == [[1.0, 1.0, 1.0]]
+    assert x["encoder_token_ids"].numpy().tolist() == [[72, 97, 108, 108, 111, 256, 257]]
+    assert x["decoder_token_ids"].numpy().tolist() == [[256, 72, 105, 257]]
+    assert labels.numpy().tolist() == [[72, 105, 256, 257]]
+    assert weights.numpy().tolist() == [[1.0, 1.0, 1.0, 0.0]]
     ```
     """
     check_positive(batch_size=batch_size, source_length=source_length, target_length=target_length)
+    bucket = bucketing(bucket, shuffle)
     target_tokenizer = target_tokenizer or source_tokenizer
     specials = seq2seq_specials(
         source_tokenizer, target_tokenizer, start_token_id=start_token_id,
