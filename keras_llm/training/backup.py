@@ -1,6 +1,8 @@
 """Training that survives being killed: atomic backups and exact resumption."""
 
+import collections
 import logging
+import math
 import os
 import re
 
@@ -92,18 +94,38 @@ class TrainingBackup(keras.callbacks.Callback):
     def restore(self, model):
         """Loads the newest backup into `model` and returns its step (0 if none).
 
-        The model must be compiled. A backup that fails to load (it should not:
-        backups are renamed into place only when complete) is reported and
-        the next newest is tried.
+        The model must be compiled. A backup written for a model of another
+        shape is a `ValueError` that says what differs (its weights' count or
+        shapes). A backup that fails to load otherwise (it should not: backups
+        are renamed into place only when complete) is reported and the next
+        newest is tried. When `backup_dir` holds only what a killed writer
+        left unfinished, a warning says that training starts from step 0.
         """
         if model.optimizer is None:
             raise ValueError("TrainingBackup.restore: compile the model first.")
         backups = self._backups()
         if not backups:
+            unfinished = self._unfinished()
+            if unfinished:
+                # A run killed while writing its first backup: nothing to resume.
+                logger.warning(
+                    "no complete backup in %s (a killed run left %s unfinished): "
+                    "training starts from step 0", self.backup_dir, ", ".join(unfinished),
+                )
             return 0
         with model.distribute_strategy.scope():
             model.optimizer.build(model.trainable_variables)
         for step in sorted(backups, reverse=True):
+            try:
+                mismatch = _mismatch(backups[step], model)
+            except Exception as error:  # not readable: a damaged file
+                logger.warning("backup %s could not be read (%s); trying an older one", backups[step], error)
+                continue
+            if mismatch:
+                raise ValueError(
+                    f"backup {backups[step]} was written for a model of another shape: "
+                    f"{mismatch}. Use another backup_dir for this model."
+                )
             try:
                 model.load_weights(backups[step])
                 with h5py.File(backups[step], "r") as f:
@@ -131,6 +153,13 @@ class TrainingBackup(keras.callbacks.Callback):
             f"none of the backups in {self.backup_dir} could be loaded: "
             f"{sorted(backups.values())}"
         )
+
+    def _unfinished(self):
+        """Names of backups that a killed writer left under their temporary names."""
+        if not os.path.isdir(self.backup_dir):
+            return []
+        return sorted(n for n in os.listdir(self.backup_dir)
+                      if n.startswith(".step-") and ".incomplete-" in n)
 
     def save(self):
         """Writes a backup of the current step, unless this worker is not the chief."""
@@ -184,6 +213,34 @@ class TrainingBackup(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.latest_step() != self._step():
             self.save()
+
+
+def _mismatch(path, model):
+    """What differs between the weights in backup `path` and `model`'s, or None.
+
+    Keras loads a backup of a larger model into a smaller one without a word
+    (skipping the optimizer's variables), and fails on other shapes with a
+    message listing every value; the shapes say it shorter.
+    """
+    with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            return None  # not a layout this check knows: Keras's loader judges
+        saved = []
+        f["layers"].visititems(
+            lambda _, item: saved.append(tuple(item.shape)) if isinstance(item, h5py.Dataset) else None
+        )
+    rng = {id(v) for v in _rng_states(model)}  # not in Keras's weight files
+    ours = [tuple(v.shape) for v in model.weights if id(v) not in rng]
+    saved_shapes, our_shapes = collections.Counter(saved), collections.Counter(ours)
+    if saved_shapes == our_shapes:
+        return None
+    # The largest first: the tables say most (the vocabulary, the width).
+    largest = lambda shapes: sorted(shapes.elements(), key=lambda s: (-math.prod(s), s))
+    only_saved, only_ours = largest(saved_shapes - our_shapes), largest(our_shapes - saved_shapes)
+    counts = (f"it holds {len(saved)} weights and this model {len(ours)} (a different number "
+              "of layers?); " if len(saved) != len(ours) else "")
+    return (f"{counts}shapes only in the backup: {only_saved[:5] or 'none'}, only in this "
+            f"model: {only_ours[:5] or 'none'}")
 
 
 class _StopAt(keras.callbacks.Callback):

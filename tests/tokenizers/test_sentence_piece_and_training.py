@@ -22,8 +22,16 @@ def model_path(request, tmp_path_factory):
 def test_sentence_piece_matches_the_library(model_path):
     reference = sentencepiece.SentencePieceProcessor(model_file=model_path)
     ours = keras_llm.tokenizers.SentencePieceTokenizer(model_path)
-    texts = STRESS + (shared_lines("sst2_dev.tsv") or [])
     # keras-hub's layer returns Python lists when called eagerly.
+    assert ours(STRESS) == reference.encode(STRESS)
+
+
+def test_sentence_piece_matches_the_library_on_the_shared_sentences(model_path):
+    texts = shared_lines("sst2_dev.tsv")
+    if texts is None:
+        pytest.skip("../shared/data/sst2_dev.tsv is absent (it exists only beside the shared checkout)")
+    reference = sentencepiece.SentencePieceProcessor(model_file=model_path)
+    ours = keras_llm.tokenizers.SentencePieceTokenizer(model_path)
     assert ours(texts) == reference.encode(texts)
 
 

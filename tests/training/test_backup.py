@@ -105,3 +105,41 @@ def test_a_url_backup_dir_is_refused_before_training():
         "`backup_dir` must be a local or mounted directory: backups are HDF5 files written "
         "in place. Received: backup_dir='gs://bucket/run_backup'"
     )
+
+
+def _backed_up_gpt(backup_dir, **sizes):
+    model = keras_llm.build_gpt(**{
+        "vocabulary_size": 50, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
+        "intermediate_dim": 32, "max_sequence_length": 16, **sizes,
+    })
+    keras_llm.training.fit_resumable(model, _data(), epochs=1, steps_per_epoch=2,
+                                     backup_dir=backup_dir, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("sizes, named", [
+    # Keras loaded this one without a word and left the optimizer at step 0.
+    ({"num_layers": 2}, r"it holds \d+ weights and this model \d+ \(a different number of layers\?\)"),
+    ({"hidden_dim": 32}, r"shapes only in the backup: \[\(50, 16\), .*\], only in this model: \[\(50, 32\), "),
+])
+def test_a_backup_of_another_shape_is_named(tmp_path, sizes, named):
+    _backed_up_gpt(tmp_path)
+    other = keras_llm.build_gpt(**{
+        "vocabulary_size": 50, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
+        "intermediate_dim": 32, "max_sequence_length": 16, **sizes,
+    })
+    with pytest.raises(ValueError, match=r"step-000000002\.weights\.h5 was written for a model of "
+                                         r"another shape: " + named):
+        keras_llm.training.TrainingBackup(tmp_path).restore(other)
+
+
+def test_only_a_killed_writers_file_says_training_starts_at_0(tmp_path, caplog):
+    # What a run killed while writing its first backup leaves (process 999999999: gone).
+    leftover = tmp_path / ".step-000000004.incomplete-host-999999999-0123456789ab.weights.h5"
+    leftover.write_bytes(b"half a file")
+    model = _tiny_gpt()
+    keras_llm.compile_model(model, "causal_lm")
+    with caplog.at_level("WARNING", logger="keras_llm"):
+        assert keras_llm.training.TrainingBackup(tmp_path).restore(model) == 0
+    assert f"no complete backup in {tmp_path} (a killed run left {leftover.name} unfinished): " \
+           "training starts from step 0" in caplog.text
