@@ -37,6 +37,14 @@ def _run(capsys, tmp_path, *flags):
     return capsys.readouterr().out
 
 
+def _untrained(tmp_path, task, **head):
+    """The checkpoint `_run` wrote with a fresh, untrained `task` head, and its tokenizer:
+    the reference that fine-tuning must beat on the same data."""
+    keras.utils.set_random_seed(0)
+    model = keras_llm.from_pretrained(str(tmp_path / "tiny-bert"), task=task, **head)
+    return model, keras_llm.tokenizers.from_pretrained(str(tmp_path / "tiny-bert"))
+
+
 def _printed_scores(out):
     line = next(line for line in out.splitlines() if line.startswith("eval: "))
     pairs = (part.rsplit(" ", 1) for part in line[len("eval: "):].split(", "))
@@ -93,6 +101,15 @@ def test_tag_scores_entities_at_the_word_level(capsys, tmp_path):
     predicted = [[t.decode() for t in row[:5]] for row in answer["tags"].numpy()]
     want = evaluation.entity_f1([r["tags"] for r in records], predicted)
     assert _printed_scores(out)["f1"] == pytest.approx(want["f1"], abs=1e-4)
+    # Training beats the untrained head, scored the same way on the same data.
+    model, tokenizer = _untrained(tmp_path, "tag", label_names=["O", "B-LOC", "B-PER"])
+    version = keras_llm.export(model, str(tmp_path / "untrained"), tokenizer,
+                               label_names=["O", "B-LOC", "B-PER"])
+    untrained = tf.saved_model.load(version).signatures["serving_default"]
+    answer = untrained(text=tf.constant([" ".join(r["tokens"]) for r in records]))
+    guessed = [[t.decode() for t in row[:5]] for row in answer["tags"].numpy()]
+    before = evaluation.entity_f1([r["tags"] for r in records], guessed)
+    assert want["f1"] > before["f1"] + 0.25, (want, before)
 
 
 @pytest.mark.slow
@@ -115,6 +132,14 @@ def test_qa_reports_exact_match_and_f1(capsys, tmp_path):
     scores = _printed_scores(out)
     assert scores["exact_match"] == pytest.approx(want["exact_match"], abs=1e-3)
     assert scores["f1"] == pytest.approx(want["f1"], abs=1e-3)
+    # Training beats the untrained head, answering with the export's windows.
+    model, tokenizer = _untrained(tmp_path, "qa")
+    out = evaluation.answer_questions(model, tokenizer, [r["question"] for r in records],
+                                      [r["context"] for r in records], doc_stride=4,
+                                      max_question_length=8)
+    guessed = [a.decode() for a in out["answer"].numpy()]
+    before = evaluation.squad_scores(guessed, [r["answers"]["text"] for r in records])
+    assert want["f1"] > before["f1"] + 25, (want, before)  # percentages
 
 
 def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path):
@@ -123,3 +148,36 @@ def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path):
                             "classify", "--train", "x.tsv"])
     assert raised.value.code == 2
     assert "--checkpoint: no such directory" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, *flags):
+    with pytest.raises(SystemExit) as raised:
+        keras_llm_cli.main(["finetune", *flags])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_a_label_missing_from_label_names_is_reported_whole(capsys, tmp_path):
+    # The pipeline's check fails in a graph; its message came back cut at the
+    # first of its pieces: "--train: classification_dataset: example".
+    (tmp_path / "train.tsv").write_text("label\tsentence\npos\tgood film\nneg\tbad film\n"
+                                        "meh\tdull plot\n")
+    message = _one_line_error(
+        capsys, "--checkpoint", _checkpoint(tmp_path), "--task", "classify", "--train",
+        str(tmp_path / "train.tsv"), "--label-names", "neg,pos", "--output", str(tmp_path / "o.keras"),
+    )
+    assert message.startswith("keras-llm finetune: error: --train: classification_dataset: example")
+    for part in ("example 2 ", "has label meh", "expected one of label_names=[neg, pos]"):
+        assert part in message, message
+
+
+def test_a_sequence_length_past_the_checkpoints_context_names_both(capsys, tmp_path):
+    (tmp_path / "train.tsv").write_text("label\tsentence\n1\tgood film\n0\tbad film\n")
+    message = _one_line_error(
+        capsys, "--checkpoint", _checkpoint(tmp_path), "--task", "classify", "--train",
+        str(tmp_path / "train.tsv"), "--sequence-length", "65", "--output", str(tmp_path / "o.keras"),
+    )
+    assert "--sequence-length 65" in message and "64 positions" in message, message
+    assert not (tmp_path / "o.keras").exists()

@@ -2,9 +2,12 @@
 
 import re
 
+import keras
+import keras_hub
 import pytest
 import tensorflow_datasets as tfds
 
+import keras_llm
 import keras_llm.cli
 from tests.test_cli import run
 from tests.test_cli_commands import cli
@@ -46,17 +49,30 @@ def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(
     assert out.startswith("def f(): pass\n-> ")
 
 
-def test_pairs_from_a_tsv_file_with_named_fields(tmp_path, capsys, monkeypatch):
+def test_pairs_from_a_tsv_file_with_named_fields_and_bleu_rises(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # A task learnable in 40 steps: a template around the source's two words.
     words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
-    lines = ["de\ten"] + [f"{a} {b}\t{b} {a}" for a in words for b in words] * 3
+    pairs = [(f"{a} {b}", f"we return the value of {b} and {a}") for a in words for b in words] * 5
+    lines = ["de\ten"] + [f"{source}\t{target}" for source, target in pairs]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, out, err = cli(capsys, "train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv",
-                         "--source-field", "de", "--target-field", "en", "--tokenizer", "byte",
-                         *SMALL, "--output", "pairs.keras")
+                         "--source-field", "de", "--target-field", "en", "--tokenizer", "train:300",
+                         *SMALL, "--steps", "40", "--batch-size", "16", "--target-length", "16",
+                         "--backup-every", "20", "--output", "pairs.keras")
     assert code == 0, err[-3000:]
-    assert "pairs: pairs.tsv (de -> en); one in 50 held out (3 scored)" in out
+    assert "pairs: pairs.tsv (de -> en); one in 50 held out (4 scored)" in out
     assert (tmp_path / "saved_models" / "pairs" / "1").exists()
+    # BLEU rises: the untrained model's (printed before training) against the trained one's,
+    # recomputed here from the saved model's greedy outputs with keras-hub's BLEU.
+    before, after = map(float, re.search(r"BLEU ([\d.]+) -> ([\d.]+)", out).groups())
+    held_out = pairs[::50]
+    model = keras.saving.load_model(tmp_path / "pairs.keras")
+    outputs = keras_llm.generate(model, [s for s, _ in held_out], 16, tokenizer=model.tokenizer)
+    bleu = keras_hub.metrics.Bleu()
+    bleu.update_state([[t] for _, t in held_out], outputs)
+    assert after == pytest.approx(float(bleu.result()), abs=1e-4)
+    assert after > before + 0.2, out
     code, _, err = cli(capsys, "train", "--preset", "seq2seq_tiny", "--data", "pairs.tsv",
                        "--target-field", "en", *SMALL)
     assert code == 2 and "no field --source-field='source'" in err

@@ -85,7 +85,7 @@ def run(args, parser, strategy, training, stem):
         version, [held_out[0][0]], [0], max_new_tokens=args.target_length, temperature=0.0,
         top_k=0, top_p=1.0,
     )[0]
-    print("summaries of held-out functions (reference | generated):")
+    print(f"summaries of held-out {'pairs' if args.data else 'functions'} (reference | generated):")
     for (source, reference), generated in list(zip(held_out, summaries))[:3]:
         first_line = source.strip().splitlines()[0] if source.strip() else ""
         print(f"  {first_line[:70]}\n    reference: {reference}\n    generated: {generated}")
