@@ -4,4 +4,5 @@ import sys
 
 from keras_llm_cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not on import (tests walk every module)
+    sys.exit(main())

@@ -455,7 +455,7 @@ def question_answering_dataset(
 
 
 def read_qa_examples(source, split="train", *, data_dir=None, download=True):
-    """SQuAD-style examples for `question_answering_dataset`, read from files or TFDS.
+    r"""SQuAD-style examples for `question_answering_dataset`, read from files or TFDS.
 
     A `.jsonl` file holds one record per line: `question`, `context` and
     `answers` (`{"text": [...], "answer_start": [...]}`, SQuAD's format) or
