@@ -10,6 +10,7 @@ import sys
 import zipfile
 
 import keras
+import numpy as np
 import pytest
 
 import keras_llm
@@ -339,3 +340,25 @@ def test_a_rerun_after_a_kill_before_the_first_backup_says_it_starts_at_step_0(
     assert "no complete backup: training starts at step 0" in out
     assert "resuming" not in out and "resumed at step" not in out
     assert not (tmp_path / "gpt_nano_backup").exists()  # removed with the backups once saved
+
+
+@pytest.mark.slow  # a step of training: 15 s
+def test_a_backup_of_another_model_is_a_one_line_error_naming_backup_dir(tmp_path, capsys, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.chdir(tmp_path)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    other = keras_llm.build_gpt(vocabulary_size=tokenizer.vocabulary_size, num_layers=1, num_heads=2,
+                                hidden_dim=16, intermediate_dim=32, max_sequence_length=32)
+    keras_llm.compile_model(other)
+    # A backup of a narrower GPT, and the tokenizer that a killed run keeps beside it.
+    ids = np.ones((4, 32), "int32")
+    batches = tf.data.Dataset.from_tensors(({"token_ids": ids, "padding_mask": ids}, ids)).repeat()
+    keras_llm.training.fit_resumable(other, batches, epochs=1, steps_per_epoch=1,
+                                     backup_dir="gpt_nano_backup", backup_every=1, verbose=0)
+    (tmp_path / "gpt_nano_backup" / "tokenizer.json").write_text(
+        json.dumps(keras.saving.serialize_keras_object(tokenizer))
+    )
+    code, _, err = cli(capsys, "train", "--steps", "2", "--batch-size", "4", "--sequence-length",
+                       "32", "--sample-length", "4")
+    _one_line_error(code, err, "--backup-dir 'gpt_nano_backup'", "another shape", "--backup-dir")

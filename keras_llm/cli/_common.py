@@ -164,9 +164,9 @@ class TrainingRun:
             os.makedirs(backup_dir, exist_ok=True)
             write_text(self.tokenizer_path, json.dumps(keras.saving.serialize_keras_object(tokenizer)))
 
-    def fit(self, model, data, steps, **kwargs):
+    def fit(self, parser, model, data, steps, **kwargs):
         """`fit_resumable` for exactly `steps` steps in up to ten epochs; prints a resumption."""
-        return fit(model, data, self.args, steps, epochs_of(steps, 10), **kwargs)
+        return fit(parser, model, data, self.args, steps, epochs_of(steps, 10), **kwargs)
 
     def finish(self):
         """Removes the backups and the kept tokenizer: the model is saved."""
@@ -175,13 +175,22 @@ class TrainingRun:
         keras_llm.training.TrainingBackup(self.args.backup_dir).remove()
 
 
-def fit(model, data, args, steps, epochs, **kwargs):
-    """`keras_llm.training.fit_resumable` for `steps` steps in `epochs` epochs, backed up as the flags say."""
-    resumed_from = keras_llm.training.fit_resumable(
-        model, data, epochs=epochs, steps_per_epoch=steps // epochs,
-        backup_dir=args.backup_dir, backup_every=args.backup_every,
-        verbose=1 if sys.stdout.isatty() else 2, **kwargs,
-    )
+def fit(parser, model, data, args, steps, epochs, **kwargs):
+    """`keras_llm.training.fit_resumable` for `steps` steps in `epochs` epochs, backed up as the flags say.
+
+    A backup that cannot be resumed (written for a model of another shape)
+    is a one-line error naming --backup-dir.
+    """
+    try:
+        resumed_from = keras_llm.training.fit_resumable(
+            model, data, epochs=epochs, steps_per_epoch=steps // epochs,
+            backup_dir=args.backup_dir, backup_every=args.backup_every,
+            verbose=1 if sys.stdout.isatty() else 2, **kwargs,
+        )
+    except ValueError as error:
+        if args.backup_dir not in str(error):  # not about a backup: a bug to show whole
+            raise
+        parser.error(f"--backup-dir {args.backup_dir!r}: {flags_for(str(error), ['backup_dir'])}")
     if resumed_from:
         print(f"resumed at step {resumed_from} of {steps}")
     return resumed_from

@@ -78,8 +78,8 @@ def run(args, parser):
     print(f"training: {total} steps of {args.batch_size} {'windows' if args.task == 'qa' else 'examples'}"
           f" ({steps_per_epoch} per pass over --train)")
     start = time.time()
-    _common.fit(model, _batches(args, train_data, tokenizer, label_names, num_classes, training=True),
-                args, total, _common.epochs_of(total, args.epochs))
+    batches = _batches(args, train_data, tokenizer, label_names, num_classes, training=True)
+    _common.fit(parser, model, batches, args, total, _common.epochs_of(total, args.epochs))
     print(f"trained in {time.time() - start:.0f} s")
     if eval_data is not None:
         scores = evaluate(args, model, tokenizer, eval_data, label_names, num_classes)

@@ -113,7 +113,7 @@ def run(args, parser):
     training.start(tokenizer)
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
     start = time.time()
-    training.fit(model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
+    training.fit(parser, model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
     final, details = report()
     print(f"validation loss {initial:.3f} -> {final:.3f} ({details}) in {time.time() - start:.0f} s")
 

@@ -74,7 +74,7 @@ def run(args, parser, strategy, training, stem):
     training.start(tokenizer)
     callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and training.chief else []
     start = time.time()
-    training.fit(model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
+    training.fit(parser, model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
     print(f"trained {args.steps} steps in {time.time() - start:.0f} s")
     summaries, bleu_after = report("after training")
     print(f"BLEU {bleu_before:.4f} -> {bleu_after:.4f}")
