@@ -3,10 +3,11 @@
 import keras
 from keras import ops
 
+from keras_llm._graph_checks import CheckedSteps
 from keras_llm.models.task_model import CarriesTokenizer
 
 
-class DecoderModel(CarriesTokenizer, keras.Model):
+class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
     """A functional model built from its constructor arguments, with the decoding interface.
 
     A subclass's `__init__` builds its graph, then sets `self._config` (its

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_llm._graph_checks import CheckedSteps
 from keras_llm.models import registry
 
 # The tasks of keras_llm's models, as `model.task` names them (the registry's).
@@ -92,7 +93,7 @@ class CarriesTokenizer:
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TaskModel(CarriesTokenizer, keras.Model):
+class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
     """A functional `keras.Model` that records its task, vocabulary and context.
 
     The BERT builders return one, so that `keras_llm.export` and the CLI
