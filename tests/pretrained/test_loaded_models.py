@@ -26,7 +26,9 @@ def test_loaded_models_train_one_step_and_round_trip_through_keras(checkpoint, t
         np.testing.assert_array_equal(keras.saving.load_model(path)(inputs), model(inputs))
 
 
-VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "good", "bad"]
+# The checkpoint's 100 ids: a tokenizer with fewer is refused (it would leave ids unnamed).
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "good", "bad"] + [
+    f"w{i}" for i in range(90)]
 
 
 @pytest.mark.slow  # a SavedModel export takes seconds
