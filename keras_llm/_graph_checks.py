@@ -316,8 +316,27 @@ class CheckedSteps:
     `vocabulary_size` and `max_sequence_length`.
     """
 
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        # A functional model casts its inputs to their int32 dtype (1.5 -> 1)
+        # before any layer could see that they were floats: refuse them here.
+        if isinstance(inputs, dict):
+            for key, ids in inputs.items():
+                dtype = getattr(ids, "dtype", None)
+                if dtype is None and ids is not None:
+                    dtype = np.asarray(ids).dtype
+                if key.endswith("token_ids") and dtype is not None and not _is_integer(dtype):
+                    raise TypeError(
+                        f"`{key}` must be integer token ids. Received: {key} of dtype "
+                        f"{keras.backend.standardize_dtype(dtype)}"
+                    )
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
     def _autoconvert_optionals(self, step_function):
         step = super()._autoconvert_optionals(step_function)
         if self.run_eagerly or not self.jit_compile:
             return step
         return lambda data: step(check_batch(self, data))
+
+
+def _is_integer(dtype):
+    return "int" in keras.backend.standardize_dtype(dtype)

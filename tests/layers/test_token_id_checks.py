@@ -113,3 +113,18 @@ def test_check_in_range_takes_a_tensor_bound_for_positions():
         r"Received: mask_positions holding 2 value\(s\) outside it: -1, 4"
     )):
         positions_checked(tf.constant([[-1, 4]]), tf.constant(4))
+
+
+def test_float_ids_in_a_direct_call_or_predict_are_refused_not_truncated():
+    # A functional model used to cast them to int32 (5.5 -> 5) and return logits.
+    model = keras_llm.build_bert_classifier(num_classes=2, vocabulary_size=V, num_layers=1,
+                                            num_heads=2, hidden_dim=8, intermediate_dim=16,
+                                            max_sequence_length=CONTEXT)
+    x = {"token_ids": np.array([[2.0, 5.5, 3.0]]), "segment_ids": np.zeros((1, 3), "int32"),
+         "padding_mask": np.ones((1, 3), "int32")}
+    with pytest.raises(TypeError, match="`token_ids` must be integer token ids. Received: "
+                                        "token_ids of dtype float64"):
+        model(x)
+    with pytest.raises(TypeError, match="`token_ids` must be integer token ids"):
+        model.predict(x, verbose=0)
+    assert model(dict(x, token_ids=x["token_ids"].astype("int32"))).shape == (1, 2)
