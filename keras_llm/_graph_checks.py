@@ -271,6 +271,18 @@ def check_batch(model, data):
                 size = getattr(model, "source_vocabulary_size", size)
             ids = check_token_ids(ids, size, key)
             x[key] = check_length(ids, model.max_sequence_length, key)
+        # BERT's other id inputs: XLA's gathers would clamp them too.
+        num_segments = (getattr(model, "builder_config", None) or {}).get("num_segments")
+        if x.get("segment_ids") is not None and num_segments:
+            x["segment_ids"] = check_in_range(
+                x["segment_ids"], "segment_ids", num_segments, what="segment ids",
+                where=f" (num_segments={num_segments})",
+            )
+        if x.get("mask_positions") is not None and x.get("token_ids") is not None:
+            x["mask_positions"] = check_in_range(
+                x["mask_positions"], "mask_positions", tf.shape(x["token_ids"])[-1],
+                what="positions", where=" (the sequence length)",
+            )
     if y is not None:
         outputs = model.outputs
         names = getattr(model, "output_names", None) or []

@@ -128,3 +128,21 @@ def test_float_ids_in_a_direct_call_or_predict_are_refused_not_truncated():
     with pytest.raises(TypeError, match="`token_ids` must be integer token ids"):
         model.predict(x, verbose=0)
     assert model(dict(x, token_ids=x["token_ids"].astype("int32"))).shape == (1, 2)
+
+
+def test_xla_pretraining_checks_segment_ids_and_mask_positions():
+    # bert_pretraining trains XLA-compiled by default, where the layers' own checks vanish.
+    model = keras_llm.build_bert_pretrainer(vocabulary_size=V, num_layers=1, num_heads=2,
+                                            hidden_dim=8, intermediate_dim=16,
+                                            max_sequence_length=CONTEXT)
+    assert model.jit_compile is True
+    x = {"token_ids": np.full((2, 6), 7, "int32"), "segment_ids": np.zeros((2, 6), "int32"),
+         "padding_mask": np.ones((2, 6), "int32"), "mask_positions": np.array([[1], [2]], "int32")}
+    y = {"mlm_logits": np.array([[3], [4]], "int32"), "nsp_logits": np.array([0, 1], "int32")}
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`segment_ids` must be segment ids in \[0, 2\) \(num_segments=2\)"):
+        model.fit(dict(x, segment_ids=np.full((2, 6), 2, "int32")), y, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`mask_positions` must be positions in \[0, 6\) \(the sequence length\)"):
+        model.fit(dict(x, mask_positions=np.array([[1], [6]], "int32")), y, verbose=0)
