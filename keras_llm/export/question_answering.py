@@ -113,15 +113,15 @@ class QuestionAnswererServing(Serving):
             settings["max_question_length"],
         )
         check_max_answer_length("export", settings["max_answer_length"])
-        specials = specials_of(
-            model.task, tokenizer, ("cls_token_id", "sep_token_id"), "A question-answering export"
-        )
         if not callable(getattr(tokenizer, "tokenize_with_offsets", None)):
             raise ValueError(
                 "A question-answering export needs a tokenizer with `tokenize_with_offsets` "
                 "(answers are cut from the context at its tokens' offsets), such as "
                 f"keras_llm.tokenizers.WordPieceTokenizer. Received: tokenizer={type(tokenizer).__name__}"
             )
+        specials = specials_of(
+            model.task, tokenizer, ("cls_token_id", "sep_token_id"), "A question-answering export"
+        )
         return cls(model, serving_tokenizer(tokenizer), settings, specials)
 
     @tf.function(
