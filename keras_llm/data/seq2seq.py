@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column
 from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled, bucketing
+from keras_llm.generation.prompts import source_ids
 from keras_llm.models.registry import special_tokens
 
 
@@ -160,10 +161,10 @@ def seq2seq_dataset(
     data = _shuffled(data, shuffle, shuffle_buffer, seed, repeat)
 
     def encode(sources, targets):
-        source = tf.cast(source_tokenizer(sources), tf.int32)[:, : source_length - 1]
+        # The source layout the Generator and the exports read too (one definition).
+        source = source_ids(source_tokenizer(sources), source_length, source_end_id)
         target = tf.cast(target_tokenizer(targets), tf.int32)[:, : target_length - 1]
         rows = source.nrows()
-        source = tf.concat([source, column(rows, source_end_id)], axis=1)
         decoder = tf.concat([column(rows, start_id), target], axis=1)
         labels = tf.concat([target, column(rows, end_id)], axis=1)
         return _rows({
