@@ -68,18 +68,23 @@ def run(args, parser):
 
     pipeline = keras_llm.data.masked_lm_dataset if is_bert else keras_llm.data.causal_lm_dataset
     shape = dict(sequence_length=args.sequence_length, batch_size=args.batch_size)
-    train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
+    try:
+        train_data = pipeline(train_texts, tokenizer, seed=args.seed, repeat=True, **shape)
+    except ValueError as error:  # too little text for one window
+        parser.error(f"--data: {error}")
     # Several replicas: full validation batches too (static shapes for TPUs,
     # an equal share for every worker).
     full_batches = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
-    validation_data = pipeline(
-        validation_texts, tokenizer, shuffle=False, drop_remainder=full_batches, **shape
-    ).take(8).cache()
-    # Read it whole once: the cache is complete (a partly read cache is
-    # discarded, with a warning), and the known number of batches spares
-    # Keras's "Your input ran out of data" when evaluate reaches its end.
-    batches = sum(1 for _ in validation_data)
-    validation_data = validation_data.apply(tf.data.experimental.assert_cardinality(batches))
+    try:
+        validation_data = pipeline(
+            validation_texts, tokenizer, shuffle=False, drop_remainder=full_batches, **shape
+        ).take(8).cache()
+        # Read it whole once: the cache is complete (a partly read cache is
+        # discarded, with a warning), and the known number of batches spares
+        # Keras's "Your input ran out of data" when evaluate reaches its end.
+        batches = sum(1 for _ in validation_data)
+    except ValueError:  # causal_lm_dataset refuses texts shorter than one window
+        batches = 0
     if not batches:
         needed = (
             f"one batch (--batch-size {args.batch_size} sequences of --sequence-length "
@@ -90,6 +95,7 @@ def run(args, parser):
             f"--data holds too little text: its held-out part (one text in "
             f"{_common.HELD_OUT_EVERY}) does not fill {needed}"
         )
+    validation_data = validation_data.apply(tf.data.experimental.assert_cardinality(batches))
     # Several workers each read the whole corpus and keep their share of
     # every global batch (there are no files to split between them).
     options = tf.data.Options()
