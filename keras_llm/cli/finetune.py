@@ -16,7 +16,7 @@ import keras_llm_cli
 from keras_llm import evaluation
 from keras_llm.cli import _common
 from keras_llm.cli._files import save_and_export
-from keras_llm.data.question_answering import read_qa_examples
+from keras_llm.data import read_qa_examples
 from keras_llm.models import registry
 
 # `keras-llm finetune --task` -> its registry entry (from_pretrained's task, compile defaults).

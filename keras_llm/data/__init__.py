@@ -13,6 +13,8 @@
   with padding weights and length bucketing.
 - `question_answering.py`: SQuAD-style examples cut into overlapping windows
   of `[CLS] question [SEP] context [SEP]`, with answer-span labels.
+- `question_answering_files.py`: `read_qa_examples`, SQuAD-style examples from
+  `.jsonl`/`.tsv`/`.csv` files or `tfds:NAME` (what `keras-llm finetune --task qa` reads).
 """
 
 from keras_llm.data.causal_lm import causal_lm_dataset
@@ -20,6 +22,7 @@ from keras_llm.data.default_corpus import stdlib_docstrings, stdlib_function_sum
 from keras_llm.data.fine_tuning import classification_dataset, token_tagging_dataset
 from keras_llm.data.masked_lm import mask_tokens, masked_lm_dataset
 from keras_llm.data.question_answering import question_answering_dataset, question_answering_windows
+from keras_llm.data.question_answering_files import read_qa_examples
 from keras_llm.data.seq2seq import seq2seq_dataset
 from keras_llm.data.sources import load_texts
 
@@ -31,6 +34,7 @@ __all__ = [
     "masked_lm_dataset",
     "question_answering_dataset",
     "question_answering_windows",
+    "read_qa_examples",
     "seq2seq_dataset",
     "stdlib_docstrings",
     "stdlib_function_summaries",

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from keras_llm.data import question_answering_dataset
-from keras_llm.data.question_answering import read_qa_examples
+from keras_llm.data import read_qa_examples
 from keras_llm.tokenizers import WordPieceTokenizer
 
 SQUAD = {"question": "where does john live?", "context": "john lives in paris",

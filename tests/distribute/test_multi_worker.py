@@ -79,13 +79,13 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
     assert len(first.files) == len(second.files) > 0
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name])
-    # The chief (worker 0) wrote the model, the tokenizer, the TensorBoard logs and the
+    # The chief (worker 0) wrote the model (carrying its tokenizer), the TensorBoard logs and the
     # export; worker 1 wrote nothing, and the backups are gone once the model is saved.
     chief_files = {p.relative_to(tmp_path / "worker0").parts[0] for p in (tmp_path / "worker0").rglob("*")}
     assert chief_files == {"out", "logs", "saved_models"}
     assert (tmp_path / "worker0" / "saved_models" / "model" / "1" / "saved_model.pb").exists()
-    assert sorted(p.name for p in (tmp_path / "worker0" / "out").iterdir()) == [
-        "model.keras", "model.tokenizer.json"]
+    # The model carries its tokenizer: no sidecar file beside it.
+    assert sorted(p.name for p in (tmp_path / "worker0" / "out").iterdir()) == ["model.keras"]
     assert list((tmp_path / "worker0" / "logs" / "train").iterdir())
     assert list((tmp_path / "worker1").rglob("*")) == []
     assert not shared_backup.exists()
