@@ -18,6 +18,41 @@ ARCHITECTURE_ARGUMENTS = (
 )
 
 
+def preset_table(rows, **shared):
+    """Preset dicts from `(name, num_layers, hidden_dim, num_heads)` rows.
+
+    The feed-forward width is 4x the hidden width, as in every published
+    size here (BERT, GPT-2, the Transformer's base and big). `shared` holds
+    the arguments every row takes; a row may end with a dict of its own
+    that overrides them.
+
+    Example:
+
+    ```python
+    from keras_llm.models._config import preset_table
+
+    presets = preset_table(
+        [("small", 2, 128, 2), ("wide", 2, 256, 4, dict(dropout=0.0))],
+        vocabulary_size=100, max_sequence_length=64, dropout=0.1,
+    )
+    assert presets["small"]["intermediate_dim"] == 512
+    assert presets["wide"]["dropout"] == 0.0
+    ```
+    """
+    table = {}
+    for name, num_layers, hidden_dim, num_heads, *own in rows:
+        table[name] = dict(
+            shared,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=4 * hidden_dim,
+        )
+        for overrides in own:
+            table[name].update(overrides)
+    return table
+
+
 # What each builder argument must be, and how to tell. Every argument a
 # builder resolves has an entry: a new one without it fails with a KeyError.
 _CHECKS = {

@@ -12,31 +12,30 @@ import keras
 
 from keras_llm._graph_checks import check_in_range
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock
-from keras_llm.models._config import resolve_config, resolve_precision, tokenizer_vocabulary_size
+from keras_llm.models._config import (
+    preset_table,
+    resolve_config,
+    resolve_precision,
+    tokenizer_vocabulary_size,
+)
 from keras_llm.models.task_model import TaskModel
 
 # The published BERT sizes (Devlin et al. 2019; the small ones from Turc et
-# al. 2019, "Well-Read Students Learn Better"). The feed-forward network is
-# always 4x the hidden width.
-BERT_PRESETS = {
-    name: dict(
-        vocabulary_size=30522,
-        num_layers=layers,
-        num_heads=heads,
-        hidden_dim=hidden,
-        intermediate_dim=4 * hidden,
-        max_sequence_length=512,
-        dropout=0.1,
-    )
-    for name, layers, hidden, heads in (
+# al. 2019, "Well-Read Students Learn Better"), by (num_layers, hidden_dim,
+# num_heads); the feed-forward network is always 4x the hidden width.
+BERT_PRESETS = preset_table(
+    [
         ("bert_tiny", 2, 128, 2),
         ("bert_mini", 4, 256, 4),
         ("bert_small", 4, 512, 8),
         ("bert_medium", 8, 512, 8),
         ("bert_base", 12, 768, 12),
         ("bert_large", 24, 1024, 16),
-    )
-}
+    ],
+    vocabulary_size=30522,
+    max_sequence_length=512,
+    dropout=0.1,
+)
 
 # The heads live in `bert_heads.py`; `keras_llm.models.bert.build_bert_classifier`
 # and the others still resolve, through the module's `__getattr__` below.
