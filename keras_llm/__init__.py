@@ -41,17 +41,9 @@ from keras_llm.training import compile_model  # noqa: E402
 
 __version__ = "0.1.0"
 
+# The builders and their presets are `keras_llm.models`' own list (its classes stay there).
 __all__ = [
-    "BERT_PRESETS",
-    "GPT_PRESETS",
-    "SEQ2SEQ_PRESETS",
-    "build_bert",
-    "build_bert_classifier",
-    "build_bert_pretrainer",
-    "build_bert_question_answerer",
-    "build_bert_tagger",
-    "build_gpt",
-    "build_seq2seq",
+    *(name for name in models.__all__ if name.startswith("build_") or name.endswith("_PRESETS")),
     "compile_model",
     "data",
     "evaluation",

@@ -64,3 +64,12 @@ def test_classifiers_and_readme_name_the_declared_versions():
     first, last = _minors(python)[0], _minors(python)[-1]
     assert f"Python {first} to {last}" in readme
     assert f"{sys.version_info.major}.{sys.version_info.minor}" in _minors(python)
+
+
+def test_the_top_level_exports_every_builder_and_preset_of_models():
+    import keras_llm
+
+    for name in keras_llm.__all__:
+        assert hasattr(keras_llm, name), name
+    wanted = {n for n in keras_llm.models.__all__ if n.startswith("build_") or n.endswith("_PRESETS")}
+    assert wanted <= set(keras_llm.__all__) and "build_gpt" in wanted and "GPT" not in keras_llm.__all__
