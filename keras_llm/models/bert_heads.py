@@ -112,6 +112,30 @@ def _initializer():
     return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
+def _class_logits_head(
+    builder, task, output, layer_names, num_classes, encoder, preset, tokenizer, name,
+    encoder_arguments,
+):
+    """Dropout then `Dense(num_classes)` on the encoder's `output`, compiled for `task`.
+
+    The classifier's head on `pooled_output` (logits `[B, C]`) and the
+    tagger's on `sequence_output` (`[B, T, C]`); `layer_names` names the
+    dropout and the dense layer. The dropout rate is the encoder's.
+    """
+    check_int("num_classes", num_classes, 2, where=builder)
+    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
+    config = {**encoder_config(encoder), "num_classes": num_classes}
+    dtype = _policy(encoder)
+    dropout_name, logits_name = layer_names
+    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name=dropout_name)(
+        encoder.output[output]
+    )
+    logits = keras.layers.Dense(
+        num_classes, kernel_initializer=_initializer(), dtype=dtype, name=logits_name
+    )(x)
+    return compile_model(_head_model(encoder, encoder.input, logits, task, config, tokenizer, name))
+
+
 def build_bert_pretrainer(
     preset=None, *, encoder=None, tokenizer=None, name="bert_pretrainer", **encoder_arguments
 ):
@@ -218,10 +242,7 @@ def build_bert_classifier(
             `vocabulary_size` defaults to its size. Default: the encoder's.
         name: The model's name.
         **encoder_arguments: Without `encoder`, the encoder arguments of
-            `build_bert` (`vocabulary_size`, `num_layers`, `num_heads`,
-            `hidden_dim`, `intermediate_dim`, `dropout`,
-            `max_sequence_length`, `layer_norm_epsilon`, `num_segments`,
-            `precision`), over the preset's.
+            `build_bert`, over the preset's; as for `build_bert_pretrainer`.
 
     Returns:
         A compiled `TaskModel` (task `"classifier"`) with the three BERT
@@ -248,19 +269,9 @@ def build_bert_classifier(
     assert on_encoder.builder_config["num_classes"] == 2
     ```
     """
-    builder = "build_bert_classifier"
-    check_int("num_classes", num_classes, 2, where=builder)
-    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
-    config = {**encoder_config(encoder), "num_classes": num_classes}
-    dtype = _policy(encoder)
-    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="classifier_dropout")(
-        encoder.output["pooled_output"]
-    )
-    logits = keras.layers.Dense(
-        num_classes, kernel_initializer=_initializer(), dtype=dtype, name="logits"
-    )(x)  # [B, C]
-    return compile_model(
-        _head_model(encoder, encoder.input, logits, "classifier", config, tokenizer, name)
+    return _class_logits_head(
+        "build_bert_classifier", "classifier", "pooled_output", ("classifier_dropout", "logits"),
+        num_classes, encoder, preset, tokenizer, name, encoder_arguments,
     )
 
 
@@ -309,19 +320,9 @@ def build_bert_tagger(
     assert logits.shape == (1, 4, 5)
     ```
     """
-    builder = "build_bert_tagger"
-    check_int("num_classes", num_classes, 2, where=builder)
-    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
-    config = {**encoder_config(encoder), "num_classes": num_classes}
-    dtype = _policy(encoder)
-    x = keras.layers.Dropout(config["dropout"], dtype=dtype, name="tagger_dropout")(
-        encoder.output["sequence_output"]
-    )
-    logits = keras.layers.Dense(
-        num_classes, kernel_initializer=_initializer(), dtype=dtype, name="tagger_logits"
-    )(x)  # [B, T, C]
-    return compile_model(
-        _head_model(encoder, encoder.input, logits, "tagger", config, tokenizer, name)
+    return _class_logits_head(
+        "build_bert_tagger", "tagger", "sequence_output", ("tagger_dropout", "tagger_logits"),
+        num_classes, encoder, preset, tokenizer, name, encoder_arguments,
     )
 
 
