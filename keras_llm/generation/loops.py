@@ -249,15 +249,11 @@ class DecodingLoops:
         return ids[:batch_size], stop_at[:batch_size]
 
     def bucket_shapes(self, lengths, row_end, source_width=None):
-        """The shape bucket that XLA compiles a decoding loop for (`buckets.bucket_shapes`).
+        """The shape bucket that XLA compiles a decoding loop for, for this model.
 
-        Given each row's prompt length and where it ends (`[B]` each) and a
-        seq2seq model's source width, returns (as int32 scalars): the batch
-        size rounded up to a power of two, the prompt width rounded up to a
-        multiple of 32 (a seq2seq decoder's prompt is its start token: 1),
-        the total length rounded up to a multiple of 64, and the source
-        width rounded up to a multiple of 32 (None without a source); every
-        length at most the model's context.
+        `keras_llm.generation.buckets.bucket_shapes` with the model's context
+        and kind: the batch size, prompt width, total length and source width
+        (None without a source) rounded up, as int32 scalars.
 
         Example:
 

@@ -204,23 +204,16 @@ def _word_piece(directory):
 
     # BERT's settings: tokenizer_config.json's keys, then tokenizer.json's
     # normalizer and model, then BertTokenizer's defaults.
-    normalizer = tokenizer_json.get("normalizer")
-    if normalizer is not None and (not isinstance(normalizer, dict)
-                                   or normalizer.get("type") != "BertNormalizer"):
-        raise ValueError(
-            f"{directory.file(json_name)}: keras_llm's WordPiece normalizes text as BERT does "
-            "(BertNormalizer). Received: normalizer of type "
-            f"{normalizer.get('type') if isinstance(normalizer, dict) else normalizer!r}"
-        )
-    pre_tokenizer = tokenizer_json.get("pre_tokenizer")
-    if pre_tokenizer is not None and (not isinstance(pre_tokenizer, dict)
-                                      or pre_tokenizer.get("type") != "BertPreTokenizer"):
-        raise ValueError(
-            f"{directory.file(json_name)}: keras_llm's WordPiece splits words as BERT does "
-            "(BertPreTokenizer). Received: pre_tokenizer of type "
-            f"{pre_tokenizer.get('type') if isinstance(pre_tokenizer, dict) else pre_tokenizer!r}"
-        )
-    normalizer = normalizer or {}
+    for key, expected, what in (("normalizer", "BertNormalizer", "normalizes text"),
+                                ("pre_tokenizer", "BertPreTokenizer", "splits words")):
+        part = tokenizer_json.get(key)
+        if part is not None and (not isinstance(part, dict) or part.get("type") != expected):
+            raise ValueError(
+                f"{directory.file(json_name)}: keras_llm's WordPiece {what} as BERT does "
+                f"({expected}). Received: {key} of type "
+                f"{part.get('type') if isinstance(part, dict) else part!r}"
+            )
+    normalizer = tokenizer_json.get("normalizer") or {}
 
     def setting(key, json_source, json_key, default, kind):
         if key in config and config[key] is not None:

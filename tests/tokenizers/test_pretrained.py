@@ -267,6 +267,25 @@ def test_unsupported_tokenizers_are_named(word_piece_files, tmp_path):
         from_pretrained(gpt2)
 
 
+@pytest.mark.parametrize("key,wanted,action", [
+    ("normalizer", "BertNormalizer", "normalizes text"),
+    ("pre_tokenizer", "BertPreTokenizer", "splits words"),
+])
+def test_a_word_piece_json_with_another_normalizer_or_pre_tokenizer_is_named(
+    word_piece_files, tmp_path, key, wanted, action
+):
+    directory = bert_directory(tmp_path, word_piece_files, ["tokenizer.json"])
+    tokenizer_json = json.loads((directory / "tokenizer.json").read_text())
+    for value, received in (({"type": "Sequence"}, "'Sequence'"), ("odd", "'odd'")):
+        write_json(directory / "tokenizer.json", {**tokenizer_json, key: value})
+        with pytest.raises(ValueError) as error:
+            from_pretrained(directory)
+        assert str(error.value) == (
+            f"{directory / 'tokenizer.json'}: keras_llm's WordPiece {action} as BERT does "
+            f"({wanted}). Received: {key} of type {received}"
+        )
+
+
 def test_malformed_files_are_named_with_their_line(word_piece_files, byte_pair_files, tmp_path):
     directory = bert_directory(tmp_path, word_piece_files, ["vocab.txt"])
     (directory / "tokenizer_config.json").write_text('{\n  "do_lower_case": true,\n}\n')
