@@ -65,19 +65,30 @@ _CHECKS = {
 _FLOATS = ("dropout", "layer_norm_epsilon")
 
 
-def resolve_config(builder, presets, preset, overrides, defaults):
+def resolve_config(builder, presets, preset, overrides, defaults, tokenizer=None):
     """Merges `defaults`, `presets[preset]` and `overrides`, then validates.
 
     Args:
         builder: The builder's name, for error messages.
         presets: The builder's dict of preset dicts.
         preset: A preset name, or None to take every size from `overrides`.
-        overrides: The keyword arguments the user passed (None values dropped).
+        overrides: The keyword arguments the user passed (None values
+            dropped): `ARCHITECTURE_ARGUMENTS` and the keys of `defaults`.
         defaults: Values of the optional arguments.
+        tokenizer: The builder's tokenizer, whose size is the default
+            `vocabulary_size` (over the preset's), or None.
 
     Returns:
         A dict with every architecture argument set.
     """
+    unknown = sorted(set(overrides) - set(ARCHITECTURE_ARGUMENTS) - set(defaults))
+    if unknown:
+        # What Python says of a keyword argument the signature does not name.
+        raise TypeError(f"{builder}() got an unexpected keyword argument {unknown[0]!r}")
+    overrides = {
+        **overrides,
+        "vocabulary_size": tokenizer_vocabulary_size(tokenizer, overrides.get("vocabulary_size")),
+    }
     if preset is not None and preset not in presets:
         raise ValueError(
             f"{builder}: unknown preset. Received: preset={preset!r}; "

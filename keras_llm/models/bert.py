@@ -16,7 +16,6 @@ from keras_llm.models._config import (
     preset_table,
     resolve_config,
     resolve_precision,
-    tokenizer_vocabulary_size,
 )
 from keras_llm.models.task_model import TaskModel
 
@@ -70,22 +69,7 @@ class SegmentEmbedding(keras.layers.Embedding):
         return super().call(inputs)
 
 
-def build_bert(
-    preset=None,
-    *,
-    vocabulary_size=None,
-    num_layers=None,
-    num_heads=None,
-    hidden_dim=None,
-    intermediate_dim=None,
-    dropout=None,
-    max_sequence_length=None,
-    layer_norm_epsilon=None,
-    num_segments=None,
-    precision=None,
-    tokenizer=None,
-    name="bert",
-):
+def build_bert(preset=None, *, precision=None, tokenizer=None, name="bert", **overrides):
     """Builds a BERT encoder (the backbone, with no training objective).
 
     Token, segment and learned position embeddings, a LayerNorm, then
@@ -148,22 +132,7 @@ def build_bert(
     ```
     """
     return encoder_for(
-        "build_bert",
-        preset,
-        dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            layer_norm_epsilon=layer_norm_epsilon,
-            num_segments=num_segments,
-        ),
-        precision=precision,
-        tokenizer=tokenizer,
-        name=name,
+        "build_bert", preset, overrides, precision=precision, tokenizer=tokenizer, name=name
     )
 
 
@@ -173,13 +142,7 @@ def encoder_for(builder, preset, sizes, *, precision=None, tokenizer=None, name=
     `sizes` holds the encoder arguments of `build_bert` but `precision`
     (None: the preset's or the default).
     """
-    config = resolve_config(
-        builder,
-        BERT_PRESETS,
-        preset,
-        {**sizes, "vocabulary_size": tokenizer_vocabulary_size(tokenizer, sizes.get("vocabulary_size"))},
-        _BERT_DEFAULTS,
-    )
+    config = resolve_config(builder, BERT_PRESETS, preset, sizes, _BERT_DEFAULTS, tokenizer)
     dtype = resolve_precision(builder, precision)
     inputs = {
         key: keras.Input(shape=(None,), dtype="int32", name=key)

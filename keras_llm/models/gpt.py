@@ -8,7 +8,6 @@ from keras_llm.models._config import (
     preset_table,
     resolve_config,
     resolve_precision,
-    tokenizer_vocabulary_size,
 )
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.tokenizers import ByteTokenizer
@@ -40,21 +39,7 @@ GPT_PRESETS = preset_table(
 _GPT_DEFAULTS = dict(dropout=0.0, layer_norm_epsilon=1e-5)
 
 
-def build_gpt(
-    preset=None,
-    *,
-    vocabulary_size=None,
-    num_layers=None,
-    num_heads=None,
-    hidden_dim=None,
-    intermediate_dim=None,
-    dropout=None,
-    max_sequence_length=None,
-    layer_norm_epsilon=None,
-    precision=None,
-    tokenizer=None,
-    name="gpt",
-):
+def build_gpt(preset=None, *, precision=None, tokenizer=None, name="gpt", **overrides):
     """Builds a GPT-2-style causal language model, compiled for training.
 
     Token and learned position embeddings, `num_layers` pre-norm causal
@@ -110,22 +95,7 @@ def build_gpt(
     assert logits.shape == (1, 4, model.vocabulary_size)
     ```
     """
-    config = resolve_config(
-        "build_gpt",
-        GPT_PRESETS,
-        preset,
-        dict(
-            vocabulary_size=tokenizer_vocabulary_size(tokenizer, vocabulary_size),
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            layer_norm_epsilon=layer_norm_epsilon,
-        ),
-        _GPT_DEFAULTS,
-    )
+    config = resolve_config("build_gpt", GPT_PRESETS, preset, overrides, _GPT_DEFAULTS, tokenizer)
     dtype = resolve_precision("build_gpt", precision)
     model = GPT(**config, dtype=dtype, name=name)
     model.tokenizer = tokenizer

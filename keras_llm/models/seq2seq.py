@@ -12,7 +12,6 @@ from keras_llm.models._config import (
     preset_table,
     resolve_config,
     resolve_precision,
-    tokenizer_vocabulary_size,
 )
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
@@ -40,19 +39,10 @@ POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 def build_seq2seq(
     preset=None,
     *,
-    vocabulary_size=None,
-    num_layers=None,
-    num_heads=None,
-    hidden_dim=None,
-    intermediate_dim=None,
-    dropout=None,
-    max_sequence_length=None,
-    layer_norm_epsilon=None,
     target_vocabulary_size=None,
     num_decoder_layers=None,
     tie_embeddings=True,
     position_embedding="sinusoidal",
-    normalize_first=None,
     activation="relu",
     scale_embeddings=True,
     embedding_layer_norm=False,
@@ -60,6 +50,7 @@ def build_seq2seq(
     precision=None,
     tokenizer=None,
     name="seq2seq",
+    **overrides,
 ):
     """Builds an encoder-decoder Transformer, compiled for training with label smoothing.
 
@@ -153,21 +144,7 @@ def build_seq2seq(
     ```
     """
     config = resolve_config(
-        "build_seq2seq",
-        SEQ2SEQ_PRESETS,
-        preset,
-        dict(
-            vocabulary_size=tokenizer_vocabulary_size(tokenizer, vocabulary_size),
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            layer_norm_epsilon=layer_norm_epsilon,
-            normalize_first=normalize_first,
-        ),
-        _SEQ2SEQ_DEFAULTS,
+        "build_seq2seq", SEQ2SEQ_PRESETS, preset, overrides, _SEQ2SEQ_DEFAULTS, tokenizer
     )
     for argument, value in (
         ("target_vocabulary_size", target_vocabulary_size),

@@ -68,3 +68,19 @@ def test_transformer_block_checks_the_same_floats(argument, value, expected):
     with pytest.raises(ValueError) as error:
         keras_llm.layers.TransformerBlock(2, 32, **{argument: value})
     assert str(error.value) == f"`{argument}` must be {expected}. Received: {argument}={value!r}"
+
+
+@pytest.mark.parametrize("builder", ["build_gpt", "build_bert", "build_seq2seq"])
+def test_an_unknown_keyword_is_a_type_error_naming_it(builder):
+    # As Python words it for a keyword the signature does not name.
+    with pytest.raises(TypeError) as error:
+        getattr(keras_llm, builder)(**TINY, hidden_size=16)
+    assert str(error.value) == f"{builder}() got an unexpected keyword argument 'hidden_size'"
+
+
+def test_sizes_over_a_preset_and_the_tokenizer_size_reach_the_model():
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_seq2seq("seq2seq_tiny", num_layers=1, normalize_first=False,
+                                    tokenizer=tokenizer)
+    assert model.vocabulary_size == tokenizer.vocabulary_size
+    assert model.get_config()["num_layers"] == 1 and not model.get_config()["normalize_first"]
