@@ -98,8 +98,21 @@ def _windows(question_ids, context_ids, context_offsets, cls_id, sep_id, sequenc
 
 
 def _tokenized_windows(tokenizer, questions, contexts, sequence_length, doc_stride,
-                       max_question_length, cls_id, sep_id):
-    """Tokenizes, truncates questions, cuts windows; offsets are the context tokens' byte starts and ends."""
+                       max_question_length, cls_id, sep_id, names=None):
+    """Tokenizes, truncates questions, cuts windows; offsets are the context tokens' byte starts and ends.
+
+    With `names` (what the caller calls its questions and contexts), first
+    checks that there is one context per question.
+    """
+    if names is not None:
+        check = assert_that(
+            tf.equal(tf.size(questions), tf.size(contexts)),
+            f"`{names[0]}` and `{names[1]}` must have one string each per example. "
+            "Received: {} questions and {} contexts",
+            tf.size(questions), tf.size(contexts),
+        )
+        with tf.control_dependencies([check]):
+            questions = tf.identity(questions)
     # One call for both: the tokenizer's graph is large, and a tf.data
     # function traces it once instead of twice (seconds per pipeline).
     ids, starts, ends = tokenizer.tokenize_with_offsets(tf.concat([questions, contexts], axis=0))
@@ -187,17 +200,9 @@ def question_answering_windows(
     pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
     questions = tf.reshape(tf.convert_to_tensor(questions, tf.string), [-1])
     contexts = tf.reshape(tf.convert_to_tensor(contexts, tf.string), [-1])
-    check = assert_that(
-        tf.equal(tf.size(questions), tf.size(contexts)),
-        "`questions` and `contexts` must have one string each per example. Received: {} "
-        "questions and {} contexts",
-        tf.size(questions), tf.size(contexts),
-    )
-    with tf.control_dependencies([check]):
-        questions = tf.identity(questions)
     windows = _tokenized_windows(
         tokenizer, questions, contexts, sequence_length, doc_stride, max_question_length,
-        cls_id, sep_id,
+        cls_id, sep_id, names=("questions", "contexts"),
     )
     token_ids = windows["token_ids"]
     starts, ends = windows["offsets"]

@@ -10,7 +10,6 @@ from keras_llm.data.question_answering import (
     _tokenized_windows,
     check_window_settings,
 )
-from keras_llm.tokenizers.string_tokenizer import assert_that
 
 
 def check_max_answer_length(function, max_answer_length):
@@ -193,17 +192,9 @@ def answer_questions(
         for x in (questions, contexts)
     )
     examples = tf.size(questions)
-    check = assert_that(
-        tf.equal(examples, tf.size(contexts)),
-        "`question` and `context` must have one string each per example. Received: {} "
-        "questions and {} contexts",
-        examples, tf.size(contexts),
-    )
-    with tf.control_dependencies([check]):
-        questions = tf.identity(questions)
     windows = _tokenized_windows(
         tokenizer, questions, contexts, sequence_length, doc_stride, max_question_length,
-        cls_id, sep_id,
+        cls_id, sep_id, names=("question", "context"),
     )
     token_ids = windows["token_ids"]
     token_starts, token_ends = (model_inputs(offsets, -1) for offsets in windows["offsets"])

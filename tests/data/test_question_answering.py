@@ -85,6 +85,10 @@ def test_questions_keep_their_first_max_question_length_tokens(vocabularies):
                                    max_question_length=8)
     with pytest.raises(ValueError, match=r"tokenize_with_offsets.*Received: tokenizer=ByteTokenizer"):
         question_answering_windows(["q"], ["c"], keras_llm.tokenizers.ByteTokenizer())
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`questions` and `contexts` must have one string each per example. "
+                             r"Received: 2 questions and 1 contexts"):
+        question_answering_windows(["q", "r"], ["c"], ours)
 
 
 def run_qa_labels(encoding, window, answer_start, answer_text, cls_index=0):
