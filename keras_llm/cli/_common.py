@@ -45,6 +45,29 @@ def output_stem(parser, args, default):
     return stem
 
 
+def build_model(args, strategy, build, tokenizer, max_length):
+    """`build(args.preset)` under `strategy`, sized for `tokenizer`, compiled for `args.steps`.
+
+    The learning rate is `--learning-rate`, else the small presets' own
+    (`SMALL_PRESET_LEARNING_RATE`), else `compile_model`'s default; the
+    model carries `tokenizer`.
+    """
+    learning_rate = args.learning_rate
+    if learning_rate is None:
+        learning_rate = SMALL_PRESET_LEARNING_RATE.get(args.preset)
+    with strategy.scope():
+        model = build(
+            args.preset, vocabulary_size=tokenizer.vocabulary_size,
+            max_sequence_length=max_length, precision=args.precision,
+        )
+        keras_llm.compile_model(
+            model, learning_rate=learning_rate, total_steps=args.steps,
+            jit_compile=JIT_COMPILE[args.jit_compile],
+        )
+    model.tokenizer = tokenizer
+    return model
+
+
 def split_held_out(dataset):
     """(training part, held-out part) of `dataset`: every HELD_OUT_EVERY-th element is held out."""
     numbered = dataset.enumerate()

@@ -48,20 +48,8 @@ def run(args, parser):
 
     presets = keras_llm.BERT_PRESETS if is_bert else keras_llm.GPT_PRESETS
     max_length = max(args.sequence_length, presets[args.preset]["max_sequence_length"])
-    learning_rate = args.learning_rate
-    if learning_rate is None:
-        learning_rate = _common.SMALL_PRESET_LEARNING_RATE.get(args.preset)
     build = keras_llm.build_bert_pretrainer if is_bert else keras_llm.build_gpt
-    with strategy.scope():
-        model = build(
-            args.preset, vocabulary_size=tokenizer.vocabulary_size,
-            max_sequence_length=max_length, precision=args.precision,
-        )
-        keras_llm.compile_model(
-            model, learning_rate=learning_rate, total_steps=args.steps,
-            jit_compile=_common.JIT_COMPILE[args.jit_compile],
-        )
-    model.tokenizer = tokenizer
+    model = _common.build_model(args, strategy, build, tokenizer, max_length)
     print(f"model: {args.preset}, {model.count_params():,} parameters, objective "
           f"{'bert_pretraining' if is_bert else 'causal_lm'}, {args.precision}, "
           f"{strategy.num_replicas_in_sync} replica(s)")

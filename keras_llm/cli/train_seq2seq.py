@@ -33,17 +33,7 @@ def run(args, parser, strategy, training, stem):
 
     preset = keras_llm.SEQ2SEQ_PRESETS[args.preset]
     max_length = max(args.sequence_length, args.target_length, preset["max_sequence_length"])
-    learning_rate = args.learning_rate or _common.SMALL_PRESET_LEARNING_RATE.get(args.preset)
-    with strategy.scope():
-        model = keras_llm.build_seq2seq(
-            args.preset, vocabulary_size=tokenizer.vocabulary_size,
-            max_sequence_length=max_length, precision=args.precision,
-        )
-        keras_llm.compile_model(
-            model, learning_rate=learning_rate, total_steps=args.steps,
-            jit_compile=_common.JIT_COMPILE[args.jit_compile],
-        )
-    model.tokenizer = tokenizer
+    model = _common.build_model(args, strategy, keras_llm.build_seq2seq, tokenizer, max_length)
     print(f"model: {args.preset}, {model.count_params():,} parameters, objective seq2seq_lm "
           f"(label smoothing {model.loss.label_smoothing}), {args.precision}, "
           f"{strategy.num_replicas_in_sync} replica(s)")
