@@ -18,6 +18,9 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
 
+# Keras 3's marker of its symbolic model builds (`compute_output_spec`); no public name.
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
 # How many offending values an error message lists.
 _SHOWN = 10
 
@@ -300,7 +303,10 @@ def _output(outputs, names, key):
 
 def _check_labels(labels, output, name):
     """Sparse labels `[...]` of a `[..., classes]` output: ints in `[0, classes)`."""
-    if output is None or labels is None or not labels.dtype.is_integer:
+    if output is None or labels is None:
+        return labels
+    labels = tf.convert_to_tensor(labels)  # `train_on_batch` passes NumPy arrays
+    if not labels.dtype.is_integer:
         return labels
     classes = output.shape[-1]
     if classes is None or len(output.shape) != labels.shape.rank + 1:
@@ -331,7 +337,9 @@ class CheckedSteps:
     def call(self, inputs, training=None, mask=None, **kwargs):
         # A functional model casts its inputs to their int32 dtype (1.5 -> 1)
         # before any layer could see that they were floats: refuse them here.
-        if isinstance(inputs, dict):
+        # Keras builds a model under a distribution strategy by calling it on
+        # placeholders whose dtypes it does not keep (float64 ids): nothing to check.
+        if isinstance(inputs, dict) and not in_symbolic_scope():
             for key, ids in inputs.items():
                 dtype = getattr(ids, "dtype", None)
                 if dtype is None and ids is not None:
