@@ -7,14 +7,9 @@ model recomputed in NumPy (full passes, float64 softmax), not against the
 export's own numbers.
 """
 
-import os
 
-import keras
 import numpy as np
-import pytest
-import tensorflow as tf
 
-import keras_llm
 from keras_llm.models import registry
 
 TINY = dict(num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
@@ -103,7 +98,8 @@ def _check_question_answerer(restored, served, texts):
     assert served["answer"].numpy()[0].decode() == " ".join(["the", "cat", "sat"][s - 4:e - 3])
 
 
-# Per task: (builder arguments, its tokenizer, export settings, request, check).
+# Per task: (builder arguments, its tokenizer, export settings, request, check): what
+# tests/models/test_registry.py exports each loaded model with and checks its answer by.
 CASES = {
     "causal_lm": (dict(TINY), "byte", dict(max_new_tokens=4), {"text": ["Hi", "", "caf\u00e9"]},
                   lambda *a: _check_decoded(_gpt_expected, *a)),
@@ -124,28 +120,3 @@ CASES = {
 
 def test_every_exported_task_has_a_case():
     assert sorted(CASES) == sorted(name for name, task in registry.TASKS.items() if task.serving)
-
-
-@pytest.mark.slow  # about 10 s a task: build, save, load, export
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_a_loaded_model_exports_with_the_tokenizer_it_carries(name, tmp_path):
-    arguments, kind, settings, request, check = CASES[name]
-    task = registry.TASKS[name]
-    keras.utils.set_random_seed(4)
-    if kind == "byte":
-        tokenizer = keras_llm.tokenizers.ByteTokenizer()
-        model = task.resolve("builder")(tokenizer=tokenizer, **arguments)
-    else:  # BERT's builders: the tokenizer's size, then the tokenizer
-        tokenizer = keras_llm.tokenizers.WordPieceTokenizer(WORDS)
-        model = task.resolve("builder")(vocabulary_size=tokenizer.vocabulary_size, **arguments)
-        model.tokenizer = tokenizer
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    restored = keras.saving.load_model(path)  # no custom objects
-    assert restored.tokenizer is not None
-    version = keras_llm.export(restored, str(tmp_path / "served"), **settings)  # no tokenizer
-    assert os.path.basename(version) == "1"
-    served = tf.saved_model.load(version).signatures["serving_default"](
-        **{key: tf.constant(value) for key, value in request.items()}
-    )
-    check(restored, served, next(iter(request.values())))

@@ -14,9 +14,9 @@ import tensorflow as tf
 
 import keras_llm
 from keras_llm.models import registry
+from tests.export.test_registry_exports import CASES as EXPORT_CASES
+from tests.export.test_registry_exports import TINY, WORDS
 
-TINY = dict(num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a", "dog"]
 B, T = 2, 6
 
 
@@ -103,8 +103,12 @@ def test_task_builds_compiles_fits_round_trips_and_exports(name, tmp_path):
         with pytest.raises(ValueError):
             keras_llm.export(restored, str(tmp_path / "served"))
         return
-    version = keras_llm.export(restored, str(tmp_path / "served"))  # the carried tokenizer
+    # Exported with the tokenizer it carries, served from text, and checked against the loaded
+    # model recomputed in NumPy (tests/export/test_registry_exports.py).
+    _, _, settings, request, check = EXPORT_CASES[name]
+    version = keras_llm.export(restored, str(tmp_path / "served"), **settings)
     assert os.path.basename(version) == "1"
-    outputs = tf.saved_model.load(version).signatures["serving_default"](**request)
-    rows = len(next(iter(request.values())))
-    assert all(value.shape[0] == rows for value in outputs.values())
+    served = tf.saved_model.load(version).signatures["serving_default"](
+        **{key: tf.constant(value) for key, value in request.items()}
+    )
+    check(restored, served, next(iter(request.values())))
