@@ -179,10 +179,19 @@ def test_export_takes_each_heads_settings_and_refuses_the_others(exports, tmp_pa
     ]:
         with pytest.raises(ValueError, match=match):
             keras_llm.export(model, str(tmp_path / "m"), ours, **settings)
-    for model, settings, match in [(tagger, {}, "`cls_token_id`"),
-                                   (question_answerer, QA_SETTINGS, "`tokenize_with_offsets`")]:
+    # A tokenizer the model's size but without what the export needs: models of the byte
+    # vocabulary's size (another size is refused by `check_tokenizer` first, test_export.py).
+    byte_tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    size = dict(vocabulary_size=byte_tokenizer.vocabulary_size, num_layers=1)
+    for model, settings, match in [
+        (keras_llm.build_bert_tagger("bert_tiny", num_classes=2, **size), {}, "`cls_token_id`"),
+        (keras_llm.build_bert_question_answerer("bert_tiny", max_sequence_length=48, **size),
+         QA_SETTINGS, "`tokenize_with_offsets`"),
+    ]:
         with pytest.raises(ValueError, match=match + ".*Received: tokenizer=ByteTokenizer"):
-            keras_llm.export(model, str(tmp_path / "m"), keras_llm.tokenizers.ByteTokenizer(), **settings)
+            keras_llm.export(model, str(tmp_path / "m"), byte_tokenizer, **settings)
+    with pytest.raises(ValueError, match=r"model's 273 token ids.*Received: tokenizer=ByteTokenizer"):
+        keras_llm.export(tagger, str(tmp_path / "m"), byte_tokenizer)
     assert not (tmp_path / "m").exists() or os.listdir(tmp_path / "m") == []
 
 
