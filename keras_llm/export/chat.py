@@ -1,0 +1,186 @@
+"""A checkpoint's chat template in core TensorFlow ops, for a chat model's export.
+
+Hugging Face checkpoints declare their chat format as a Jinja template
+(`tokenizer.chat_template`); TF Serving has no Jinja. Most chat templates
+(ChatML as SmolLM2 and Qwen2 write it, Mistral's and Zephyr's) render each
+message as a fixed text before and after its content, chosen by its role,
+with a different text before the first message (a begin-of-text token, a
+default system prompt) and a fixed generation prompt at the end. This module
+finds those texts by rendering marked conversations through the template,
+then checks the layout against the template on every conversation of up to
+three messages of the known roles, with contents that a template could trim
+or escape; a template that the layout does not reproduce on any of them (one
+that trims or rewrites contents, counts turns, or numbers messages) is
+refused by name. `chat_texts` lays out a batch of conversations in graph ops.
+"""
+
+import dataclasses
+import itertools
+
+import tensorflow as tf
+
+# The roles a served conversation may use, as Hugging Face's chat templates name them.
+ROLES = ("system", "user", "assistant")
+
+# Contents of the probe conversations: whitespace a template could strip,
+# characters a template could escape, text on several lines.
+_PROBE_CONTENTS = ("  Hi there \n", "a < b & 'c' \"d\"", "two\nlines\t", "é 中 🙂")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatLayout:
+    """Fixed texts around each message, by role: what a chat template renders.
+
+    A conversation `[(r0, c0), (r1, c1), ...]` renders as
+    `first_prefix[r0] + c0 + suffix[r0] + prefix[r1] + c1 + suffix[r1] + ...`,
+    then `generation_prompt` when the assistant's reply is asked for.
+    """
+
+    first_prefix: dict
+    prefix: dict
+    suffix: dict
+    generation_prompt: str
+
+    def render(self, messages, add_generation_prompt=True):
+        """`messages` (dicts with "role" and "content") as text, in Python."""
+        texts = [
+            (self.first_prefix if i == 0 else self.prefix)[m["role"]] + m["content"]
+            + self.suffix[m["role"]]
+            for i, m in enumerate(messages)
+        ]
+        return "".join(texts) + (self.generation_prompt if add_generation_prompt else "")
+
+
+def chat_layout(render, name="chat_template"):
+    """The `ChatLayout` of a template, or an error if no fixed layout renders it.
+
+    Args:
+        render: The template as a function `(messages, add_generation_prompt)
+            -> str` (for example `transformers`' `apply_chat_template` with
+            `tokenize=False`, or `keras_llm`'s own rendering of the
+            checkpoint's template).
+        name: What messages call the template.
+
+    Returns:
+        A `ChatLayout` that renders every probe conversation as `render` does.
+
+    Example:
+
+    ```python
+    from keras_llm.export.chat import chat_layout
+
+    def chatml(messages, add_generation_prompt):
+        text = "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
+        return text + ("<|im_start|>assistant\\n" if add_generation_prompt else "")
+
+    layout = chat_layout(chatml)
+    assert layout.generation_prompt == "<|im_start|>assistant\\n"
+    assert layout.render([{"role": "user", "content": "Hi"}]) == chatml(
+        [{"role": "user", "content": "Hi"}], True)
+    ```
+    """
+    marks = ("\u27e6keras_llm 0\u27e7", "\u27e6keras_llm 1\u27e7")
+
+    def rendered(messages, add_generation_prompt=False):
+        try:
+            return render(messages, add_generation_prompt)
+        except Exception as error:  # the template's own refusal, e.g. roles that must alternate
+            raise ValueError(
+                f"`{name}` cannot be served in core TensorFlow ops: it refuses the "
+                f"conversation {messages!r} ({type(error).__name__}: {error}); a served chat "
+                f"takes any sequence of the roles {', '.join(ROLES)}"
+            ) from None
+
+    def split(text, messages):
+        parts = [text]
+        for mark in marks[: len(messages)]:
+            head, found, tail = parts[-1].partition(mark)
+            if not found or mark in tail:
+                raise ValueError(
+                    f"`{name}` cannot be served in core TensorFlow ops: it does not write each "
+                    f"message's content once, as it was given. Received: {messages!r} rendered "
+                    f"as {text!r}"
+                )
+            parts[-1:] = [head, tail]
+        return parts
+
+    first_prefix, prefix, suffix = {}, {}, {}
+    for role in ROLES:
+        one = [{"role": role, "content": marks[0]}]
+        first_prefix[role], suffix[role] = split(rendered(one), one)
+    for role in ROLES:
+        two = [{"role": "user", "content": marks[0]}, {"role": role, "content": marks[1]}]
+        _, between, _ = split(rendered(two), two)
+        prefix[role] = between[len(suffix["user"]):] if between.startswith(suffix["user"]) else None
+    one = [{"role": "user", "content": marks[0]}]
+    without, with_prompt = rendered(one), rendered(one, True)
+    generation_prompt = with_prompt[len(without):] if with_prompt.startswith(without) else None
+    layout = ChatLayout(first_prefix, prefix, suffix, generation_prompt)
+    for messages, add_generation_prompt in _probes():
+        expected = rendered(messages, add_generation_prompt)
+        got = None if None in prefix.values() or generation_prompt is None else layout.render(
+            messages, add_generation_prompt)
+        if got != expected:
+            raise ValueError(
+                f"`{name}` cannot be served in core TensorFlow ops: it is not a fixed text "
+                f"before and after each message by role (it trims, rewrites or numbers "
+                f"messages). For {messages!r} (add_generation_prompt={add_generation_prompt}) it "
+                f"renders {expected!r}; fixed texts by role render {got!r}"
+            )
+    return layout
+
+
+def _probes():
+    """Every conversation of one to three messages of `ROLES`, with and without the prompt."""
+    for length in (1, 2, 3):
+        for i, roles in enumerate(itertools.product(ROLES, repeat=length)):
+            messages = [
+                {"role": role, "content": _PROBE_CONTENTS[(i + j) % len(_PROBE_CONTENTS)]}
+                for j, role in enumerate(roles)
+            ]
+            yield messages, True
+            yield messages, False
+
+
+def chat_texts(layout, roles, contents):
+    """Conversations `[B, M]` laid out as `layout` says, with the generation prompt, in graph ops.
+
+    Args:
+        layout: A `ChatLayout`.
+        roles: `[B, M]` strings, each one of `ROLES`, or `""` after a row's
+            last message (rows of unequal length).
+        contents: `[B, M]` strings, the messages' contents.
+
+    Returns:
+        `[B]` strings: the prompts the model continues.
+    """
+    roles = tf.convert_to_tensor(roles, tf.string)
+    contents = tf.convert_to_tensor(contents, tf.string)
+    tf.debugging.assert_equal(
+        tf.shape(roles), tf.shape(contents),
+        message="chat: `roles` and `contents` must have the same shape [conversations, messages]",
+    )
+    known = tf.constant(ROLES)
+    matches = tf.equal(roles[..., None], known)  # [B, M, R]
+    present = tf.not_equal(roles, "")
+    tf.debugging.assert_equal(
+        tf.reduce_all(tf.reduce_any(matches, -1) | ~present), True,
+        message=f"chat: every role must be one of {', '.join(ROLES)} (or \"\" after a "
+                "conversation's last message)",
+    )
+    has_messages = (tf.shape(roles)[0] == 0) | (tf.shape(roles)[1] > 0)
+    in_order = tf.reduce_all(present[:, :1]) & tf.reduce_all(~present[:, 1:] | present[:, :-1])
+    tf.debugging.assert_equal(
+        has_messages & in_order, True,
+        message="chat: every conversation needs at least one message, and its messages come "
+                "first (\"\" roles only after them)",
+    )
+    role = tf.argmax(tf.cast(matches, tf.int32), axis=-1)  # [B, M]
+
+    def by_role(texts):
+        return tf.gather(tf.constant([texts[r] for r in ROLES]), role)
+
+    first = tf.range(tf.shape(roles)[1]) == 0  # [M]
+    before = tf.where(first, by_role(layout.first_prefix), by_role(layout.prefix))
+    pieces = tf.where(present, before + contents + by_role(layout.suffix), "")
+    return tf.strings.reduce_join(pieces, axis=1) + layout.generation_prompt
