@@ -42,6 +42,7 @@ def export(
     doc_stride=None,
     max_question_length=None,
     jit_compile=False,
+    chat_template=None,
 ):
     """Exports `model` with its tokenizer as a SavedModel that TF Serving serves from text.
 
@@ -148,6 +149,14 @@ def export(
             less than `window - 3 - max_question_length`.
         jit_compile: A GPT's or seq2seq model's decoding loop XLA-compiled
             per shape bucket (see above); default False: a plain graph.
+        chat_template: A decoder's chat template (Jinja, as Hugging Face
+            checkpoints write it); default: the tokenizer's
+            `chat_template`, if any. With one the export also has a `chat`
+            signature (`roles` and `contents` in, the assistant's reply
+            out; `keras_llm.export.chat.ChatServing`), the template laid
+            out in core ops; a template that is not a fixed text around
+            each message by role is refused by name. The default stop
+            tokens then include the end-of-turn token.
 
     Returns:
         The path of the written version directory.
@@ -175,6 +184,7 @@ def export(
         top_k=top_k, top_p=top_p, seed=seed, stop_token_ids=stop_token_ids,
         max_answer_length=max_answer_length, doc_stride=doc_stride,
         max_question_length=max_question_length, jit_compile=jit_compile or None,
+        chat_template=chat_template,
     )
     _refuse_other_settings(task, settings)
     if not isinstance(jit_compile, bool):

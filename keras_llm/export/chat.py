@@ -17,7 +17,11 @@ refused by name. `chat_texts` lays out a batch of conversations in graph ops.
 import dataclasses
 import itertools
 
+import jinja2.exceptions
+import jinja2.sandbox
 import tensorflow as tf
+
+from keras_llm.export.decoding import CausalLMServing
 
 # The roles a served conversation may use, as Hugging Face's chat templates name them.
 ROLES = ("system", "user", "assistant")
@@ -184,3 +188,104 @@ def chat_texts(layout, roles, contents):
     before = tf.where(first, by_role(layout.first_prefix), by_role(layout.prefix))
     pieces = tf.where(present, before + contents + by_role(layout.suffix), "")
     return tf.strings.reduce_join(pieces, axis=1) + layout.generation_prompt
+
+
+def render_template(template, bos_token="", eos_token=""):
+    """A Jinja chat template as a function `(messages, add_generation_prompt) -> str`.
+
+    Rendered as `transformers`' `apply_chat_template` renders it: a
+    sandboxed environment with `trim_blocks` and `lstrip_blocks`, the
+    `raise_exception` function, and the tokenizer's `bos_token` and
+    `eos_token` texts.
+    """
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    environment.globals["raise_exception"] = raise_exception
+    try:
+        compiled = environment.from_string(template)
+    except jinja2.exceptions.TemplateSyntaxError as error:
+        raise ValueError(
+            f"`chat_template` is not a Jinja template: {error} (line {error.lineno})"
+        ) from None
+    return lambda messages, add_generation_prompt: compiled.render(
+        messages=messages, add_generation_prompt=add_generation_prompt,
+        bos_token=bos_token, eos_token=eos_token,
+    )
+
+
+_CONVERSATION_SPECS = [
+    tf.TensorSpec([None, None], tf.string, name="roles"),
+    tf.TensorSpec([None, None], tf.string, name="contents"),
+]
+
+
+class ChatServing(CausalLMServing):
+    """Signatures of a chat model's export: a GPT's, plus `chat` (a conversation in, a reply out).
+
+    `chat` takes `roles` and `contents`, `[B, M]` strings (roles "system",
+    "user", "assistant"; a conversation shorter than `M` pads its roles with
+    `""`), lays each conversation out as the checkpoint's chat template
+    does, with the assistant's generation prompt (`chat_layout`,
+    `chat_texts`), and decodes the reply with the export's settings until
+    the end-of-turn token. Its outputs are `serving_default`'s:
+    `generated_text` is the reply. Template, tokenizer and decoding are core
+    TensorFlow ops.
+
+    Example:
+
+    ```python
+    import tensorflow as tf
+    import keras_llm
+    from keras_llm.export.chat import ChatServing
+
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, tokenizer=tokenizer)
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    module = ChatServing.from_settings(model, tokenizer, chat_template=template, max_new_tokens=3)
+    out = module.signatures()["chat"](tf.constant([["user"]]), tf.constant([["Hi"]]))
+    assert int(out["generated_length"][0]) <= 3
+    ```
+    """
+
+    def __init__(self, model, generator, defaults, stop_token_ids, jit_compile=False, layout=None):
+        super().__init__(model, generator, defaults, stop_token_ids, jit_compile)
+        self._layout = layout
+
+    @classmethod
+    def from_settings(cls, model, tokenizer, *, chat_template=None, stop_token_ids=None, **settings):
+        """The template (default: the tokenizer's `chat_template`) checked and laid out.
+
+        Without a template the export is a GPT's (`CausalLMServing`). The
+        default stop tokens are the end token and the end-of-turn token:
+        the assistant's message suffix when it is one token (ChatML's
+        `<|im_end|>`).
+        """
+        template = chat_template if chat_template is not None else getattr(
+            tokenizer, "chat_template", None)
+        if template is None:
+            return CausalLMServing.from_settings(
+                model, tokenizer, stop_token_ids=stop_token_ids, **settings)
+        if not isinstance(template, str):
+            raise ValueError(
+                f"`chat_template` must be a Jinja template string. Received: "
+                f"chat_template={template!r}"
+            )
+        token_text = lambda name: getattr(tokenizer, name, None) or ""
+        layout = chat_layout(render_template(template, token_text("bos_token"), token_text("eos_token")))
+        plain = CausalLMServing.from_settings(model, tokenizer, stop_token_ids=stop_token_ids, **settings)
+        stops = plain._stop_token_ids.numpy().tolist()
+        if stop_token_ids is None:
+            end_of_turn = plain.tokenizer(layout.suffix["assistant"].strip()).numpy().tolist()
+            stops += end_of_turn if len(end_of_turn) == 1 and end_of_turn[0] not in stops else []
+        return cls(model, plain._generator, plain._defaults, stops,
+                   settings.get("jit_compile", False), layout)
+
+    @tf.function(input_signature=_CONVERSATION_SPECS)
+    def chat(self, roles, contents):
+        return self.serve(chat_texts(self._layout, roles, contents))
+
+    def signatures(self):
+        return {**super().signatures(), "chat": self.chat}

@@ -66,8 +66,8 @@ TASKS = {
     for task in (
         Task(
             "causal_lm", "a GPT", "keras_llm.models.gpt:build_gpt", "causal_lm",
-            serving="keras_llm.export.decoding:CausalLMServing",
-            export_settings=GENERATION_SETTINGS,
+            serving="keras_llm.export.chat:ChatServing",
+            export_settings=GENERATION_SETTINGS + ("chat_template",),
             hugging_face=("GPT2LMHeadModel", "GPT2Model"), specials="causal_lm",
         ),
         Task(

@@ -1,10 +1,9 @@
 """The chat layout in core ops against the templates rendered by Jinja, as transformers does."""
 
-import jinja2.sandbox
 import pytest
 import tensorflow as tf
 
-from keras_llm.export.chat import ROLES, chat_layout, chat_texts
+from keras_llm.export.chat import ROLES, chat_layout, chat_texts, render_template
 
 # SmolLM2-135M-Instruct's template, as its GGUF file declares it (ChatML with a default system
 # prompt when the conversation has none).
@@ -47,17 +46,22 @@ CONVERSATIONS = [
 
 
 def jinja_render(template):
-    """The template as transformers renders it (`apply_chat_template`'s Jinja settings)."""
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
+    return render_template(template, bos_token="<s>", eos_token="</s>")
 
-    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    environment.globals["raise_exception"] = raise_exception
-    compiled = environment.from_string(template)
-    return lambda messages, add_generation_prompt: compiled.render(
-        messages=messages, add_generation_prompt=add_generation_prompt,
-        bos_token="<s>", eos_token="</s>",
-    )
+
+@pytest.mark.slow  # imports transformers
+def test_templates_render_as_transformers_renders_them():
+    import tokenizers
+    import transformers
+
+    words = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<s>": 0, "</s>": 1}, unk_token="<s>"))
+    for template in (SMOLLM2, ZEPHYR, TRIMS, NUMBERS):
+        reference = transformers.PreTrainedTokenizerFast(
+            tokenizer_object=words, bos_token="<s>", eos_token="</s>", chat_template=template)
+        for messages in CONVERSATIONS:
+            for prompt in (True, False):
+                assert jinja_render(template)(messages, prompt) == reference.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=prompt)
 
 
 @pytest.mark.parametrize("template", [SMOLLM2, ZEPHYR], ids=["smollm2", "zephyr"])
@@ -97,3 +101,34 @@ def test_unknown_roles_and_empty_conversations_are_refused_in_graph():
         roles = tf.constant(roles)
         with pytest.raises(tf.errors.InvalidArgumentError, match=match):
             chat_texts(layout, roles, tf.fill(tf.shape(roles), "x"))
+
+
+@pytest.mark.slow  # an export, ~8 s
+def test_a_gpt_exported_with_a_template_answers_conversations_as_the_generator_does(tmp_path):
+    import keras
+
+    import keras_llm
+    from keras_llm.generation import Generator
+
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=96, tokenizer=tokenizer)
+    template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}|{% endfor %}"
+                "{% if add_generation_prompt %}<assistant>{% endif %}")
+    path = keras_llm.export(model, str(tmp_path / "chat"), max_new_tokens=6, chat_template=template)
+    served = tf.saved_model.load(path).signatures
+    assert set(served) == {"serving_default", "generate", "generate_ids", "logits", "chat"}
+    conversations = CONVERSATIONS[:3]
+    width = max(len(c) for c in conversations)
+    out = served["chat"](
+        roles=tf.constant([[m["role"] for m in c] + [""] * (width - len(c)) for c in conversations]),
+        contents=tf.constant([[m["content"] for m in c] + [""] * (width - len(c)) for c in conversations]),
+    )
+    # The Python generator on the template's own rendering; "|" (the assistant's message suffix,
+    # one byte) ends the turn.
+    prompts = [jinja_render(template)(c, True) for c in conversations]
+    expected = Generator(model).generate(prompts, 6, stop_token_ids=[tokenizer.end_token_id, ord("|")])
+    assert [t.decode("utf-8") for t in out["generated_text"].numpy()] == expected
+    with pytest.raises(ValueError, match=r"chat_template is for other models.*this model is a masked LM"):
+        keras_llm.export(keras_llm.build_bert_pretrainer("bert_tiny", num_layers=1, vocabulary_size=20),
+                         str(tmp_path / "m"), keras_llm.tokenizers.ByteTokenizer(), chat_template=template)
