@@ -17,14 +17,10 @@ refused by name. `chat_texts` lays out a batch of conversations in graph ops.
 import dataclasses
 import itertools
 
-import jinja2.exceptions
-import jinja2.sandbox
 import tensorflow as tf
 
 from keras_llm.export.decoding import CausalLMServing
-
-# The roles a served conversation may use, as Hugging Face's chat templates name them.
-ROLES = ("system", "user", "assistant")
+from keras_llm.generation.chat import ROLES, end_of_turn_ids, render_template, template_of
 
 # Contents of the probe conversations: whitespace a template could strip,
 # characters a template could escape, text on several lines.
@@ -190,31 +186,6 @@ def chat_texts(layout, roles, contents):
     return tf.strings.reduce_join(pieces, axis=1) + layout.generation_prompt
 
 
-def render_template(template, bos_token="", eos_token=""):
-    """A Jinja chat template as a function `(messages, add_generation_prompt) -> str`.
-
-    Rendered as `transformers`' `apply_chat_template` renders it: a
-    sandboxed environment with `trim_blocks` and `lstrip_blocks`, the
-    `raise_exception` function, and the tokenizer's `bos_token` and
-    `eos_token` texts.
-    """
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    environment.globals["raise_exception"] = raise_exception
-    try:
-        compiled = environment.from_string(template)
-    except jinja2.exceptions.TemplateSyntaxError as error:
-        raise ValueError(
-            f"`chat_template` is not a Jinja template: {error} (line {error.lineno})"
-        ) from None
-    return lambda messages, add_generation_prompt: compiled.render(
-        messages=messages, add_generation_prompt=add_generation_prompt,
-        bos_token=bos_token, eos_token=eos_token,
-    )
-
 
 _CONVERSATION_SPECS = [
     tf.TensorSpec([None, None], tf.string, name="roles"),
@@ -263,24 +234,16 @@ class ChatServing(CausalLMServing):
         the assistant's message suffix when it is one token (ChatML's
         `<|im_end|>`).
         """
-        template = chat_template if chat_template is not None else getattr(
-            tokenizer, "chat_template", None)
-        if template is None:
+        if chat_template is None and getattr(tokenizer, "chat_template", None) is None:
             return CausalLMServing.from_settings(
                 model, tokenizer, stop_token_ids=stop_token_ids, **settings)
-        if not isinstance(template, str):
-            raise ValueError(
-                f"`chat_template` must be a Jinja template string. Received: "
-                f"chat_template={template!r}"
-            )
+        template = template_of(tokenizer, chat_template)
         token_text = lambda name: getattr(tokenizer, name, None) or ""
         layout = chat_layout(render_template(template, token_text("bos_token"), token_text("eos_token")))
-        plain = CausalLMServing.from_settings(model, tokenizer, stop_token_ids=stop_token_ids, **settings)
-        stops = plain._stop_token_ids.numpy().tolist()
         if stop_token_ids is None:
-            end_of_turn = plain.tokenizer(layout.suffix["assistant"].strip()).numpy().tolist()
-            stops += end_of_turn if len(end_of_turn) == 1 and end_of_turn[0] not in stops else []
-        return cls(model, plain._generator, plain._defaults, stops,
+            stop_token_ids = end_of_turn_ids(tokenizer, template)
+        plain = CausalLMServing.from_settings(model, tokenizer, stop_token_ids=stop_token_ids, **settings)
+        return cls(model, plain._generator, plain._defaults, plain._stop_token_ids.numpy().tolist(),
                    settings.get("jit_compile", False), layout)
 
     @tf.function(input_signature=_CONVERSATION_SPECS)

@@ -3,7 +3,8 @@
 import pytest
 import tensorflow as tf
 
-from keras_llm.export.chat import ROLES, chat_layout, chat_texts, render_template
+from keras_llm.export.chat import ROLES, chat_layout, chat_texts
+from keras_llm.generation.chat import render_template
 
 # SmolLM2-135M-Instruct's template, as its GGUF file declares it (ChatML with a default system
 # prompt when the conversation has none).
