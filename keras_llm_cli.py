@@ -267,6 +267,23 @@ FINETUNE_FLAGS = {
     "--backup-every": dict(type=int, default=200, help="Steps between backups."),
 }
 
+CHAT_FLAGS = {
+    "--model": dict(
+        required=True,
+        help="A chat model: a Hugging Face directory or a GGUF file (keras_llm.from_pretrained) "
+        "whose tokenizer carries a chat template, or a .keras file saved from one.",
+    ),
+    "--system": dict(default=None, help="A system message that starts the conversation."),
+    "--chat-template": dict(
+        default=None, help="A file holding a Jinja chat template. Default: the tokenizer's."
+    ),
+    "--max-new-tokens": dict(type=int, default=256, help="The most tokens of one reply."),
+    "--temperature": dict(type=float, default=0.0, help="0 for greedy decoding; > 0 samples."),
+    "--top-k": dict(type=int, default=0, help="Sample among the k most likely tokens (0: off)."),
+    "--top-p": dict(type=float, default=1.0, help="Nucleus sampling threshold (1: off)."),
+    "--seed": dict(type=int, default=0, help="Sampling seed."),
+}
+
 COMMANDS = {
     "train": (
         TRAIN_FLAGS, "Train a GPT or a BERT; by default gpt_nano on the built-in corpus.",
@@ -286,6 +303,11 @@ COMMANDS = {
         "export answers for the first --eval example.",
     ),
     "export": (EXPORT_FLAGS, "Export a trained .keras model for TF Serving.", ""),
+    "chat": (
+        CHAT_FLAGS, "Chat with a chat model (Hugging Face directory, GGUF file or .keras).",
+        " Reads the user's turns from standard input, one a line (interactive or piped), and "
+        "prints each reply as it is decoded; the conversation is kept until end of input.",
+    ),
 }
 
 
