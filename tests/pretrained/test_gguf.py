@@ -106,3 +106,19 @@ def test_smollm2_reads_as_transformers_reads_it():
         np.testing.assert_array_equal(tensors.get(key, tensors["model.embed_tokens.weight"]), value,
                                       err_msg=key)
     assert template.startswith("{% for message in messages %}") and "<|im_start|>" in template
+
+
+def test_an_unread_quantization_type_is_refused_by_name(tmp_path):
+    path = tmp_path / "iq.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("llama.embedding_length", HIDDEN)
+    # IQ4_NL: blocks of 32 values in 18 bytes; keras_llm does not read the I-quants.
+    kind = gguf.GGMLQuantizationType.IQ4_NL
+    raw = np.zeros((VOCAB, HIDDEN // 32 * 18), np.uint8)
+    writer.add_tensor("token_embd.weight", raw, raw_shape=raw.shape, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match=r"iq\.gguf: holds tensors of quantization types .*: IQ4_NL\."):
+        read_gguf(path)
