@@ -25,6 +25,7 @@ from keras_llm import (  # noqa: E402
 from keras_llm.models import (  # noqa: E402
     BERT_PRESETS,
     GPT_PRESETS,
+    LLAMA_PRESETS,
     SEQ2SEQ_PRESETS,
     build_bert,
     build_bert_classifier,
@@ -32,6 +33,7 @@ from keras_llm.models import (  # noqa: E402
     build_bert_question_answerer,
     build_bert_tagger,
     build_gpt,
+    build_llama,
     build_seq2seq,
 )
 from keras_llm.export import export  # noqa: E402

@@ -19,6 +19,7 @@ from keras_llm.models.bert_heads import (
     build_bert_tagger,
 )
 from keras_llm.models.gpt import GPT, GPT_PRESETS, build_gpt
+from keras_llm.models.llama import LLAMA_PRESETS, Llama, build_llama
 from keras_llm.models.seq2seq import SEQ2SEQ_PRESETS, Seq2SeqTransformer, build_seq2seq
 from keras_llm.models.task_model import TaskModel
 
@@ -26,6 +27,8 @@ __all__ = [
     "BERT_PRESETS",
     "GPT",
     "GPT_PRESETS",
+    "LLAMA_PRESETS",
+    "Llama",
     "SEQ2SEQ_PRESETS",
     "Seq2SeqTransformer",
     "build_bert",
@@ -34,6 +37,7 @@ __all__ = [
     "build_bert_question_answerer",
     "build_bert_tagger",
     "build_gpt",
+    "build_llama",
     "build_seq2seq",
     "TaskModel",
 ]
