@@ -1,4 +1,4 @@
-"""Pieces the pipelines share: input checks, special ids, per-batch seeds."""
+"""Pieces the pipelines share: input checks, special ids, per-batch seeds, shuffling and batching."""
 
 import tensorflow as tf
 
@@ -33,6 +33,11 @@ def special_id(tokenizer, value, attribute):
             f"Received: tokenizer={type(tokenizer).__name__}"
         )
     return int(value)
+
+
+def special_ids(tokenizer, **given):
+    """The ids of `given` (`cls_token_id=None, ...`), each defaulting to the tokenizer's, in order."""
+    return tuple(special_id(tokenizer, value, name) for name, value in given.items())
 
 
 def check_positive(**values):
@@ -74,3 +79,60 @@ def model_inputs(ragged, value):
     dense = ragged.to_tensor(tf.cast(value, ragged.dtype))
     missing = tf.where(tf.shape(dense)[0] > 0, 0, tf.maximum(3 - tf.shape(dense)[1], 0))
     return tf.pad(dense, [[0, 0], [0, missing]], constant_values=tf.cast(value, ragged.dtype))
+
+
+
+def bucket_boundaries(sequence_length):
+    """Powers of two from 16 below `sequence_length`, then `sequence_length` + 1."""
+    boundaries, edge = [], 16
+    while edge < sequence_length:
+        boundaries.append(edge + 1)
+        edge *= 2
+    return boundaries + [sequence_length + 1]
+
+
+def bucketing(bucket, shuffle):
+    """Whether a pipeline buckets: `bucket`, or by default (None) only when it shuffles.
+
+    Bucketing groups examples by length, so batches leave the input order
+    (0, 2, 4, 1, 3, ...): without shuffling, `model.predict` must give its
+    rows in the order of the labels they are scored against.
+    """
+    if bucket is not None and not isinstance(bucket, bool):
+        raise ValueError(f"`bucket` must be None, True or False. Received: bucket={bucket!r}")
+    return shuffle if bucket is None else bucket
+
+
+def shuffled(dataset, shuffle, shuffle_buffer, seed, repeat):
+    """`dataset` shuffled (each epoch anew) when `shuffle`, repeated forever when `repeat`."""
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat() if repeat else dataset
+
+
+def padded_batches(
+    examples, batch_size, longest, length, padded_shapes, padding_values, bucket, drop_remainder,
+    pad_to_bucket_boundary=False,
+):
+    """Batches of `examples` padded to `padded_shapes`, or bucketed by `length(example)`.
+
+    Buckets are `bucket_boundaries(longest)`; each bucketed batch is padded
+    to its longest example (or, with `pad_to_bucket_boundary`, to its bucket's
+    boundary).
+    """
+    if not bucket:
+        return examples.padded_batch(
+            batch_size,
+            padded_shapes=padded_shapes,
+            padding_values=padding_values,
+            drop_remainder=drop_remainder,
+        )
+    boundaries = bucket_boundaries(longest)
+    return examples.bucket_by_sequence_length(
+        length,
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padding_values=padding_values,
+        pad_to_bucket_boundary=pad_to_bucket_boundary,
+        drop_remainder=drop_remainder,
+    )

@@ -2,7 +2,14 @@
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column, special_id
+from keras_llm.data._pipeline import (
+    TOKENIZE_CHUNK,
+    as_dataset,
+    check_positive,
+    column,
+    shuffled,
+    special_id,
+)
 
 
 def causal_lm_dataset(
@@ -71,10 +78,7 @@ def causal_lm_dataset(
     end_token_id = special_id(tokenizer, end_token_id, "end_token_id")
     texts = as_dataset(texts)
     _check_long_enough(texts, tokenizer, sequence_length, batch_size, drop_remainder, repeat)
-    if shuffle:
-        texts = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        texts = texts.repeat()
+    texts = shuffled(texts, shuffle, shuffle_buffer, seed, repeat)
 
     def stream(chunk):
         ids = tf.cast(tokenizer(chunk), tf.int32)  # [C, None]

@@ -6,8 +6,11 @@ from keras_llm.data._pipeline import (
     TOKENIZE_CHUNK,
     add_specials,
     as_dataset,
+    bucketing,
     check_positive,
-    special_id,
+    padded_batches,
+    shuffled,
+    special_ids,
 )
 
 
@@ -74,15 +77,6 @@ def _label_ids(labels, examples, label_names, num_classes, function, what, words
         return tf.cast(ids, tf.int32)
 
 
-def _bucket_boundaries(sequence_length):
-    """Powers of two from 16 below `sequence_length`, then `sequence_length` + 1."""
-    boundaries, edge = [], 16
-    while edge < sequence_length:
-        boundaries.append(edge + 1)
-        edge *= 2
-    return boundaries + [sequence_length + 1]
-
-
 def _examples(structure):
     """Batched examples (ragged rows of one length per example) -> a dataset of them."""
     lengths = next(
@@ -98,49 +92,39 @@ def _examples(structure):
     )
 
 
-def bucketing(bucket, shuffle):
-    """Whether a pipeline buckets: `bucket`, or by default (None) only when it shuffles.
-
-    Bucketing groups examples by length, so batches leave the input order
-    (0, 2, 4, 1, 3, ...): without shuffling, `model.predict` must give its
-    rows in the order of the labels they are scored against.
-    """
-    if bucket is not None and not isinstance(bucket, bool):
-        raise ValueError(f"`bucket` must be None, True or False. Received: bucket={bucket!r}")
-    return shuffle if bucket is None else bucket
-
-
 def _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id):
-    """Pads `{"token_ids", ...}` examples into batches, bucketed by length or not."""
+    """Pads `{"token_ids", ...}` examples into prefetched batches, bucketed by length or not."""
     # Zeros everywhere (padding mask, segment ids, labels, weights) but the ids.
     padding_values = tf.nest.map_structure(
         lambda spec: tf.constant(0, spec.dtype), examples.element_spec
     )
     padding_values[0]["token_ids"] = tf.constant(pad_id, tf.int32)
-    if not bucket:
-        return examples.padded_batch(
-            batch_size,
-            padded_shapes=tf.nest.map_structure(
-                lambda spec: [sequence_length] if spec.shape.rank else [], examples.element_spec
-            ),
-            padding_values=padding_values,
-            drop_remainder=drop_remainder,
-        )
-    boundaries = _bucket_boundaries(sequence_length)
-    return examples.bucket_by_sequence_length(
+    batches = padded_batches(
+        examples,
+        batch_size,
+        sequence_length,
         lambda x, *_: tf.shape(x["token_ids"])[0],
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padding_values=padding_values,
+        tf.nest.map_structure(
+            lambda spec: [sequence_length] if spec.shape.rank else [], examples.element_spec
+        ),
+        padding_values,
+        bucket,
+        drop_remainder,
         pad_to_bucket_boundary=True,
-        drop_remainder=drop_remainder,
     )
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def _shuffled(dataset, shuffle, shuffle_buffer, seed, repeat):
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat() if repeat else dataset
+def _prepared(data, tokenizer, batch_size, sequence_length, bucket, shuffle, specials):
+    """The checks and defaults the BERT fine-tuning pipelines share.
+
+    Returns `data` as a dataset, whether to bucket, and the `[CLS]`,
+    `[SEP]` and padding ids (`specials` given, else the tokenizer's).
+    """
+    check_positive(batch_size=batch_size, sequence_length=sequence_length)
+    bucket = bucketing(bucket, shuffle)
+    ids = special_ids(tokenizer, **specials)
+    return as_dataset(data, "data"), bucket, ids
 
 
 def classification_dataset(
@@ -216,12 +200,10 @@ def classification_dataset(
     assert y.numpy().tolist() == [1, 0] and x["token_ids"].shape == (2, 128)  # in order
     ```
     """
-    check_positive(batch_size=batch_size, sequence_length=sequence_length)
-    bucket = bucketing(bucket, shuffle)
-    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
-    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
-    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
-    data = as_dataset(data, "data")
+    data, bucket, (cls_id, sep_id, pad_id) = _prepared(
+        data, tokenizer, batch_size, sequence_length, bucket, shuffle,
+        dict(cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id),
+    )
     if not isinstance(data.element_spec, tuple) or len(data.element_spec) != 2:
         raise ValueError(
             "`data` must give (text, label) pairs, e.g. load_texts(..., label_field=...). "
@@ -231,7 +213,7 @@ def classification_dataset(
         data.element_spec[1], label_names, num_classes, "classification_dataset", "label"
     )
     # Each example's index in `data`, so that a bad label's error says where it is.
-    data = _shuffled(data.enumerate(), shuffle, shuffle_buffer, seed, repeat)
+    data = shuffled(data.enumerate(), shuffle, shuffle_buffer, seed, repeat)
 
     def encode(index, example):
         texts, labels = example
@@ -247,8 +229,7 @@ def classification_dataset(
         return _examples((x, labels))
 
     examples = data.batch(TOKENIZE_CHUNK).flat_map(encode)
-    batches = _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id)
 
 
 def token_tagging_dataset(
@@ -318,12 +299,10 @@ def token_tagging_dataset(
     assert weights.numpy()[0, :7].tolist() == [0, 1, 1, 1, 1, 0, 0]
     ```
     """
-    check_positive(batch_size=batch_size, sequence_length=sequence_length)
-    bucket = bucketing(bucket, shuffle)
-    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
-    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
-    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
-    data = as_dataset(data, "data")
+    data, bucket, (cls_id, sep_id, pad_id) = _prepared(
+        data, tokenizer, batch_size, sequence_length, bucket, shuffle,
+        dict(cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id),
+    )
     spec = data.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2 or spec[0].shape.rank != 1:
         raise ValueError(
@@ -343,7 +322,7 @@ def token_tagging_dataset(
             return index, (tf.identity(words), tf.identity(tags))
 
     # Each example's index in `data`, so that an error says where it is.
-    data = _shuffled(data.enumerate().map(check), shuffle, shuffle_buffer, seed, repeat)
+    data = shuffled(data.enumerate().map(check), shuffle, shuffle_buffer, seed, repeat)
 
     def encode(index, example):
         words, tags = example  # [C, None words] each
@@ -376,5 +355,4 @@ def token_tagging_dataset(
         return _examples((x, labels, tf.cast(weights, tf.float32)))
 
     examples = data.ragged_batch(TOKENIZE_CHUNK).flat_map(encode)
-    batches = _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    return _batch(examples, batch_size, sequence_length, bucket, drop_remainder, pad_id)

@@ -8,7 +8,8 @@ from keras_llm.data._pipeline import (
     as_dataset,
     check_positive,
     column,
-    special_id,
+    shuffled,
+    special_ids,
     with_batch_seeds,
 )
 
@@ -202,10 +203,10 @@ def masked_lm_dataset(
             "`sequence_length` must be at least 4 ([CLS] A [SEP] B [SEP]). "
             f"Received: sequence_length={sequence_length}"
         )
-    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
-    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
-    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
-    mask_id = special_id(tokenizer, mask_token_id, "mask_token_id")
+    cls_id, sep_id, pad_id, mask_id = special_ids(
+        tokenizer, cls_token_id=cls_token_id, sep_token_id=sep_token_id,
+        pad_token_id=pad_token_id, mask_token_id=mask_token_id,
+    )
     if max_predictions is None:
         max_predictions = math.ceil(mask_rate * sequence_length)
     texts = as_dataset(texts)
@@ -213,10 +214,7 @@ def masked_lm_dataset(
     # Shuffle, then repeat: filling the buffer never reads more than one pass.
     partners = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     pairs = tf.data.Dataset.zip(texts, texts.skip(1), partners)
-    if shuffle:
-        pairs = pairs.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    if repeat:
-        pairs = pairs.repeat()
+    pairs = shuffled(pairs, shuffle, shuffle_buffer, seed + 1, repeat)
     budget = sequence_length - 3
 
     def build(triples, seed_pair):

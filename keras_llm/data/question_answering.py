@@ -4,8 +4,15 @@ import numbers
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import TOKENIZE_CHUNK, check_positive, column, special_id
-from keras_llm.data.fine_tuning import _batch, _examples, _shuffled, bucketing
+from keras_llm.data._pipeline import (
+    TOKENIZE_CHUNK,
+    bucketing,
+    check_positive,
+    column,
+    shuffled,
+    special_ids,
+)
+from keras_llm.data.fine_tuning import _batch, _examples
 from keras_llm.tokenizers.string_tokenizer import assert_that
 
 # Hugging Face's question-answering defaults: windows of 384 tokens that
@@ -195,9 +202,9 @@ def question_answering_windows(
     function = "question_answering_windows"
     check_window_settings(function, sequence_length, doc_stride, max_question_length)
     _check_offsets_tokenizer(function, tokenizer)
-    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
-    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
-    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
+    cls_id, sep_id, pad_id = special_ids(
+        tokenizer, cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id
+    )
     questions = tf.reshape(tf.convert_to_tensor(questions, tf.string), [-1])
     contexts = tf.reshape(tf.convert_to_tensor(contexts, tf.string), [-1])
     windows = _tokenized_windows(
@@ -384,9 +391,9 @@ def question_answering_dataset(
     bucket = bucketing(bucket, shuffle)
     check_window_settings(function, sequence_length, doc_stride, max_question_length)
     _check_offsets_tokenizer(function, tokenizer)
-    cls_id = special_id(tokenizer, cls_token_id, "cls_token_id")
-    sep_id = special_id(tokenizer, sep_token_id, "sep_token_id")
-    pad_id = special_id(tokenizer, pad_token_id, "pad_token_id")
+    cls_id, sep_id, pad_id = special_ids(
+        tokenizer, cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id
+    )
     data = _squad_dataset(data)
 
     def encode(index, example):
@@ -448,6 +455,5 @@ def question_answering_dataset(
         return _examples((x, labels))
 
     windows = data.enumerate().batch(TOKENIZE_CHUNK).flat_map(encode)
-    windows = _shuffled(windows, shuffle, shuffle_buffer, seed, repeat)
-    batches = _batch(windows, batch_size, sequence_length, bucket, drop_remainder, pad_id)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    windows = shuffled(windows, shuffle, shuffle_buffer, seed, repeat)
+    return _batch(windows, batch_size, sequence_length, bucket, drop_remainder, pad_id)

@@ -2,8 +2,15 @@
 
 import tensorflow as tf
 
-from keras_llm.data._pipeline import TOKENIZE_CHUNK, as_dataset, check_positive, column
-from keras_llm.data.fine_tuning import _bucket_boundaries, _shuffled, bucketing
+from keras_llm.data._pipeline import (
+    TOKENIZE_CHUNK,
+    as_dataset,
+    bucketing,
+    check_positive,
+    column,
+    padded_batches,
+    shuffled,
+)
 from keras_llm.generation.prompts import source_ids
 from keras_llm.models.registry import special_tokens
 
@@ -158,7 +165,7 @@ def seq2seq_dataset(
             "`data` must give (source, target) pairs of strings, e.g. load_texts(path, "
             f"text_field='source', label_field='target'). Received elements: {spec}"
         )
-    data = _shuffled(data, shuffle, shuffle_buffer, seed, repeat)
+    data = shuffled(data, shuffle, shuffle_buffer, seed, repeat)
 
     def encode(sources, targets):
         # The source layout the Generator and the exports read too (one definition).
@@ -185,22 +192,19 @@ def seq2seq_dataset(
     padding_values = {
         k: tf.constant(v, examples.element_spec[k].dtype) for k, v in padding_values.items()
     }
-    if bucket:
-        boundaries = _bucket_boundaries(source_length)
-        batches = examples.bucket_by_sequence_length(
-            lambda example: tf.shape(example["encoder_token_ids"])[0],
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padding_values=padding_values,
-            drop_remainder=drop_remainder,
-        )
-    else:
-        lengths = {k: source_length if k.startswith("encoder") else target_length
-                   for k in padding_values}
-        batches = examples.padded_batch(
-            batch_size, padded_shapes={k: [n] for k, n in lengths.items()},
-            padding_values=padding_values, drop_remainder=drop_remainder,
-        )
+    lengths = {k: source_length if k.startswith("encoder") else target_length
+               for k in padding_values}
+    # Buckets by source length, each batch padded to its longest source and target.
+    batches = padded_batches(
+        examples,
+        batch_size,
+        source_length,
+        lambda example: tf.shape(example["encoder_token_ids"])[0],
+        {k: [n] for k, n in lengths.items()},
+        padding_values,
+        bucket,
+        drop_remainder,
+    )
 
     def split(batch):
         labels, weights = batch.pop("labels"), batch.pop("sample_weight")
