@@ -1,4 +1,8 @@
-"""The Transformer block: attention, feed-forward network, residuals, LayerNorm."""
+"""The Transformer block: attention, feed-forward network, residuals, LayerNorm.
+
+The masks and the key/value cache write it shares with the other blocks are in
+`keras_llm.layers._attention`.
+"""
 
 import math
 
@@ -6,6 +10,10 @@ import keras
 from keras import ops
 
 from keras_llm._checks import check_int, is_finite_real
+from keras_llm.layers._attention import cache_mask, merge_masks, write_cache
+
+# The names `GroupedQueryAttention` imported from here before the masks moved.
+_cache_mask, _merge_masks = cache_mask, merge_masks
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -318,7 +326,7 @@ class TransformerBlock(keras.layers.Layer):
         key = self._heads(self._self_attention, "key", h)  # [B, T, N, H]
         value = self._heads(self._self_attention, "value", h)
         if cache is None:
-            mask = _merge_masks(
+            mask = merge_masks(
                 query_length=length,
                 key_length=length,
                 key_padding_mask=padding_mask,
@@ -330,8 +338,9 @@ class TransformerBlock(keras.layers.Layer):
             self._check_cache_call(
                 cache_index, padding_mask, attention_mask, return_attention_scores
             )
-            cache = self._write_cache(cache, key, value, cache_index)  # 2 x [B, N, C, H]
-            mask = _cache_mask(ops.shape(cache[0])[2], cache_index, length)
+            # 2 x [B, N, C, H]
+            cache = write_cache(cache, key, value, cache_index, self.num_heads, self.head_dim)
+            mask = cache_mask(ops.shape(cache[0])[2], cache_index, length)
             y, scores = self._attend(
                 self._self_attention, query, cache[0], cache[1], mask, training, head_major=True
             )
@@ -370,7 +379,7 @@ class TransformerBlock(keras.layers.Layer):
         else:  # 2 x [B, N, S, H]
             key, value = cross_cache
             source_length, head_major = ops.shape(key)[2], True
-        mask = _merge_masks(
+        mask = merge_masks(
             query_length=ops.shape(x)[1],
             key_length=source_length,
             key_padding_mask=encoder_padding_mask,
@@ -414,37 +423,6 @@ class TransformerBlock(keras.layers.Layer):
                 "supported."
             )
 
-    def _write_cache(self, cache, key, value, cache_index):
-        """`cache` (2 x `[B, N, C, H]`) with `key`, `value` `[B, T, N, H]` written at `cache_index...`.
-
-        Core ops only (the decoding loop exports to any TF Serving build) and
-        static shapes (XLA compiles it).
-        """
-        new = [ops.transpose(part, (0, 2, 1, 3)) for part in (key, value)]  # 2 x [B, N, T, H]
-        length = key.shape[1]
-        first = ops.cast(cache_index, "int32")
-        if isinstance(length, int) and length == 1:
-            # One token: a scatter, which XLA does in place. updates =
-            # [B * N, H] at (b, head, first).
-            batch, heads = ops.shape(cache[0])[0], self.num_heads
-            rows = ops.repeat(ops.arange(batch, dtype="int32"), heads)
-            head = ops.tile(ops.arange(heads, dtype="int32"), [batch])
-            indices = ops.stack([rows, head, ops.full_like(rows, first)], axis=1)  # [B * N, 3]
-            return tuple(
-                ops.scatter_update(old, indices, ops.reshape(part, (-1, self.head_dim)))
-                for old, part in zip(cache, new)
-            )
-        # A prompt: padded to the cache length and merged.
-        length = ops.shape(key)[1]
-        cache_length = ops.shape(cache[0])[2]
-        positions = ops.arange(cache_length, dtype="int32")
-        written = ops.logical_and(positions >= first, positions < first + length)
-        written = written[None, None, :, None]  # [1, 1, C, 1]
-        widths = [[0, 0], [0, 0], [first, cache_length - first - length], [0, 0]]
-        return tuple(
-            ops.where(written, ops.pad(part, widths), old) for old, part in zip(cache, new)
-        )
-
     def compute_output_spec(
         self, inputs, encoder_outputs=None, return_attention_scores=False, **kwargs
     ):
@@ -481,28 +459,3 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
-
-
-def _merge_masks(
-    query_length, key_length, key_padding_mask=None, attention_mask=None, causal=False
-):
-    """Returns a `[B or 1, T, S]` bool mask (True = may attend), or None."""
-    mask = None
-    if key_padding_mask is not None:
-        mask = ops.cast(key_padding_mask, "bool")[:, None, :]  # [B, 1, S]
-    if attention_mask is not None:
-        attention_mask = ops.cast(attention_mask, "bool")  # [B, T, S]
-        mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
-    if causal:
-        rows = ops.arange(query_length)[:, None]
-        columns = ops.arange(key_length)[None, :]
-        causal_mask = (rows >= columns)[None, :, :]  # [1, T, S]
-        mask = causal_mask if mask is None else ops.logical_and(mask, causal_mask)
-    return mask
-
-
-def _cache_mask(cache_length, cache_index, length):
-    """`[1, T, C]`: the tokens at `cache_index...` attend to cache positions up to their own."""
-    positions = ops.arange(cache_length, dtype="int32")  # [C]
-    query_positions = ops.cast(cache_index, "int32") + ops.arange(length, dtype="int32")  # [T]
-    return (positions[None, :] <= query_positions[:, None])[None]
