@@ -15,7 +15,7 @@ from keras_llm.export.serving import (
     serving_tokenizer,
     specials_of,
 )
-from keras_llm.tokenizers.core_ops_word_piece_tokenizer import _WHITESPACE
+from keras_llm.tokenizers._word_piece_tables import _WHITESPACE
 
 _TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 
