@@ -88,3 +88,30 @@ def test_logits_and_greedy_ids_match_transformers(kind):
     ours = keras_llm.generation.Generator(model).generate([ids[0, :5].tolist()],
                                                            max_new_tokens=16)[0]
     assert [int(i) for i in ours][-16:] == theirs
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2"])
+def test_model_from_hf_gives_transformers_logits(kind):
+    import torch
+
+    from keras_llm.pretrained._llama import model_from_hf
+
+    config, reference = _reference(kind)
+    tensors = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
+    model = model_from_hf(config.to_dict(), tensors, "tiny")
+    ids = np.random.default_rng(1).integers(0, SIZES["vocab_size"], size=(1, 20)).astype("int32")
+    with torch.no_grad():
+        want = reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
+    got = np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_model_from_hf_refuses_a_config_that_disagrees_with_the_tensors():
+    from keras_llm.pretrained._llama import model_from_hf
+
+    config, reference = _reference("llama")
+    tensors = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
+    with pytest.raises(ValueError, match="tiny: model.layers.0.self_attn.k_proj.weight has shape"):
+        model_from_hf({**config.to_dict(), "num_key_value_heads": 4}, tensors, "tiny")
+    with pytest.raises(ValueError, match="hidden_act='gelu' is not supported"):
+        model_from_hf({**config.to_dict(), "hidden_act": "gelu"}, tensors, "tiny")
