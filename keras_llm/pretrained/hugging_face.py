@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_llm import tokenizers
 from keras_llm.models import registry
-from keras_llm.pretrained import _files
+from keras_llm.pretrained import _files, _llama
 from keras_llm.pretrained._families import (
     FAMILIES,
     LABELLED,
@@ -139,6 +139,8 @@ def from_pretrained(path, task=None, **head_arguments):
     path = os.fspath(path)
     config = _files.read_config(path)
     where = os.path.join(path, _files.CONFIG)
+    if config.get("model_type") in _llama.MODEL_TYPES:  # Llama, Mistral, Qwen2: build_llama
+        return _from_llama_directory(path, config, where, task, head_arguments)
     family = _family(config, where)
     architecture = _architecture(family, config, where)
     checkpoint_entry, declared = architectures(family)[architecture], family.FILE_PARTS[architecture]
@@ -196,6 +198,21 @@ def from_pretrained(path, task=None, **head_arguments):
         logger.info("%s: the checkpoint's %s not used by this task", path, ", ".join(unused))
     if entry.name in LABELLED:
         model.label_names = None if label_names is None else tuple(label_names)
+    _attach_tokenizer(model, path)
+    return model
+
+
+def _from_llama_directory(path, config, where, task, head_arguments):
+    """A `LlamaForCausalLM`, `MistralForCausalLM` or `Qwen2ForCausalLM` directory, into `build_llama`."""
+    if task not in (None, "causal_lm") or head_arguments:
+        raise ValueError(
+            f"{where}: a {config['model_type']} checkpoint loads as task 'causal_lm' only, "
+            f"with no head arguments. Received: task={task!r}, "
+            f"arguments={sorted(head_arguments)!r}"
+        )
+    with _files.open_weights(path) as weights:
+        tensors = {name: weights.read(name) for name in weights.names()}
+    model = _llama.model_from_hf(config, tensors, where)
     _attach_tokenizer(model, path)
     return model
 

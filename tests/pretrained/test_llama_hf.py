@@ -115,3 +115,18 @@ def test_model_from_hf_refuses_a_config_that_disagrees_with_the_tensors():
         model_from_hf({**config.to_dict(), "num_key_value_heads": 4}, tensors, "tiny")
     with pytest.raises(ValueError, match="hidden_act='gelu' is not supported"):
         model_from_hf({**config.to_dict(), "hidden_act": "gelu"}, tensors, "tiny")
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_from_pretrained_reads_a_transformers_directory(kind, tmp_path):
+    import torch
+
+    config, reference = _reference(kind)
+    reference.save_pretrained(tmp_path / kind, max_shard_size="20KB")  # sharded, with an index
+    assert (tmp_path / kind / "model.safetensors.index.json").exists()
+    model = keras_llm.from_pretrained(tmp_path / kind)
+    ids = np.random.default_rng(2).integers(0, SIZES["vocab_size"], size=(1, 12)).astype("int32")
+    with torch.no_grad():
+        want = reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
+    got = np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+    np.testing.assert_allclose(got, want, atol=1e-4)
