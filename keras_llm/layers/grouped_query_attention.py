@@ -6,23 +6,8 @@ import keras
 from keras import ops
 
 from keras_llm._checks import check_int
+from keras_llm.layers._attention import cache_mask, merge_masks, write_cache
 from keras_llm.layers.rotary_embedding import RotaryEmbedding
-
-
-def _causal_mask(length, padding_mask):
-    """`[B or 1, T, T]` bool: query `t` may attend to key `s <= t` that is not padding."""
-    rows, columns = ops.arange(length)[:, None], ops.arange(length)[None, :]
-    mask = (rows >= columns)[None]  # [1, T, T]
-    if padding_mask is None:
-        return mask
-    return ops.logical_and(mask, ops.cast(padding_mask, "bool")[:, None, :])
-
-
-def _cache_mask(cache_length, cache_index, length):
-    """`[1, T, C]`: the tokens at `cache_index...` attend to cache positions up to their own."""
-    positions = ops.arange(cache_length, dtype="int32")  # [C]
-    query_positions = ops.cast(cache_index, "int32") + ops.arange(length, dtype="int32")  # [T]
-    return (positions[None, :] <= query_positions[:, None])[None]
 
 
 def _clone(initializer):
@@ -178,7 +163,7 @@ class GroupedQueryAttention(keras.layers.Layer):
         key = self._rotary_embedding(key, start_index=start)
         value = self._heads(self._value_dense, inputs, heads)  # [B, T, K, H]
         if cache is None:
-            mask = _causal_mask(length, padding_mask)
+            mask = merge_masks(length, length, key_padding_mask=padding_mask, causal=True)
             keys = "bskh"
         else:
             if cache_index is None or padding_mask is not None:
@@ -188,9 +173,11 @@ class GroupedQueryAttention(keras.layers.Layer):
                     f"Received: cache_index={cache_index!r}, padding_mask="
                     f"{'a tensor' if padding_mask is not None else None}"
                 )
-            cache = self._write_cache(cache, key, value, cache_index)  # 2 x [B, K, C, H]
+            cache = write_cache(
+                cache, key, value, cache_index, heads, self.head_dim
+            )  # 2 x [B, K, C, H]
             key, value = cache
-            mask = _cache_mask(ops.shape(key)[2], cache_index, length)
+            mask = cache_mask(ops.shape(key)[2], cache_index, length)
             keys = "bksh"  # the cache's layout: both einsums read it in place
         scores = ops.einsum(f"btkgh,{keys}->bkgts", query, key)  # [B, K, G, T, S]
         # float32 on purpose: the masked fill and the softmax's sum over S.
@@ -201,34 +188,6 @@ class GroupedQueryAttention(keras.layers.Layer):
         attended = ops.reshape(attended, (batch, length, self.num_heads * self.head_dim))
         outputs = self._output_dense(attended)  # [B, T, D]
         return outputs if cache is None else (outputs, cache)
-
-    def _write_cache(self, cache, key, value, cache_index):
-        """`cache` (2 x `[B, K, C, H]`) with `key`, `value` `[B, T, K, H]` written at `cache_index...`.
-
-        As `TransformerBlock`'s: core ops only and static shapes; one token
-        is a scatter (in place under XLA), a prompt is padded and merged.
-        """
-        new = [ops.transpose(part, (0, 2, 1, 3)) for part in (key, value)]  # 2 x [B, K, T, H]
-        length = key.shape[1]
-        first = ops.cast(cache_index, "int32")
-        if isinstance(length, int) and length == 1:
-            batch, heads = ops.shape(cache[0])[0], self.num_key_value_heads
-            rows = ops.repeat(ops.arange(batch, dtype="int32"), heads)
-            head = ops.tile(ops.arange(heads, dtype="int32"), [batch])
-            indices = ops.stack([rows, head, ops.full_like(rows, first)], axis=1)  # [B * K, 3]
-            return tuple(
-                ops.scatter_update(old, indices, ops.reshape(part, (-1, self.head_dim)))
-                for old, part in zip(cache, new)
-            )
-        length = ops.shape(key)[1]
-        cache_length = ops.shape(cache[0])[2]
-        positions = ops.arange(cache_length, dtype="int32")
-        written = ops.logical_and(positions >= first, positions < first + length)
-        written = written[None, None, :, None]  # [1, 1, C, 1]
-        widths = [[0, 0], [0, 0], [first, cache_length - first - length], [0, 0]]
-        return tuple(
-            ops.where(written, ops.pad(part, widths), old) for old, part in zip(cache, new)
-        )
 
     def compute_output_spec(self, inputs, padding_mask=None, cache=None, cache_index=None):
         outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
