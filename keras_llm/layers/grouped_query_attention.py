@@ -60,10 +60,15 @@ class GroupedQueryAttention(keras.layers.Layer):
             cache positions up to their own.
         cache_index: The inputs' first position (an int or a scalar tensor);
             needed with `cache`.
+        return_attention_scores: Whether to also return the attention
+            probabilities, one map per query head (the key/value heads
+            repeated as `repeat_kv` does); not with `cache`.
 
     Returns:
         `(batch_size, sequence_length, hidden_dim)`; with `cache`, a tuple
-        `(outputs, updated_cache)`.
+        `(outputs, updated_cache)`; with `return_attention_scores=True`, a
+        tuple `(outputs, scores)`, scores float32 `(batch_size, num_heads,
+        sequence_length, sequence_length)`.
 
     Example:
 
@@ -150,7 +155,10 @@ class GroupedQueryAttention(keras.layers.Layer):
         shape = ops.shape(y)
         return ops.reshape(y, (shape[0], shape[1], heads, self.head_dim))
 
-    def call(self, inputs, padding_mask=None, cache=None, cache_index=None):
+    def call(
+        self, inputs, padding_mask=None, cache=None, cache_index=None,
+        return_attention_scores=False,
+    ):
         # inputs = [B, T, D]; N query heads = K key/value heads x G groups.
         batch, length = ops.shape(inputs)[0], ops.shape(inputs)[1]
         heads, groups = self.num_key_value_heads, self.num_heads // self.num_key_value_heads
@@ -166,12 +174,13 @@ class GroupedQueryAttention(keras.layers.Layer):
             mask = merge_masks(length, length, key_padding_mask=padding_mask, causal=True)
             keys = "bskh"
         else:
-            if cache_index is None or padding_mask is not None:
+            if cache_index is None or padding_mask is not None or return_attention_scores:
                 raise ValueError(
                     "With `cache`, pass `cache_index` (the inputs' first position) and no "
-                    "`padding_mask` (positions are masked causally through the cache). "
-                    f"Received: cache_index={cache_index!r}, padding_mask="
-                    f"{'a tensor' if padding_mask is not None else None}"
+                    "`padding_mask` (positions are masked causally through the cache) nor "
+                    f"`return_attention_scores`. Received: cache_index={cache_index!r}, "
+                    f"padding_mask={'a tensor' if padding_mask is not None else None}, "
+                    f"return_attention_scores={return_attention_scores!r}"
                 )
             cache = write_cache(
                 cache, key, value, cache_index, heads, self.head_dim
@@ -183,17 +192,31 @@ class GroupedQueryAttention(keras.layers.Layer):
         # float32 on purpose: the masked fill and the softmax's sum over S.
         scores = ops.cast(scores, "float32")
         scores = ops.where(mask[:, None, None, :, :], scores, -1e9)
-        weights = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
+        probabilities = ops.softmax(scores, axis=-1)
+        weights = ops.cast(probabilities, self.compute_dtype)
         attended = ops.einsum(f"bkgts,{keys}->btkgh", weights, value)  # [B, T, K, G, H]
         attended = ops.reshape(attended, (batch, length, self.num_heads * self.head_dim))
         outputs = self._output_dense(attended)  # [B, T, D]
-        return outputs if cache is None else (outputs, cache)
+        if cache is not None:
+            return outputs, cache
+        if return_attention_scores:
+            # Query head n = k * G + g: the order of Hugging Face's `repeat_kv`.
+            return outputs, ops.reshape(probabilities, (batch, self.num_heads, length, length))
+        return outputs
 
-    def compute_output_spec(self, inputs, padding_mask=None, cache=None, cache_index=None):
+    def compute_output_spec(
+        self, inputs, padding_mask=None, cache=None, cache_index=None,
+        return_attention_scores=False,
+    ):
         outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if cache is None:
-            return outputs
-        return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
+        if cache is not None:
+            return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
+        if return_attention_scores:
+            batch, length = inputs.shape[0], inputs.shape[1]
+            return outputs, keras.KerasTensor(
+                (batch, self.num_heads, length, length), dtype="float32"
+            )
+        return outputs
 
     def get_config(self):
         config = super().get_config()

@@ -52,10 +52,14 @@ class LlamaBlock(keras.layers.Layer):
             num_key_value_heads, cache_length, head_dim)` tensors (see
             `GroupedQueryAttention`).
         cache_index: The inputs' first position; needed with `cache`.
+        return_attention_scores: Whether to also return the attention
+            probabilities (see `GroupedQueryAttention`); not with `cache`.
 
     Returns:
         `(batch_size, sequence_length, hidden_dim)`; with `cache`, a tuple
-        `(outputs, updated_cache)`.
+        `(outputs, updated_cache)`; with `return_attention_scores=True`, a
+        tuple `(outputs, scores)`, scores `(batch_size, num_heads,
+        sequence_length, sequence_length)`.
 
     Example:
 
@@ -130,24 +134,43 @@ class LlamaBlock(keras.layers.Layer):
         self._feedforward_layer_norm.build(inputs_shape)
         self._feedforward.build(inputs_shape)
 
-    def call(self, inputs, padding_mask=None, cache=None, cache_index=None):
+    def call(
+        self, inputs, padding_mask=None, cache=None, cache_index=None,
+        return_attention_scores=False,
+    ):
         # inputs = [B, T, D]
         h = self._self_attention_layer_norm(inputs)
-        if cache is None:
-            y = self._self_attention(h, padding_mask=padding_mask)
-        else:
+        scores = None
+        if cache is not None:
             y, cache = self._self_attention(
-                h, padding_mask=padding_mask, cache=cache, cache_index=cache_index
+                h, padding_mask=padding_mask, cache=cache, cache_index=cache_index,
+                return_attention_scores=return_attention_scores,
             )
+        elif return_attention_scores:
+            y, scores = self._self_attention(
+                h, padding_mask=padding_mask, return_attention_scores=True
+            )
+        else:
+            y = self._self_attention(h, padding_mask=padding_mask)
         x = inputs + y
         x = x + self._feedforward(self._feedforward_layer_norm(x))
-        return x if cache is None else (x, cache)
+        if cache is not None:
+            return x, cache
+        return x if scores is None else (x, scores)
 
-    def compute_output_spec(self, inputs, padding_mask=None, cache=None, cache_index=None):
+    def compute_output_spec(
+        self, inputs, padding_mask=None, cache=None, cache_index=None,
+        return_attention_scores=False,
+    ):
         outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if cache is None:
-            return outputs
-        return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
+        if cache is not None:
+            return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
+        if return_attention_scores:
+            batch, length = inputs.shape[0], inputs.shape[1]
+            return outputs, keras.KerasTensor(
+                (batch, self.num_heads, length, length), dtype="float32"
+            )
+        return outputs
 
     def get_config(self):
         attention = self._self_attention

@@ -58,8 +58,11 @@ def test_rms_norm_matches_numpy():
     np.testing.assert_allclose(got, x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5), atol=1e-5)
 
 
-def _gqa_reference(layer, x, mask):
-    """Attention with repeated key/value heads (Hugging Face's `repeat_kv`), float64."""
+def _gqa_reference(layer, x, mask, probabilities=False):
+    """Attention with repeated key/value heads (Hugging Face's `repeat_kv`), float64.
+
+    Returns the outputs, or `(outputs, probabilities [B, N, T, S])` with `probabilities`.
+    """
     wq, wk, wv, wo = (np.asarray(w, np.float64) for w in layer.get_weights())
     n, k, h = layer.num_heads, layer.num_key_value_heads, layer.head_dim
     b, t, _ = x.shape
@@ -71,7 +74,8 @@ def _gqa_reference(layer, x, mask):
     s = np.where(mask[:, None], s, -np.inf)
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    return np.einsum("bnts,bsnh->btnh", p, v).reshape(b, t, n * h) @ wo
+    outputs = np.einsum("bnts,bsnh->btnh", p, v).reshape(b, t, n * h) @ wo
+    return (outputs, p) if probabilities else outputs
 
 
 def test_grouped_query_attention_matches_repeated_heads():
@@ -83,6 +87,34 @@ def test_grouped_query_attention_matches_repeated_heads():
     want = _gqa_reference(layer, x, mask)
     np.testing.assert_allclose(got[0], want[0], atol=1e-5)
     np.testing.assert_allclose(got[1, :3], want[1, :3], atol=1e-5)  # padded outputs: unused
+
+
+def test_grouped_query_attention_scores_are_the_repeated_heads_probabilities():
+    x = RNG.normal(size=(2, 5, 16))
+    padding = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], "int32")
+    layer = GroupedQueryAttention(num_heads=6, num_key_value_heads=2, head_dim=4)
+    got, scores = layer(x.astype("float32"), padding_mask=padding, return_attention_scores=True)
+    mask = np.tril(np.ones((5, 5), bool))[None] & padding[:, None, :].astype(bool)
+    want, want_scores = _gqa_reference(layer, x, mask, probabilities=True)
+    assert scores.shape == (2, 6, 5, 5) and scores.dtype == "float32"
+    np.testing.assert_allclose(scores, want_scores, atol=1e-6)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    # The outputs are those of the call without scores.
+    np.testing.assert_allclose(got, layer(x.astype("float32"), padding_mask=padding), atol=1e-6)
+    with pytest.raises(ValueError, match="return_attention_scores=True"):
+        layer(x[:, :1].astype("float32"), cache=(np.zeros((2, 2, 4, 4), "float32"),) * 2,
+              cache_index=0, return_attention_scores=True)
+
+
+def test_llama_block_returns_its_attention_scores():
+    x = RNG.normal(size=(1, 4, 16))
+    block = LlamaBlock(num_heads=4, num_key_value_heads=2, intermediate_dim=24)
+    outputs, scores = block(x.astype("float32"), return_attention_scores=True)
+    np.testing.assert_allclose(outputs, block(x.astype("float32")), atol=1e-6)
+    normed = x / np.sqrt((x**2).mean(-1, keepdims=True) + block.layer_norm_epsilon)  # gamma = 1
+    _, want = _gqa_reference(block._self_attention, normed, np.tril(np.ones((1, 4, 4), bool)),
+                             probabilities=True)
+    np.testing.assert_allclose(scores, want, atol=1e-5)
 
 
 def test_grouped_query_attention_cache_equals_recomputing():
