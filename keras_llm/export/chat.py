@@ -24,7 +24,14 @@ from keras_llm.generation.chat import ROLES, end_of_turn_ids, render_template, t
 
 # Contents of the probe conversations: whitespace a template could strip,
 # characters a template could escape, text on several lines.
-_PROBE_CONTENTS = ("  Hi there \n", "a < b & 'c' \"d\"", "two\nlines\t", "é 中 🙂")
+_PROBE_CONTENTS = (
+    "  Hi there \n", "a < b & 'c' \"d\"", "two\nlines\t", "é 中 🙂",
+    "\u3000\u00a0wide\u2028 spaces\u2003\r\n",
+)
+
+
+# What Python's str.strip (Jinja's `trim`) strips, as an RE2 class: RE2's \s is ASCII only.
+_SPACE = r"[\s\p{Zs}\x{0b}\x{1c}-\x{1f}\x{85}\x{2028}\x{2029}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,19 +40,22 @@ class ChatLayout:
 
     A conversation `[(r0, c0), (r1, c1), ...]` renders as
     `first_prefix[r0] + c0 + suffix[r0] + prefix[r1] + c1 + suffix[r1] + ...`,
-    then `generation_prompt` when the assistant's reply is asked for.
+    then `generation_prompt` when the assistant's reply is asked for. With
+    `trim`, each content is stripped of surrounding whitespace first (Jinja's
+    `trim`, as Llama 3's template applies it).
     """
 
     first_prefix: dict
     prefix: dict
     suffix: dict
     generation_prompt: str
+    trim: bool = False
 
     def render(self, messages, add_generation_prompt=True):
         """`messages` (dicts with "role" and "content") as text, in Python."""
         texts = [
-            (self.first_prefix if i == 0 else self.prefix)[m["role"]] + m["content"]
-            + self.suffix[m["role"]]
+            (self.first_prefix if i == 0 else self.prefix)[m["role"]]
+            + (m["content"].strip() if self.trim else m["content"]) + self.suffix[m["role"]]
             for i, m in enumerate(messages)
         ]
         return "".join(texts) + (self.generation_prompt if add_generation_prompt else "")
@@ -115,19 +125,22 @@ def chat_layout(render, name="chat_template"):
     one = [{"role": "user", "content": marks[0]}]
     without, with_prompt = rendered(one), rendered(one, True)
     generation_prompt = with_prompt[len(without):] if with_prompt.startswith(without) else None
-    layout = ChatLayout(first_prefix, prefix, suffix, generation_prompt)
-    for messages, add_generation_prompt in _probes():
-        expected = rendered(messages, add_generation_prompt)
-        got = None if None in prefix.values() or generation_prompt is None else layout.render(
-            messages, add_generation_prompt)
+    complete = None not in prefix.values() and generation_prompt is not None
+    probes = [(messages, prompt, rendered(messages, prompt)) for messages, prompt in _probes()]
+    for trim in (False, True):  # the texts as given, else each content trimmed (Llama 3)
+        layout = ChatLayout(first_prefix, prefix, suffix, generation_prompt, trim)
+        if complete and all(layout.render(m, p) == text for m, p, text in probes):
+            return layout
+    layout = dataclasses.replace(layout, trim=False)
+    for messages, add_generation_prompt, expected in probes:
+        got = layout.render(messages, add_generation_prompt) if complete else None
         if got != expected:
             raise ValueError(
                 f"`{name}` cannot be served in core TensorFlow ops: it is not a fixed text "
-                f"before and after each message by role (it trims, rewrites or numbers "
-                f"messages). For {messages!r} (add_generation_prompt={add_generation_prompt}) it "
+                f"before and after each message by role, around each content as given or "
+                f"trimmed (it rewrites or numbers messages). For {messages!r} (add_generation_prompt={add_generation_prompt}) it "
                 f"renders {expected!r}; fixed texts by role render {got!r}"
             )
-    return layout
 
 
 def _probes():
@@ -182,6 +195,8 @@ def chat_texts(layout, roles, contents):
 
     first = tf.range(tf.shape(roles)[1]) == 0  # [M]
     before = tf.where(first, by_role(layout.first_prefix), by_role(layout.prefix))
+    if layout.trim:
+        contents = tf.strings.regex_replace(contents, f"^{_SPACE}+|{_SPACE}+$", "")
     pieces = tf.where(present, before + contents + by_role(layout.suffix), "")
     return tf.strings.reduce_join(pieces, axis=1) + layout.generation_prompt
 
@@ -194,7 +209,7 @@ _CONVERSATION_SPECS = [
 
 
 class ChatServing(CausalLMServing):
-    """Signatures of a chat model's export: a GPT's, plus `chat` (a conversation in, a reply out).
+    r"""Signatures of a chat model's export: a GPT's, plus `chat` (a conversation in, a reply out).
 
     `chat` takes `roles` and `contents`, `[B, M]` strings (roles "system",
     "user", "assistant"; a conversation shorter than `M` pads its roles with

@@ -21,7 +21,7 @@ ZEPHYR = (
     "{{ message['content'] }}{{ eos_token }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-# Llama 3's trims each content: no fixed layout renders it.
+# Llama 3's trims each content.
 TRIMS = (
     "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}"
     "<|end_header_id|>\n\n{{ message['content'] | trim }}<|eot_id|>{% endfor %}"
@@ -33,6 +33,8 @@ ALTERNATES = (
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
     "{% endif %}[{{ message['role'] }}] {{ message['content'] }}{% endfor %}"
 )
+# Rewrites contents (escapes "&"): no fixed layout renders it.
+ESCAPES = "{% for message in messages %}{{ message['content'] | replace('&', '&amp;') }}\n{% endfor %}"
 # Numbers the turns: the text before a message depends on its position.
 NUMBERS = "{% for message in messages %}{{ loop.index }}. {{ message['content'] }}\n{% endfor %}"
 
@@ -43,6 +45,8 @@ CONVERSATIONS = [
      {"role": "user", "content": "  2 + 2 = ?"}],
     [{"role": "system", "content": "é 中 🙂"}, {"role": "user", "content": "a\n\nb"},
      {"role": "assistant", "content": "<b>x</b>"}, {"role": "user", "content": ""}],
+    [{"role": "user", "content": "\u2003\x0b tabs\tand\u00a0spaces \u3000\x1f"},
+     {"role": "assistant", "content": " \n"}],
 ]
 
 
@@ -56,7 +60,7 @@ def test_templates_render_as_transformers_renders_them():
     import transformers
 
     words = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<s>": 0, "</s>": 1}, unk_token="<s>"))
-    for template in (SMOLLM2, ZEPHYR, TRIMS, NUMBERS):
+    for template in (SMOLLM2, ZEPHYR, TRIMS, ESCAPES, NUMBERS):
         reference = transformers.PreTrainedTokenizerFast(
             tokenizer_object=words, bos_token="<s>", eos_token="</s>", chat_template=template)
         for messages in CONVERSATIONS:
@@ -65,7 +69,7 @@ def test_templates_render_as_transformers_renders_them():
                     messages, tokenize=False, add_generation_prompt=prompt)
 
 
-@pytest.mark.parametrize("template", [SMOLLM2, ZEPHYR], ids=["smollm2", "zephyr"])
+@pytest.mark.parametrize("template", [SMOLLM2, ZEPHYR, TRIMS], ids=["smollm2", "zephyr", "llama3"])
 def test_layout_renders_conversations_as_the_template_does_in_python_and_in_graph(template):
     render = jinja_render(template)
     layout = chat_layout(render)
@@ -81,11 +85,11 @@ def test_layout_renders_conversations_as_the_template_does_in_python_and_in_grap
 
 
 @pytest.mark.parametrize("template, match", [
-    (TRIMS, r"is not a fixed text before and after each message by role.*'  Hi there \\n'"),
+    (ESCAPES, r"is not a fixed text before and after each message by role.*a < b &amp; "),
     (ALTERNATES, r"refuses the conversation.*Conversation roles must alternate"),
     (NUMBERS, r"is not a fixed text before and after each message"),
     ("{{ messages[0]['content'] }}", r"does not write each message's content once"),
-], ids=["trims", "alternates", "numbers", "drops"])
+], ids=["rewrites", "alternates", "numbers", "drops"])
 def test_templates_that_no_fixed_layout_renders_are_refused_by_name(template, match):
     with pytest.raises(ValueError, match=r"`chat_template` cannot be served in core TensorFlow ops: it " + match):
         chat_layout(jinja_render(template))
