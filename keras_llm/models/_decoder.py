@@ -12,8 +12,8 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
 
     A subclass's `__init__` builds its graph, then sets `self._config` (its
     architecture arguments), `self._layer_dtype` (its layers' dtype policy)
-    and `self._decoder_blocks` (the causal `TransformerBlock`s that cache
-    keys and values); it defines `task` and `call_with_cache`. The model
+    and `self._decoder_blocks` (the causal blocks that cache keys and
+    values); it defines `task` and `call_with_cache`. The model
     carries its tokenizer (`model.tokenizer`, see `CarriesTokenizer`).
     """
 
@@ -23,17 +23,35 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
         return dict(self._config)
 
     def empty_cache(self, batch_size, cache_length):
-        """Zero key/value caches: per decoder block a pair of `[batch_size, N, cache_length, H]`."""
+        """Zero key/value caches: per decoder block a pair of `[batch_size, N, cache_length, H]`.
+
+        `N` is the number of heads a block caches (`_cache_heads`).
+        """
         return [
             tuple(
                 ops.zeros(
-                    (batch_size, block.num_heads, cache_length, block.head_dim),
+                    (batch_size, self._cache_heads(block), cache_length, block.head_dim),
                     block.compute_dtype,
                 )
                 for _ in range(2)
             )
             for block in self._decoder_blocks
         ]
+
+    def _cache_heads(self, block):
+        """The heads whose keys and values `block` caches: all of its heads."""
+        return block.num_heads
+
+    def _blocks_with_cache(self, x, cache, cache_index):
+        """`x` `[B, T, D]` through the decoder blocks, each reading and writing its cache.
+
+        Returns `(x, cache)`: the last block's output and the updated caches.
+        """
+        updated = []
+        for block, block_cache in zip(self._decoder_blocks, cache):
+            x, block_cache = block(x, cache=block_cache, cache_index=cache_index)
+            updated.append(block_cache)
+        return x, updated
 
     def get_config(self):
         # The constructor's arguments (a `.keras` file rebuilds the graph from

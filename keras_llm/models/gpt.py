@@ -204,9 +204,6 @@ class GPT(DecoderModel):
         source, and takes None (the argument keeps one interface).
         """
         x = self._embeddings(token_ids, start_index=cache_index)  # [B, T, D]
-        updated = []
-        for block, block_cache in zip(self._decoder_blocks, cache):
-            x, block_cache = block(x, cache=block_cache, cache_index=cache_index)
-            updated.append(block_cache)
-        logits = self._embeddings(self._final_layer_norm(x), reverse=True)
-        return ops.cast(logits, "float32"), updated
+        x, cache = self._blocks_with_cache(x, cache, cache_index)
+        logits = self._embeddings(self._final_layer_norm(x), reverse=True)  # [B, T, V]
+        return ops.cast(logits, "float32"), cache

@@ -299,18 +299,10 @@ class Llama(DecoderModel):
         self._decoder_blocks = blocks
         self._final_norm = final_norm
 
-    def empty_cache(self, batch_size, cache_length):
-        """Zero key/value caches: per block a pair of `[batch_size, K, cache_length, H]`."""
-        return [
-            tuple(
-                ops.zeros(
-                    (batch_size, block.num_key_value_heads, cache_length, block.head_dim),
-                    block.compute_dtype,
-                )
-                for _ in range(2)
-            )
-            for block in self._decoder_blocks
-        ]
+    def _cache_heads(self, block):
+        # Grouped-query attention: the query heads share `num_key_value_heads`
+        # keys and values, and only those are cached.
+        return block.num_key_value_heads
 
     def call_with_cache(self, token_ids, cache, cache_index, context=None):
         """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
@@ -318,9 +310,6 @@ class Llama(DecoderModel):
         `context` is a seq2seq model's source; a Llama takes None (one interface).
         """
         x = self._embedding(token_ids)  # [B, T, D]
-        updated = []
-        for block, block_cache in zip(self._decoder_blocks, cache):
-            x, block_cache = block(x, cache=block_cache, cache_index=cache_index)
-            updated.append(block_cache)
-        logits = self._embedding(self._final_norm(x), reverse=True)
-        return ops.cast(logits, "float32"), updated
+        x, cache = self._blocks_with_cache(x, cache, cache_index)
+        logits = self._embedding(self._final_norm(x), reverse=True)  # [B, T, V]
+        return ops.cast(logits, "float32"), cache
