@@ -63,7 +63,11 @@ class OutputBias(keras.layers.Layer):
 
 
 def _encoder(builder, encoder, preset, tokenizer, encoder_arguments):
-    """The encoder a head goes on: `encoder` checked, or one built from the preset and arguments."""
+    """What a head goes on: the encoder, its builder configuration and its layers' dtype policy.
+
+    The encoder is `encoder`, checked, or one built from the preset and
+    arguments; the head's layers follow its dtype policy.
+    """
     unknown = sorted(set(encoder_arguments) - set(ENCODER_ARGUMENTS))
     if unknown:
         raise TypeError(
@@ -72,8 +76,16 @@ def _encoder(builder, encoder, preset, tokenizer, encoder_arguments):
         )
     if encoder is None:
         sizes = {k: v for k, v in encoder_arguments.items() if k != "precision"}
-        return encoder_for(builder, preset, sizes, precision=encoder_arguments.get("precision"),
-                           tokenizer=tokenizer)
+        encoder = encoder_for(builder, preset, sizes, precision=encoder_arguments.get("precision"),
+                              tokenizer=tokenizer)
+    else:
+        _check_encoder(builder, encoder, preset, encoder_arguments)
+    policy = next(layer.dtype_policy for layer in encoder.layers if layer.weights)
+    return encoder, encoder_config(encoder), policy
+
+
+def _check_encoder(builder, encoder, preset, encoder_arguments):
+    """Errors unless `encoder` is a BERT encoder given without a preset or sizes of its own."""
     if not isinstance(encoder, keras.Model) or getattr(encoder, "task", None) != "encoder":
         raise ValueError(
             f"{builder}: `encoder` must be a BERT encoder (a model of keras_llm.build_bert, or "
@@ -90,12 +102,6 @@ def _encoder(builder, encoder, preset, tokenizer, encoder_arguments):
             f"{', '.join(given)}. Received: "
             + ", ".join(f"{k}={v!r}" for k, v in given.items())
         )
-    return encoder
-
-
-def _policy(encoder):
-    """The dtype policy of the encoder's layers, which the head's layers follow."""
-    return next(layer.dtype_policy for layer in encoder.layers if layer.weights)
 
 
 def _head_model(encoder, inputs, outputs, task, config, tokenizer, name):
@@ -123,9 +129,8 @@ def _class_logits_head(
     dropout and the dense layer. The dropout rate is the encoder's.
     """
     check_int("num_classes", num_classes, 2, where=builder)
-    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
-    config = {**encoder_config(encoder), "num_classes": num_classes}
-    dtype = _policy(encoder)
+    encoder, config, dtype = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
+    config = {**config, "num_classes": num_classes}
     dropout_name, logits_name = layer_names
     x = keras.layers.Dropout(config["dropout"], dtype=dtype, name=dropout_name)(
         encoder.output[output]
@@ -192,9 +197,7 @@ def build_bert_pretrainer(
     ```
     """
     builder = "build_bert_pretrainer"
-    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
-    config = encoder_config(encoder)
-    dtype = _policy(encoder)
+    encoder, config, dtype = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
     (embedding,) = [layer for layer in encoder.layers if isinstance(layer, TokenAndPositionEmbedding)]
     mask_positions = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
     masked = MaskedPositions(dtype=dtype, name="mlm_gather")(
@@ -343,16 +346,9 @@ def build_bert_question_answerer(
     cross-entropies, as in Hugging Face.
 
     Args:
-        preset: A key of `keras_llm.models.BERT_PRESETS`, or None; as for
-            `build_bert`. Leave it out with `encoder=`.
-        encoder: A BERT encoder to put the head on, or None to build one
-            from `preset` and `encoder_arguments`; as for
-            `build_bert_classifier`.
-        tokenizer: The tokenizer the model carries; as for
-            `build_bert_classifier`.
-        name: The model's name.
-        **encoder_arguments: Without `encoder`, the encoder arguments of
-            `build_bert`, over the preset's.
+        preset, encoder, tokenizer, name, **encoder_arguments: As for
+            `build_bert_tagger`: the head goes on `encoder`, or on one built
+            from `preset` and `encoder_arguments`.
 
     Returns:
         A compiled `TaskModel` (task `"question_answerer"`) with the three
@@ -376,9 +372,7 @@ def build_bert_question_answerer(
     ```
     """
     builder = "build_bert_question_answerer"
-    encoder = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
-    config = encoder_config(encoder)
-    dtype = _policy(encoder)
+    encoder, config, dtype = _encoder(builder, encoder, preset, tokenizer, encoder_arguments)
     logits = keras.layers.Dense(
         2, kernel_initializer=_initializer(), dtype=dtype, name="qa_logits"
     )(encoder.output["sequence_output"])  # [B, T, 2]
