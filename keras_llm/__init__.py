@@ -3,7 +3,9 @@
 Build a model with `keras_llm.build_bert(...)` or `keras_llm.build_gpt(...)`,
 train it with `model.fit`, save it with `model.save("x.keras")`. Load a
 Hugging Face checkpoint with `keras_llm.from_pretrained(path)`, write one
-with `keras_llm.save_pretrained(model, path)`.
+with `keras_llm.save_pretrained(model, path)`. Look inside one with
+`keras_llm.inspect`: attention maps over a text's tokens, and plots of them,
+of positional encodings and of training curves.
 """
 
 import os
@@ -16,6 +18,7 @@ from keras_llm import (  # noqa: E402
     distribute,
     evaluation,
     generation,
+    inspect,
     layers,
     models,
     pretrained,
@@ -53,6 +56,7 @@ __all__ = [
     "from_pretrained",
     "generate",
     "generation",
+    "inspect",
     "layers",
     "models",
     "pretrained",
