@@ -115,7 +115,7 @@ def export(
 
     Args:
         model: A model whose task exports (`registry.TASKS` entries with a
-            `serving`): from `keras_llm.build_gpt`,
+            `serving`): from `keras_llm.build_gpt`, `keras_llm.build_llama`,
             `keras_llm.build_seq2seq`, `keras_llm.build_bert_pretrainer`,
             `keras_llm.build_bert_classifier`, `keras_llm.build_bert_tagger`
             or `keras_llm.build_bert_question_answerer`.
@@ -204,11 +204,11 @@ def _exported_task(model):
     if task is not None and task.serving:
         return task
     kinds = [
-        f"{t.description} from keras_llm.{t.builder.partition(':')[2]}"
+        f"{t.description} from {t.builder_names()}"
         for t in registry.TASKS.values() if t.serving
     ]
     raise ValueError(
-        f"`model` must be {_listed(kinds)}. Received: model={getattr(model, 'name', model)!r}"
+        f"`model` must be {_listed(kinds, 'or')}. Received: model={getattr(model, 'name', model)!r}"
         + (f" (task {name!r})" if name else " (no `task`: a plain keras.Model, or a .keras file "
            "saved by an earlier keras_llm; build it again and copy the weights)")
     )
@@ -231,7 +231,7 @@ def _tokenizer(model, tokenizer):
 
 
 def _plural(task):
-    """"a GPT" -> "GPTs"."""
+    """"a causal LM" -> "causal LMs"."""
     return task.description.split(" ", 1)[1] + "s"
 
 
@@ -254,9 +254,9 @@ def _refuse_other_settings(task, settings):
         )
 
 
-def _listed(words):
-    """"a", "a and b", "a, b and c"."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+def _listed(words, conjunction="and"):
+    """"a", "a and b", "a, b and c" (or "a, b or c")."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {conjunction} {words[-1]}"
 
 
 __all__ = ["GENERATION_DEFAULTS", "export", "serving_tokenizer"]

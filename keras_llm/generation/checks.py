@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_llm._checks import is_int
 from keras_llm._graph_checks import assert_that, check_token_ids
+from keras_llm.models import registry
 
 # The decoding loop's signature (also the exported `generate_ids` signature's):
 # right-padded prompts, then per-row settings.
@@ -63,10 +64,10 @@ def check_decoder(model, *tasks):
             "keras_llm loads as a plain keras.Model: build the model again with the same sizes "
             "and copy the weights, `new.set_weights(old.get_weights())`)."
         )
-    builders = {"causal_lm": "a causal LM (keras_llm.build_gpt)",
-                "seq2seq_lm": "a seq2seq model (keras_llm.build_seq2seq)"}
+    wanted = [registry.TASKS[t] for t in tasks]
     raise ValueError(
-        f"`model` must be {' or '.join(builders[t] for t in tasks)}. Received: a {task} model "
+        f"`model` must be {' or '.join(f'{t.description} ({t.builder_names()})' for t in wanted)}."
+        f" Received: a {task} model "
         f"({type(model).__name__} {getattr(model, 'name', '')!r})"
     )
 

@@ -3,14 +3,18 @@
 A task is what a model says it is (`model.task`). Its entry declares, once,
 everything the rest of keras_llm looks up about it:
 
-- `builder`: the function that builds it (`"module:function"`);
+- `builders`: the functions that build it (`Builder`s: `"module:function"`,
+  the class of the models it returns, and the Hugging Face architectures
+  its checkpoints are, read and written); the first is the task's default
+  (`builder`). A model's builder is the one whose class it is
+  (`get_builder`): the model says what it is, no layer names are read;
 - `compile`: the key of its training defaults in
   `keras_llm.training.defaults.COMPILE_DEFAULTS` (loss, metrics, peak
   learning rate);
 - `serving`: the `tf.Module` that `keras_llm.export` serves it with
   (`"module:Class"`, None where the task does not export) and the
   `export` settings that module takes;
-- `hugging_face`: the Hugging Face architectures it reads and writes;
+- `hugging_face`: the Hugging Face architectures of all its builders;
 - `alias`: its short name in `from_pretrained(task=...)` and
   `keras-llm finetune --task`;
 - `specials`: the special tokens it uses, resolved by `special_tokens`.
@@ -29,6 +33,11 @@ model = keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_s
 task = registry.get_task(model)
 assert (task.name, task.alias, task.compile) == ("classifier", "classify", "classification")
 assert registry.get_task("tag").name == "tagger"
+llama = keras_llm.build_llama("llama_tiny", num_layers=1)
+assert registry.get_task(llama).name == "causal_lm"
+assert registry.get_builder(llama).name == "build_llama"
+task, builder = registry.checkpoint_builder("Qwen2ForCausalLM")
+assert (task.name, builder.name) == ("causal_lm", "build_llama")
 ```
 """
 
@@ -41,68 +50,127 @@ GENERATION_SETTINGS = (
 )
 
 
+def _resolve(reference):
+    """The object a `"module:name"` string names, imported on first use."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Builder:
+    """One builder of a task's models, and the checkpoints they are.
+
+    `function` is the builder (`"module:function"`), `model` the class of
+    the models it returns (`"module:Class"`), `hugging_face` the Hugging
+    Face architectures its checkpoints are: `from_pretrained` reads each,
+    `save_pretrained` writes the first (or, where one builder makes several
+    architectures' models, the one its checkpoint family picks).
+    """
+
+    function: str
+    model: str
+    hugging_face: tuple = ()
+
+    @property
+    def name(self):
+        """The builder's name in `keras_llm` (`"build_gpt"`)."""
+        return self.function.partition(":")[2]
+
+    def resolve(self, field):
+        """The object a `"module:name"` field names, imported on first use."""
+        return _resolve(getattr(self, field))
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One task's entry: see the module docstring for each field."""
 
     name: str
-    description: str  # what messages call such a model ("a GPT")
-    builder: str
+    description: str  # what messages call such a model ("a causal LM")
+    builders: tuple  # `Builder`s, the default first
     compile: str
     serving: str = None
     export_settings: tuple = ()
-    hugging_face: tuple = ()
     alias: str = None
     specials: str = "none"  # "causal_lm", "seq2seq" or "bert": see `special_tokens`
 
+    @property
+    def builder(self):
+        """The default builder, `"module:function"`."""
+        return self.builders[0].function
+
+    @property
+    def hugging_face(self):
+        """The Hugging Face architectures of all the task's builders."""
+        return tuple(a for builder in self.builders for a in builder.hugging_face)
+
+    def builder_names(self):
+        """`"keras_llm.build_gpt or keras_llm.build_llama"`: the builders, for messages."""
+        return " or ".join(f"keras_llm.{builder.name}" for builder in self.builders)
+
     def resolve(self, field):
         """The object a `"module:name"` field names, imported on first use."""
-        module, _, name = getattr(self, field).partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(getattr(self, field))
 
+
+_BERT_MODEL = "keras_llm.models.task_model:TaskModel"
 
 TASKS = {
     task.name: task
     for task in (
         Task(
-            "causal_lm", "a GPT", "keras_llm.models.gpt:build_gpt", "causal_lm",
-            serving="keras_llm.export.chat:ChatServing",
-            export_settings=GENERATION_SETTINGS + ("chat_template",),
-            hugging_face=("GPT2LMHeadModel", "GPT2Model"), specials="causal_lm",
+            "causal_lm", "a causal LM",
+            (
+                Builder("keras_llm.models.gpt:build_gpt", "keras_llm.models.gpt:GPT",
+                        ("GPT2LMHeadModel", "GPT2Model")),
+                Builder("keras_llm.models.llama:build_llama", "keras_llm.models.llama:Llama",
+                        ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")),
+            ),
+            "causal_lm", serving="keras_llm.export.chat:ChatServing",
+            export_settings=GENERATION_SETTINGS + ("chat_template",), specials="causal_lm",
         ),
         Task(
-            "seq2seq_lm", "a seq2seq model", "keras_llm.models.seq2seq:build_seq2seq",
+            "seq2seq_lm", "a seq2seq model",
+            (Builder("keras_llm.models.seq2seq:build_seq2seq",
+                     "keras_llm.models.seq2seq:Seq2SeqTransformer",
+                     ("BartForConditionalGeneration", "BartModel")),),
             "seq2seq_lm", serving="keras_llm.export.decoding:Seq2SeqServing",
-            export_settings=GENERATION_SETTINGS,
-            hugging_face=("BartForConditionalGeneration", "BartModel"), specials="seq2seq",
+            export_settings=GENERATION_SETTINGS, specials="seq2seq",
         ),
         Task(
-            "encoder", "a BERT encoder", "keras_llm.models.bert:build_bert", "none",
-            hugging_face=("BertModel",), alias="backbone", specials="bert",
+            "encoder", "a BERT encoder",
+            (Builder("keras_llm.models.bert:build_bert", _BERT_MODEL, ("BertModel",)),),
+            "none", alias="backbone", specials="bert",
         ),
         Task(
-            "masked_lm", "a masked LM", "keras_llm.models.bert_heads:build_bert_pretrainer",
+            "masked_lm", "a masked LM",
+            (Builder("keras_llm.models.bert_heads:build_bert_pretrainer", _BERT_MODEL,
+                     ("BertForPreTraining", "BertForMaskedLM")),),
             "bert_pretraining", serving="keras_llm.export.masked_lm:MaskedLMServing",
-            export_settings=("top_k",),
-            hugging_face=("BertForPreTraining", "BertForMaskedLM"), specials="bert",
+            export_settings=("top_k",), specials="bert",
         ),
         Task(
-            "classifier", "a classifier", "keras_llm.models.bert_heads:build_bert_classifier",
+            "classifier", "a classifier",
+            (Builder("keras_llm.models.bert_heads:build_bert_classifier", _BERT_MODEL,
+                     ("BertForSequenceClassification",)),),
             "classification", serving="keras_llm.export.labelled:ClassifierServing",
-            export_settings=("label_names",),
-            hugging_face=("BertForSequenceClassification",), alias="classify", specials="bert",
+            export_settings=("label_names",), alias="classify", specials="bert",
         ),
         Task(
-            "tagger", "a tagger", "keras_llm.models.bert_heads:build_bert_tagger", "token_tagging",
-            serving="keras_llm.export.labelled:TaggerServing", export_settings=("label_names",),
-            hugging_face=("BertForTokenClassification",), alias="tag", specials="bert",
+            "tagger", "a tagger",
+            (Builder("keras_llm.models.bert_heads:build_bert_tagger", _BERT_MODEL,
+                     ("BertForTokenClassification",)),),
+            "token_tagging", serving="keras_llm.export.labelled:TaggerServing",
+            export_settings=("label_names",), alias="tag", specials="bert",
         ),
         Task(
             "question_answerer", "a question answerer",
-            "keras_llm.models.bert_heads:build_bert_question_answerer", "question_answering",
+            (Builder("keras_llm.models.bert_heads:build_bert_question_answerer", _BERT_MODEL,
+                     ("BertForQuestionAnswering",)),),
+            "question_answering",
             serving="keras_llm.export.question_answering:QuestionAnswererServing",
             export_settings=("max_answer_length", "doc_stride", "max_question_length"),
-            hugging_face=("BertForQuestionAnswering",), alias="qa", specials="bert",
+            alias="qa", specials="bert",
         ),
     )
 }
@@ -130,6 +198,33 @@ def get_task(what):
         received = f"model={getattr(what, 'name', type(what).__name__)!r} with task={name!r}"
     raise ValueError(f"Unknown task; keras_llm's tasks are {known}. Received: {received}")
 
+
+
+def get_builder(model):
+    """The `Builder` that made `model`: of its task's builders, the one whose model class it is.
+
+    Raises:
+        ValueError: the model's task is unknown, or it is of none of the
+            task's builders' classes.
+    """
+    task = get_task(model)
+    for builder in task.builders:
+        if isinstance(model, builder.resolve("model")):
+            return builder
+    raise ValueError(
+        f"`model` says it is {task.description} (task {task.name!r}) but is not a model of "
+        f"{task.builder_names()}. Received: model={getattr(model, 'name', model)!r} of class "
+        f"{type(model).__name__}"
+    )
+
+
+def checkpoint_builder(architecture):
+    """`(Task, Builder)` whose checkpoints are the Hugging Face `architecture`, or None."""
+    return next(
+        ((task, builder) for task in TASKS.values() for builder in task.builders
+         if architecture in builder.hugging_face),
+        None,
+    )
 
 # Which tokenizer attribute gives each special token, in order of preference.
 # A seq2seq model reads the end of its source from the source tokenizer and

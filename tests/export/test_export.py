@@ -314,7 +314,7 @@ def test_eight_threads_of_requests_get_the_sequential_answers(exports):
 def test_export_refuses_what_it_cannot_serve(tmp_path):
     backbone = keras_llm.build_bert("bert_tiny", vocabulary_size=len(VOCAB))
     word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB)
-    with pytest.raises(ValueError, match="build_gpt, a seq2seq model.*task 'encoder'"):
+    with pytest.raises(ValueError, match="build_gpt or keras_llm.build_llama, a seq2seq model.*task 'encoder'"):
         keras_llm.export(backbone, str(tmp_path / "m"), word_piece)
     # What a model is comes from the model, not its layer names: a plain
     # functional copy of the pretrainer (an earlier keras_llm's .keras file) is refused.

@@ -59,7 +59,7 @@ def test_only_generative_exports_take_jit_compile(tmp_path):
         "bert_tiny", num_classes=2, vocabulary_size=300, max_sequence_length=16
     )
     tokenizer = keras_llm.tokenizers.ByteTokenizer()
-    with pytest.raises(ValueError, match="jit_compile is for other models .*GPTs and seq2seq"):
+    with pytest.raises(ValueError, match="jit_compile is for other models .*causal LMs and seq2seq"):
         keras_llm.export(classifier, tmp_path / "c", tokenizer, jit_compile=True)
     gpt = keras_llm.build_gpt("gpt_nano", num_layers=1)
     with pytest.raises(ValueError, match="`jit_compile` must be True or False. Received: "
