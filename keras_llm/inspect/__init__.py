@@ -12,5 +12,13 @@ sinusoidal table of `keras_llm.layers.PositionalEncoding`) and
 """
 
 from keras_llm.inspect.attention import AttentionMaps, attention_maps, attention_weights
+from keras_llm.inspect.plots import plot_attention, plot_history, plot_positional_encoding
 
-__all__ = ["AttentionMaps", "attention_maps", "attention_weights"]
+__all__ = [
+    "AttentionMaps",
+    "attention_maps",
+    "attention_weights",
+    "plot_attention",
+    "plot_history",
+    "plot_positional_encoding",
+]
