@@ -58,9 +58,7 @@ class CausalLMServing(Serving):
     """
 
     def __init__(self, model, generator, defaults, stop_token_ids, jit_compile=False):
-        super().__init__()
-        self.model = model
-        self.tokenizer = generator.tokenizer
+        super().__init__(model, generator.tokenizer)
         self._generator = generator
         # The decoding loop: XLA-compiled per shape bucket, or a plain graph.
         self._decode = generator.compiled_sample if jit_compile else generator.sample

@@ -30,9 +30,7 @@ class _LabelledServing(Serving):
     what = None  # "class" or "tag": what a label names, as errors say it
 
     def __init__(self, model, tokenizer, label_names, specials):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer)
         self._label_names = tf.constant(label_names)
         self._specials = specials  # [CLS], [SEP] and padding ids
         self._sequence_length = model.max_sequence_length

@@ -45,9 +45,7 @@ class MaskedLMServing(Serving):
     """
 
     def __init__(self, model, tokenizer, top_k, specials):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer)
         self._top_k = top_k
         self._specials = specials
         self._sequence_length = model.max_sequence_length

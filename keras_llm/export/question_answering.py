@@ -91,9 +91,7 @@ class QuestionAnswererServing(Serving):
     """
 
     def __init__(self, model, tokenizer, settings, specials):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer)
         self._settings = settings
         self._sep_token_id = specials["sep_token_id"]
 

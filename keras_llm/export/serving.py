@@ -54,7 +54,7 @@ def serving_tokenizer(tokenizer):
     if isinstance(tokenizer, CoreOpsWordPieceTokenizer):
         return CoreOpsWordPieceTokenizer.from_config(tokenizer.get_config())
     if isinstance(tokenizer, CoreOpsBytePairTokenizer):
-        return CoreOpsBytePairTokenizer(tokenizer.vocabulary, tokenizer.merges)
+        return CoreOpsBytePairTokenizer.from_config(tokenizer.get_config())
     raise ValueError(
         "`tokenizer` must be a ByteTokenizer, a WordPiece or a byte-pair tokenizer of "
         "keras_llm.tokenizers (they have core-TensorFlow twins for serving). "
@@ -65,12 +65,19 @@ def serving_tokenizer(tokenizer):
 class Serving(tf.Module):
     """A kind of serving: the signatures `keras_llm.export` saves for one task.
 
-    A subclass implements `from_settings` (check the settings, build the
-    module) and `signatures` (name -> `tf.function` with an input
-    signature). `keras_llm.export` has checked the tokenizer against the
-    model (`keras_llm.models.task_model.check_tokenizer`) and refused
-    settings the task does not take.
+    A module holds the `model` it serves and the `tokenizer` it serves it
+    with (`serving_tokenizer`'s core-ops twin). A subclass implements
+    `from_settings` (check the settings, build the module) and `signatures`
+    (name -> `tf.function` with an input signature). `keras_llm.export` has
+    checked the tokenizer against the model
+    (`keras_llm.models.task_model.check_tokenizer`) and refused settings the
+    task does not take.
     """
+
+    def __init__(self, model, tokenizer):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
 
     @classmethod
     def from_settings(cls, model, tokenizer, **settings):
