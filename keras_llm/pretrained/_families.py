@@ -1,17 +1,22 @@
-"""Which checkpoint family maps which task: the family modules' parts joined to the task registry.
+"""Which checkpoint family maps which builder: the family modules' parts joined to the task registry.
 
-A family module (`_bert.py`, `_gpt2.py`, `_bart.py`) says which parts each
-Hugging Face architecture's file has (`FILE_PARTS`) and which parts each
-keras_llm task's model has (`TASK_PARTS`); which task an architecture is,
-and which architecture a task writes, is declared once, in
-`keras_llm.models.registry` (`hugging_face`: the first is the one written).
+A family module (`_bert.py`, `_gpt2.py`, `_bart.py`, `_llama.py`) says which
+parts each Hugging Face architecture's file has (`FILE_PARTS`) and which
+parts each keras_llm task's model has (`TASK_PARTS`); which task and builder
+an architecture is, and which architecture a builder writes, is declared
+once, in `keras_llm.models.registry` (`Builder.hugging_face`: the first is
+the one written, unless the family picks one by the model's configuration).
 """
 
 from keras_llm.models import registry
-from keras_llm.pretrained import _bart, _bert, _gpt2
+from keras_llm.pretrained import _bart, _bert, _gpt2, _llama
 
-# model_type -> the module that maps that family.
+# model_type -> the module that maps that family, for `from_pretrained`'s
+# table-driven reader (Llama's three model types have a reader of their own,
+# `_llama.model_from_hf`, which the GGUF reader shares).
 FAMILIES = {family.MODEL_TYPE: family for family in (_bert, _gpt2, _bart)}
+# Every family `save_pretrained` writes.
+WRITTEN = (*FAMILIES.values(), _llama)
 
 # Tasks whose head has classes (registry names).
 LABELLED = ("classifier", "tagger")
@@ -37,9 +42,9 @@ def tasks(family):
     return {public_name(registry.TASKS[name]): registry.TASKS[name] for name in family.TASK_PARTS}
 
 
-def family_of(task):
-    """The family module whose checkpoints hold `task`'s models (a registry `Task`), or None."""
-    return next((f for f in FAMILIES.values() if task.name in f.TASK_PARTS), None)
+def family_of(builder):
+    """The family module whose checkpoints a registry `Builder`'s models are, or None."""
+    return next((f for f in WRITTEN if set(builder.hugging_face) & set(f.FILE_PARTS)), None)
 
 
 def check_label_names(label_names):

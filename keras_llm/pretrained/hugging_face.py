@@ -9,6 +9,7 @@ import numpy as np
 from keras_llm import tokenizers
 from keras_llm.models import registry
 from keras_llm.pretrained import _files, _llama
+from keras_llm.pretrained import gguf as gguf_file
 from keras_llm.pretrained._families import (
     FAMILIES,
     LABELLED,
@@ -38,7 +39,7 @@ def from_pretrained(path, task=None, **head_arguments):
     `model.safetensors`, or `model.safetensors.index.json` and its shards.
     The model is built by keras_llm's own builders (`build_bert`,
     `build_bert_pretrainer`, `build_bert_classifier`, `build_bert_tagger`,
-    `build_bert_question_answerer`, `build_gpt`), comes compiled with
+    `build_bert_question_answerer`, `build_gpt`, `build_llama`), comes compiled with
     keras_llm's training defaults, and holds the checkpoint's weights: it
     gives the outputs of `transformers` on the same inputs (tested to 1e-4),
     and trains, saves to `.keras` and exports like any keras_llm model.
@@ -56,6 +57,7 @@ def from_pretrained(path, task=None, **head_arguments):
     | `BertForTokenClassification` | `"tag"` | `build_bert_tagger` |
     | `BertForQuestionAnswering` | `"qa"` | `build_bert_question_answerer` |
     | `GPT2Model`, `GPT2LMHeadModel` | `"causal_lm"` | `build_gpt` |
+    | `LlamaForCausalLM`, `MistralForCausalLM`, `Qwen2ForCausalLM` | `"causal_lm"` | `build_llama` |
     | `BartModel`, `BartForConditionalGeneration` | `"seq2seq_lm"` | `build_seq2seq` |
 
     BART loads into `build_seq2seq` with learned positions (BART's table
@@ -137,6 +139,8 @@ def from_pretrained(path, task=None, **head_arguments):
     ```
     """
     path = os.fspath(path)
+    if path.endswith(".gguf"):  # llama.cpp's single file: config, weights and tokenizer
+        return _from_gguf(path, task, head_arguments)
     config = _files.read_config(path)
     where = os.path.join(path, _files.CONFIG)
     if config.get("model_type") in _llama.MODEL_TYPES:  # Llama, Mistral, Qwen2: build_llama
@@ -204,6 +208,7 @@ def from_pretrained(path, task=None, **head_arguments):
 
 def _from_llama_directory(path, config, where, task, head_arguments):
     """A `LlamaForCausalLM`, `MistralForCausalLM` or `Qwen2ForCausalLM` directory, into `build_llama`."""
+    _llama_architecture(config, where)
     if task not in (None, "causal_lm") or head_arguments:
         raise ValueError(
             f"{where}: a {config['model_type']} checkpoint loads as task 'causal_lm' only, "
@@ -214,6 +219,43 @@ def _from_llama_directory(path, config, where, task, head_arguments):
         tensors = {name: weights.read(name) for name in weights.names()}
     model = _llama.model_from_hf(config, tensors, where)
     _attach_tokenizer(model, path)
+    return model
+
+
+def _llama_architecture(config, where):
+    """The checkpoint's architecture, one of those the registry declares for `build_llama`."""
+    listed = config.get("architectures") or [_llama.ARCHITECTURES[config["model_type"]]]
+    known = architectures(_llama)  # {architecture: registry Task}
+    if not isinstance(listed, list) or listed[0] not in known:
+        raise ValueError(
+            f"{where}: architectures={listed!r} is not supported. keras_llm maps the "
+            f"{_llama.NAME}-family architectures {', '.join(known)} (keras_llm.build_llama)."
+        )
+    return listed[0]
+
+
+def _from_gguf(path, task, head_arguments):
+    """A Llama-architecture GGUF file, into `build_llama`, with the tokenizer its metadata describes."""
+    if task not in (None, "causal_lm") or head_arguments:
+        raise ValueError(
+            f"{path}: a GGUF checkpoint loads as task 'causal_lm' only, with no head arguments. "
+            f"Received: task={task!r}, arguments={sorted(head_arguments)!r}"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"`path` must be a GGUF file. Received: path={path!r} "
+                                f"({'a directory' if os.path.isdir(path) else 'does not exist'})")
+    reader = gguf_file._open(path)  # parsed once for the weights and the tokenizer
+    config, tensors = gguf_file._config_and_tensors(reader, path)
+    model = _llama.model_from_hf(config, tensors, path)
+    try:
+        tokenizer = gguf_file._tokenizer_of(reader, path)
+        if tokenizer is None:
+            logger.warning("%s: the file holds no tokenizer; pass one by hand to generate text", path)
+        else:
+            model.tokenizer = tokenizer
+    except ValueError as error:
+        # The weights load all the same: a tokenizer can still be given by hand.
+        logger.warning("%s: the file's tokenizer is not attached to the model: %s", path, error)
     return model
 
 
@@ -241,7 +283,7 @@ def checkpoint_task(path):
 
     Returns:
         One of `"backbone"`, `"masked_lm"`, `"classify"`, `"tag"`, `"qa"`
-        (BERT) or `"causal_lm"` (GPT-2).
+        (BERT) or `"causal_lm"` (GPT-2, Llama, Mistral, Qwen2).
 
     Example:
 
@@ -259,8 +301,12 @@ def checkpoint_task(path):
     ```
     """
     path = os.fspath(path)
+    if path.endswith(".gguf"):  # a GGUF file of the llama architecture: a causal LM
+        return "causal_lm"
     config = _files.read_config(path)
     where = os.path.join(path, _files.CONFIG)
+    if config.get("model_type") in _llama.MODEL_TYPES:
+        return public_name(architectures(_llama)[_llama_architecture(config, where)])
     family = _family(config, where)
     return public_name(architectures(family)[_architecture(family, config, where)])
 

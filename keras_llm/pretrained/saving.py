@@ -1,8 +1,9 @@
 """Hugging Face checkpoints out: `save_pretrained` writes what a model says it is.
 
-The model's task (`model.task`) gives the architecture written (the
-registry's) and the family that maps it; its builder configuration
-(`model.builder_config`) gives the sizes. No model is recognized by its
+The model's task (`model.task`) and class give its builder (the registry's
+`get_builder`), which gives the architecture written and the family that
+maps it; its builder configuration (`model.builder_config`) gives the
+sizes. No model is recognized by its
 variable or layer names: the model is then rebuilt from its configuration
 and compared, layer by layer, so that only what the builder makes is written.
 """
@@ -19,7 +20,7 @@ from keras_llm import tokenizers
 from keras_llm._atomic import atomic_output
 from keras_llm.models import registry
 from keras_llm.pretrained import _files
-from keras_llm.pretrained._families import FAMILIES, LABELLED, check_label_names, family_of
+from keras_llm.pretrained._families import LABELLED, check_label_names, family_of
 from keras_llm.tokenizers.pretrained import can_save
 
 logger = logging.getLogger("keras_llm")
@@ -45,11 +46,13 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
     | `build_bert_tagger` | `BertForTokenClassification` |
     | `build_bert_question_answerer` | `BertForQuestionAnswering` |
     | `build_gpt` | `GPT2LMHeadModel` |
+    | `build_llama` | `LlamaForCausalLM`; `Qwen2ForCausalLM` with q/k/v biases; `MistralForCausalLM` with a window or `hidden_dim % num_heads != 0` |
     | `build_seq2seq` (BART-shaped: learned positions, embedding LayerNorm, GELU, post-norm, tied) | `BartForConditionalGeneration` |
 
-    The model says what it is: its task (`model.task`) gives the
-    architecture, its builder configuration (`model.builder_config`) the
-    sizes. A head built on an encoder (`build_bert_classifier(encoder=...)`)
+    The model says what it is: its task (`model.task`) and class give
+    its builder and so the architecture (`keras_llm.models.registry`), its
+    builder configuration (`model.builder_config`) the sizes. A head
+    built on an encoder (`build_bert_classifier(encoder=...)`)
     is written like one built from a preset. The builder is run again with
     that configuration and every layer's settings compared: any other model
     is refused, naming what differs. Weights are written as float32 whatever
@@ -87,11 +90,17 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={type(model).__name__}")
-    task, family = _task_and_family(model)
-    architecture, parts = task.hugging_face[0], family.TASK_PARTS[task.name]
+    task, builder, family = _task_builder_and_family(model)
     arguments = dict(family.save_arguments(model))
     num_classes = arguments.pop("num_classes", None)
-    _compare_with_builder(model, task.resolve("builder"), arguments, num_classes)
+    _compare_with_builder(model, builder.resolve("function"), arguments, num_classes)
+    # One builder may make several architectures' models (build_llama: Llama,
+    # Mistral, Qwen2): its family picks by the configuration, refusing by name
+    # what none of them writes.
+    picked = getattr(family, "architecture", None)
+    architecture = picked(arguments) if picked else builder.hugging_face[0]
+    assert architecture in builder.hugging_face, (architecture, builder)
+    parts = family.TASK_PARTS[task.name]
     if tokenizer is None:  # the one the model carries, where it is one Hugging Face reads
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is not None and not can_save(tokenizer):
@@ -143,22 +152,23 @@ def save_pretrained(model, path, tokenizer=None, *, label_names=None, overwrite=
     return path
 
 
-def _task_and_family(model):
-    """The registry `Task` the model says it is, and the checkpoint family that writes it."""
-    task = getattr(model, "task", None)
-    family = None
-    if isinstance(task, str) and task in registry.TASKS:
-        task = registry.TASKS[task]
-        family = family_of(task)
+def _task_builder_and_family(model):
+    """The registry `Task` and `Builder` of the model, and the checkpoint family that writes it."""
+    try:
+        task, builder = registry.get_task(model), registry.get_builder(model)
+    except ValueError:  # no task, or not of its builders' classes
+        task = builder = None
+    family = None if builder is None else family_of(builder)
     if family is None:
-        builders = [registry.TASKS[name].builder.partition(":")[2]
-                    for f in FAMILIES.values() for name in f.TASK_PARTS]
+        builders = [b.name for t in registry.TASKS.values() for b in t.builders
+                    if family_of(b) is not None]
         raise ValueError(
             "save_pretrained maps models of keras_llm's builders, which say what they are "
-            f"(`model.task`): {', '.join(builders)}. Received: model={model.name!r} with "
+            f"(`model.task` and their class): {', '.join(builders)}. Received: "
+            f"model={model.name!r} of class {type(model).__name__} with "
             f"task={getattr(model, 'task', None)!r}"
         )
-    return task, family
+    return task, builder, family
 
 
 def _settings(layer):

@@ -1,132 +1,219 @@
-"""build_llama's numerics against transformers (torch CPU, float32), weights copied by hand.
+"""Llama, Mistral and Qwen2 checkpoints in and out of build_llama, against transformers (float32).
 
-`from_pretrained` of Llama-family directories is not written yet: these tests
-place the weights themselves, so they check the model's math, not an importer.
+The references are tiny random transformers models: Llama with Llama-3 rope
+scaling (tied), Mistral with a head width apart from hidden / heads and a
+window (untied), Qwen2 with its q/k/v biases (untied); their norms and biases
+are drawn away from 1 and 0, so that a misplaced gain or bias shows. The quick
+tests at the end need no torch: they check what is refused, by name.
 """
+
+import json
+import os
 
 import numpy as np
 import pytest
 
 import keras_llm
-
-pytestmark = pytest.mark.slow
+from keras_llm.models import registry
+from keras_llm.pretrained import _llama
+from tests.pretrained.checkpoints import read_config, snapshot
 
 SIZES = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+             bos_token_id=None, eos_token_id=None)  # no end token: greedy runs its 64 tokens
 LLAMA3 = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
               original_max_position_embeddings=16)
+KINDS = ["llama", "mistral", "qwen2"]
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                 "qwen2": "Qwen2ForCausalLM"}
+# The config values that make the math, as transformers reads them back.
+MATH = ("model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+        "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+        "hidden_act", "rms_norm_eps",
+        "rope_parameters", "tie_word_embeddings", "attention_bias", "mlp_bias", "sliding_window",
+        "use_sliding_window", "layer_types")
 
 
-def _reference(kind):
+def _ids(seed, shape):
+    return np.random.default_rng(seed).integers(0, SIZES["vocab_size"], size=shape).astype("int32")
+
+
+def _logits(model, ids):
+    return np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """kind -> (transformers model, the directory it saved, sharded with an index)."""
     import torch
     import transformers
 
-    torch.manual_seed(0)
-    if kind == "llama":
-        config = transformers.LlamaConfig(**SIZES, rope_scaling=LLAMA3, rope_theta=500000.0,
-                                          tie_word_embeddings=True)
-    elif kind == "mistral":
-        config = transformers.MistralConfig(**SIZES, head_dim=12, sliding_window=None,
-                                            tie_word_embeddings=False)
-    else:
-        config = transformers.Qwen2Config(**SIZES, rope_theta=1e6, tie_word_embeddings=False)
-    model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    with torch.no_grad():  # random norms, so a wrong gain shows
-        for name, p in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.normal_(1.0 if "norm" in name else 0.0, 0.3)
-    return config, model
+    found = {}
+    for kind in KINDS:
+        torch.manual_seed(0)
+        if kind == "llama":
+            config = transformers.LlamaConfig(**SIZES, rope_scaling=LLAMA3, rope_theta=500000.0,
+                                              tie_word_embeddings=True)
+        elif kind == "mistral":
+            config = transformers.MistralConfig(**SIZES, head_dim=12, tie_word_embeddings=False,
+                                                sliding_window=SIZES["max_position_embeddings"])
+        else:
+            config = transformers.Qwen2Config(**SIZES, rope_theta=1e6, tie_word_embeddings=False)
+        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name or name.endswith("bias"):
+                    p.normal_(1.0 if "norm" in name else 0.0, 0.3)
+        path = tmp_path_factory.mktemp("references") / kind
+        model.save_pretrained(path, max_shard_size="20KB")
+        assert (path / "model.safetensors.index.json").exists()
+        found[kind] = model, str(path)
+    return found
 
 
-def _ours(kind, config, reference):
-    weights = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
-    model = keras_llm.build_llama(
-        vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
-        num_heads=config.num_attention_heads, num_key_value_heads=config.num_key_value_heads,
-        hidden_dim=config.hidden_size, intermediate_dim=config.intermediate_size,
-        max_sequence_length=config.max_position_embeddings,
-        head_dim=getattr(config, "head_dim", None) if kind == "mistral" else None,
-        attention_bias=kind == "qwen2", tie_word_embeddings=config.tie_word_embeddings,
-        rope_theta=config.rope_parameters["rope_theta"],
-        rope_scaling=LLAMA3 if kind == "llama" else None, layer_norm_epsilon=config.rms_norm_eps,
-    )
-    values = {"token_embedding/embeddings": weights["model.embed_tokens.weight"],
-              "final_norm/scale": weights["model.norm.weight"]}
-    if not config.tie_word_embeddings:
-        values["token_embedding/reverse_embeddings"] = weights["lm_head.weight"].T
-    for i in range(config.num_hidden_layers):
-        hf, ours = f"model.layers.{i}.", f"llama_block_{i}/"
-        for a, b in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "output")):
-            values[f"{ours}self_attention/{b}/kernel"] = weights[f"{hf}self_attn.{a}_proj.weight"].T
-            if f"{hf}self_attn.{a}_proj.bias" in weights:
-                values[f"{ours}self_attention/{b}/bias"] = weights[f"{hf}self_attn.{a}_proj.bias"]
-        for a in ("gate", "up", "down"):
-            values[f"{ours}feedforward/{a}_dense/kernel"] = weights[f"{hf}mlp.{a}_proj.weight"].T
-        values[f"{ours}self_attention_layer_norm/scale"] = weights[f"{hf}input_layernorm.weight"]
-        values[f"{ours}feedforward_layer_norm/scale"] = weights[
-            f"{hf}post_attention_layernorm.weight"]
-    assert sorted(values) == sorted(v.path for v in model.weights)
-    for variable in model.weights:
-        variable.assign(values[variable.path])
-    return model
-
-
-@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2"])
-def test_logits_and_greedy_ids_match_transformers(kind):
+def _their_logits(reference, ids):
     import torch
 
-    config, reference = _reference(kind)
-    model = _ours(kind, config, reference)
-    ids = np.random.default_rng(0).integers(0, SIZES["vocab_size"], size=(2, 40)).astype("int32")
     with torch.no_grad():
-        want = reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
-    got = np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
-    np.testing.assert_allclose(got, want, atol=1e-4)
+        return reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
+
+
+@pytest.mark.slow  # transformers, and a decoding loop traced per kind
+@pytest.mark.parametrize("kind", KINDS)
+def test_from_pretrained_gives_transformers_logits_and_64_greedy_ids(kind, references):
+    import torch
+
+    reference, path = references[kind]
+    model = keras_llm.from_pretrained(path)
+    assert registry.get_builder(model).name == "build_llama"
+    ids = _ids(0, (2, 40))
+    np.testing.assert_allclose(_logits(model, ids), _their_logits(reference, ids), atol=1e-4)
     with torch.no_grad():
         theirs = reference.generate(torch.tensor(ids[:1, :5], dtype=torch.long), do_sample=False,
-                                    max_new_tokens=16, min_new_tokens=16)[0, 5:].tolist()
-    ours = keras_llm.generation.Generator(model).generate([ids[0, :5].tolist()],
-                                                           max_new_tokens=16)[0]
-    assert [int(i) for i in ours][-16:] == theirs
+                                    max_new_tokens=64)[0, 5:].tolist()
+    assert len(theirs) == 64
+    ours = keras_llm.generation.Generator(model).generate([ids[0, :5].tolist()], max_new_tokens=64)
+    assert [int(i) for i in ours[0]][-64:] == theirs
 
 
-@pytest.mark.parametrize("kind", ["llama", "mistral", "qwen2"])
-def test_model_from_hf_gives_transformers_logits(kind):
-    import torch
+@pytest.mark.slow  # transformers
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_pretrained_writes_what_transformers_reads_and_round_trips(kind, references, tmp_path):
+    import transformers
 
-    from keras_llm.pretrained._llama import model_from_hf
-
-    config, reference = _reference(kind)
-    tensors = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
-    model = model_from_hf(config.to_dict(), tensors, "tiny")
-    ids = np.random.default_rng(1).integers(0, SIZES["vocab_size"], size=(1, 20)).astype("int32")
-    with torch.no_grad():
-        want = reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
-    got = np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
-    np.testing.assert_allclose(got, want, atol=1e-4)
-
-
-def test_model_from_hf_refuses_a_config_that_disagrees_with_the_tensors():
-    from keras_llm.pretrained._llama import model_from_hf
-
-    config, reference = _reference("llama")
-    tensors = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
-    with pytest.raises(ValueError, match="tiny: model.layers.0.self_attn.k_proj.weight has shape"):
-        model_from_hf({**config.to_dict(), "num_key_value_heads": 4}, tensors, "tiny")
-    with pytest.raises(ValueError, match="hidden_act='gelu' is not supported"):
-        model_from_hf({**config.to_dict(), "hidden_act": "gelu"}, tensors, "tiny")
+    reference, path = references[kind]
+    model = keras_llm.from_pretrained(path)
+    out = keras_llm.save_pretrained(model, tmp_path / "out")
+    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
+    written = read_config(out)
+    assert written["architectures"] == [ARCHITECTURES[kind]]
+    # transformers reads back the config it wrote itself, key for key.
+    theirs = transformers.AutoConfig.from_pretrained(out)
+    for key in MATH:
+        assert getattr(theirs, key, None) == getattr(reference.config, key, None), key
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = _ids(1, (2, 24))
+    want = _their_logits(reference, ids)
+    np.testing.assert_allclose(_their_logits(loaded, ids), want, atol=1e-4)
+    # from_pretrained(save_pretrained(model)) is the same model.
+    again = keras_llm.from_pretrained(out)
+    assert again.builder_config == model.builder_config
+    np.testing.assert_allclose(_logits(again, ids), _logits(model, ids), atol=1e-6)
+    np.testing.assert_allclose(_logits(again, ids), want, atol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2"])
-def test_from_pretrained_reads_a_transformers_directory(kind, tmp_path):
-    import torch
+@pytest.fixture(scope="module")
+def byte_pair(tmp_path_factory):
+    """A small byte-level BPE (GPT-2's layout, 300 ids), trained here."""
+    corpus = ["The cat sat on the mat.", "def f(x):\n    return x + 1",
+              "caf\u00e9 \u4e2d\u6587 \U0001F642"]
+    files = keras_llm.tokenizers.train_byte_pair(corpus * 20, 300, tmp_path_factory.mktemp("bpe"))
+    return keras_llm.tokenizers.CoreOpsBytePairTokenizer(*files)
 
-    config, reference = _reference(kind)
-    reference.save_pretrained(tmp_path / kind, max_shard_size="20KB")  # sharded, with an index
-    assert (tmp_path / kind / "model.safetensors.index.json").exists()
-    model = keras_llm.from_pretrained(tmp_path / kind)
-    ids = np.random.default_rng(2).integers(0, SIZES["vocab_size"], size=(1, 12)).astype("int32")
-    with torch.no_grad():
-        want = reference(torch.tensor(ids, dtype=torch.long)).logits.numpy()
-    got = np.asarray(model({"token_ids": ids, "padding_mask": np.ones_like(ids)}))
-    np.testing.assert_allclose(got, want, atol=1e-4)
+
+@pytest.mark.slow  # transformers' AutoTokenizer
+def test_save_pretrained_writes_the_tokenizer_that_from_pretrained_attaches(byte_pair, tmp_path):
+    import transformers
+
+    model = keras_llm.build_llama("llama_tiny", num_layers=1, tokenizer=byte_pair,
+                                  tie_word_embeddings=False)
+    path = keras_llm.save_pretrained(model, tmp_path / "tiny")
+    assert {"vocab.json", "merges.txt"} <= set(os.listdir(path))
+    assert read_config(path)["eos_token_id"] == byte_pair.end_token_id
+    texts = ["The cat sat", "caf\u00e9 \U0001F642  x", "def g(y):\n\treturn y"]
+    reference = transformers.AutoTokenizer.from_pretrained(path)
+    want = [reference(t, add_special_tokens=False)["input_ids"] for t in texts]
+    assert byte_pair(texts).to_list() == want
+    loaded = keras_llm.from_pretrained(path)
+    assert loaded.tokenizer(texts).to_list() == want
+    ids = np.array([[5, 17, 42, 9]], "int32")
+    np.testing.assert_allclose(_logits(loaded, ids), _logits(model, ids), atol=1e-6)
+
+
+# -- quick: no torch ----------------------------------------------------------
+
+TINY = dict(vocabulary_size=64, num_layers=1, num_heads=2, num_key_value_heads=1, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=32)
+
+
+def test_the_registry_declares_the_architectures_the_llama_family_maps():
+    builder = registry.get_builder(keras_llm.build_llama(**TINY))
+    assert set(builder.hugging_face) == set(_llama.FILE_PARTS) == set(ARCHITECTURES.values())
+    for architecture in builder.hugging_face:
+        task, found = registry.checkpoint_builder(architecture)
+        assert (task.name, found) == ("causal_lm", builder)
+
+
+def test_save_pretrained_picks_the_architecture_from_the_configuration(tmp_path):
+    for n, (overrides, architecture) in enumerate([
+        (dict(), "LlamaForCausalLM"),
+        (dict(attention_bias=True), "Qwen2ForCausalLM"),
+        (dict(sliding_window=32), "MistralForCausalLM"),
+        (dict(head_dim=12, num_heads=3, num_key_value_heads=1), "MistralForCausalLM"),
+    ]):
+        path = keras_llm.save_pretrained(keras_llm.build_llama(**{**TINY, **overrides}),
+                                         tmp_path / f"model_{n}")
+        assert read_config(path)["architectures"] == [architecture]
+        assert keras_llm.pretrained.checkpoint_task(path) == "causal_lm"
+
+
+def test_what_no_checkpoint_architecture_writes_is_refused_by_name(tmp_path, byte_pair):
+    before = snapshot(tmp_path)
+    windowed = keras_llm.build_llama(**TINY, attention_bias=True, sliding_window=32)
+    with pytest.raises(ValueError, match=r"attention_bias=True, sliding_window=32"):
+        keras_llm.save_pretrained(windowed, tmp_path / "out")
+    # A tokenizer of another vocabulary: the model's ids would not be its.
+    with pytest.raises(ValueError, match=r"at most the model's 64 token ids.*vocabulary_size=300"):
+        keras_llm.save_pretrained(keras_llm.build_llama(**TINY), tmp_path / "out",
+                                  tokenizer=byte_pair)
+    with pytest.raises(ValueError, match=r"exactly the model's 64 token ids.*with 300 token ids"):
+        keras_llm.build_llama(**TINY).tokenizer = byte_pair
+    assert snapshot(tmp_path) == before
+
+
+def test_from_pretrained_refuses_what_build_llama_does_not_compute(tmp_path):
+    path = keras_llm.save_pretrained(keras_llm.build_llama(**TINY), tmp_path / "tiny")
+    config = read_config(path)
+
+    def write(config):
+        with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+
+    for changes, match in [
+        (dict(architectures=["LlamaForSequenceClassification"]),
+         r"architectures=\['LlamaForSequenceClassification'\] is not supported.*LlamaForCausalLM, "
+         r"MistralForCausalLM, Qwen2ForCausalLM"),
+        (dict(hidden_act="gelu"), r"hidden_act='gelu' is not supported"),
+        (dict(attention_bias=True), r"attention_bias=True is not supported.*no output bias"),
+        (dict(rope_scaling=dict(rope_type="yarn", factor=4.0)),
+         r"rope_type='yarn' is not supported"),
+        (dict(partial_rotary_factor=0.5), r"partial_rotary_factor=0.5 is not supported"),
+        (dict(num_key_value_heads=2),
+         r"model.layers.0.self_attn.k_proj.weight has shape \[8, 16\], "
+         r"but the config needs \[16, 16\]"),
+    ]:
+        write({**config, **changes})
+        with pytest.raises(ValueError, match=match):
+            keras_llm.from_pretrained(path)
+    write(config)
+    assert keras_llm.from_pretrained(path).builder_config["num_key_value_heads"] == 1
