@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from keras_llm.pretrained._config import ConfigReader
-from keras_llm.pretrained._tensors import Tensor, stored, transposed
+from keras_llm.pretrained._tensors import Tensor, layer_norm, linear, stored
 
 NAME = "BART"
 MODEL_TYPE = "bart"
@@ -105,22 +105,11 @@ def _positions(name, path):
     )
 
 
-def _layer_norm(name, layer):
-    return [stored(f"{name}.weight", "body", f"{layer}/gamma"),
-            stored(f"{name}.bias", "body", f"{layer}/beta")]
-
-
-def _linear(name, layer):
-    # nn.Linear stores [out, in]: the Keras kernel transposed.
-    return [transposed(f"{name}.weight", "body", f"{layer}/kernel"),
-            stored(f"{name}.bias", "body", f"{layer}/bias")]
-
-
 def _attention(hf, layer):
     table = []
     for part, projection in (("q", "query"), ("k", "key"), ("v", "value")):
-        table += _linear(f"{hf}.{part}_proj", f"{layer}_{projection}")
-    return table + _linear(f"{hf}.out_proj", f"{layer}_output")
+        table += linear(f"{hf}.{part}_proj", "body", f"{layer}_{projection}")
+    return table + linear(f"{hf}.out_proj", "body", f"{layer}_output")
 
 
 def tensors(arguments):
@@ -130,24 +119,25 @@ def tensors(arguments):
     for side, layers in (("encoder", arguments["num_layers"]), ("decoder", decoder_layers)):
         table += [
             _positions(f"{side}.embed_positions.weight", f"{side}_position_embedding/embeddings"),
-            *_layer_norm(f"{side}.layernorm_embedding", f"{side}_embedding_layer_norm"),
+            *layer_norm(f"{side}.layernorm_embedding", "body", f"{side}_embedding_layer_norm"),
         ]
         for i in range(layers):
             hf, block = f"{side}.layers.{i}", f"{side}_layer_{i}"
             table += [
                 *_attention(f"{hf}.self_attn", f"{block}/self_attention"),
-                *_layer_norm(f"{hf}.self_attn_layer_norm", f"{block}/self_attention_layer_norm"),
+                *layer_norm(f"{hf}.self_attn_layer_norm", "body",
+                            f"{block}/self_attention_layer_norm"),
             ]
             if side == "decoder":
                 table += [
                     *_attention(f"{hf}.encoder_attn", f"{block}/cross_attention"),
-                    *_layer_norm(f"{hf}.encoder_attn_layer_norm",
-                                 f"{block}/cross_attention_layer_norm"),
+                    *layer_norm(f"{hf}.encoder_attn_layer_norm", "body",
+                                f"{block}/cross_attention_layer_norm"),
                 ]
             table += [
-                *_linear(f"{hf}.fc1", f"{block}/feedforward_intermediate_dense"),
-                *_linear(f"{hf}.fc2", f"{block}/feedforward_output_dense"),
-                *_layer_norm(f"{hf}.final_layer_norm", f"{block}/feedforward_layer_norm"),
+                *linear(f"{hf}.fc1", "body", f"{block}/feedforward_intermediate_dense"),
+                *linear(f"{hf}.fc2", "body", f"{block}/feedforward_output_dense"),
+                *layer_norm(f"{hf}.final_layer_norm", "body", f"{block}/feedforward_layer_norm"),
             ]
     return table
 

@@ -10,7 +10,7 @@ import re
 
 from keras_llm.models.bert import encoder_config
 from keras_llm.pretrained._config import ConfigReader
-from keras_llm.pretrained._tensors import stored, transposed
+from keras_llm.pretrained._tensors import layer_norm, linear, stored
 
 NAME = "BERT"
 MODEL_TYPE = "bert"
@@ -92,16 +92,6 @@ def arguments(config, where, task):
     )
 
 
-def _layer_norm(name, part, layer):
-    return [stored(f"{name}.weight", part, f"{layer}/gamma"),
-            stored(f"{name}.bias", part, f"{layer}/beta")]
-
-
-def _linear(name, part, layer):
-    return [transposed(f"{name}.weight", part, f"{layer}/kernel"),
-            stored(f"{name}.bias", part, f"{layer}/bias")]
-
-
 def tensors(arguments):
     """Every tensor of every part, for the builder `arguments`' `num_layers` blocks."""
     num_layers = arguments["num_layers"]
@@ -111,30 +101,30 @@ def tensors(arguments):
         stored("embeddings.position_embeddings.weight", "body",
                "embeddings/position_embedding/embeddings"),
         stored("embeddings.token_type_embeddings.weight", "body", "segment_embedding/embeddings"),
-        *_layer_norm("embeddings.LayerNorm", "body", "embeddings_layer_norm"),
+        *layer_norm("embeddings.LayerNorm", "body", "embeddings_layer_norm"),
     ]
     for i in range(num_layers):
         hf, block = f"encoder.layer.{i}", f"transformer_layer_{i}"
         for projection in ("query", "key", "value"):
-            table += _linear(f"{hf}.attention.self.{projection}", "body",
-                             f"{block}/self_attention_{projection}")
+            table += linear(f"{hf}.attention.self.{projection}", "body",
+                            f"{block}/self_attention_{projection}")
         table += [
-            *_linear(f"{hf}.attention.output.dense", "body", f"{block}/self_attention_output"),
-            *_layer_norm(f"{hf}.attention.output.LayerNorm", "body",
-                         f"{block}/self_attention_layer_norm"),
-            *_linear(f"{hf}.intermediate.dense", "body", f"{block}/feedforward_intermediate_dense"),
-            *_linear(f"{hf}.output.dense", "body", f"{block}/feedforward_output_dense"),
-            *_layer_norm(f"{hf}.output.LayerNorm", "body", f"{block}/feedforward_layer_norm"),
+            *linear(f"{hf}.attention.output.dense", "body", f"{block}/self_attention_output"),
+            *layer_norm(f"{hf}.attention.output.LayerNorm", "body",
+                        f"{block}/self_attention_layer_norm"),
+            *linear(f"{hf}.intermediate.dense", "body", f"{block}/feedforward_intermediate_dense"),
+            *linear(f"{hf}.output.dense", "body", f"{block}/feedforward_output_dense"),
+            *layer_norm(f"{hf}.output.LayerNorm", "body", f"{block}/feedforward_layer_norm"),
         ]
     return table + [
-        *_linear("pooler.dense", "pooler", "pooled_dense"),
-        *_linear("cls.predictions.transform.dense", "mlm", "mlm_dense"),
-        *_layer_norm("cls.predictions.transform.LayerNorm", "mlm", "mlm_layer_norm"),
+        *linear("pooler.dense", "pooler", "pooled_dense"),
+        *linear("cls.predictions.transform.dense", "mlm", "mlm_dense"),
+        *layer_norm("cls.predictions.transform.LayerNorm", "mlm", "mlm_layer_norm"),
         stored("cls.predictions.bias", "mlm", "mlm_output_bias/bias"),
-        *_linear("cls.seq_relationship", "nsp", "nsp_dense"),
-        *_linear("classifier", "classifier", "logits"),
-        *_linear("classifier", "tagger", "tagger_logits"),
-        *_linear("qa_outputs", "qa", "qa_logits"),
+        *linear("cls.seq_relationship", "nsp", "nsp_dense"),
+        *linear("classifier", "classifier", "logits"),
+        *linear("classifier", "tagger", "tagger_logits"),
+        *linear("qa_outputs", "qa", "qa_logits"),
     ]
 
 

@@ -7,7 +7,7 @@ the language-model head is the transposed token embedding).
 import re
 
 from keras_llm.pretrained._config import ConfigReader
-from keras_llm.pretrained._tensors import fused, stored
+from keras_llm.pretrained._tensors import fused, layer_norm, stored
 
 NAME = "GPT-2"
 MODEL_TYPE = "gpt2"
@@ -66,11 +66,6 @@ def arguments(config, where, task):
     )
 
 
-def _layer_norm(name, layer):
-    return [stored(f"{name}.weight", "body", f"{layer}/gamma"),
-            stored(f"{name}.bias", "body", f"{layer}/beta")]
-
-
 def _conv1d(name, layer):
     # GPT-2's Conv1D stores [in, out], as Keras does.
     return [stored(f"{name}.weight", "body", f"{layer}/kernel"),
@@ -89,16 +84,16 @@ def tensors(arguments):
         attention = [f"{block}/self_attention_{p}" for p in ("query", "key", "value")]
         table += [
             # Pre-norm: ln_1 normalizes the attention's input, ln_2 the MLP's.
-            *_layer_norm(f"{hf}.ln_1", f"{block}/self_attention_layer_norm"),
+            *layer_norm(f"{hf}.ln_1", "body", f"{block}/self_attention_layer_norm"),
             # [D, 3 * D] -> three [D, D]; bias [3 * D] -> three [D]
             fused(f"{hf}.attn.c_attn.weight", "body", [f"{p}/kernel" for p in attention]),
             fused(f"{hf}.attn.c_attn.bias", "body", [f"{p}/bias" for p in attention]),
             *_conv1d(f"{hf}.attn.c_proj", f"{block}/self_attention_output"),
-            *_layer_norm(f"{hf}.ln_2", f"{block}/feedforward_layer_norm"),
+            *layer_norm(f"{hf}.ln_2", "body", f"{block}/feedforward_layer_norm"),
             *_conv1d(f"{hf}.mlp.c_fc", f"{block}/feedforward_intermediate_dense"),
             *_conv1d(f"{hf}.mlp.c_proj", f"{block}/feedforward_output_dense"),
         ]
-    return table + _layer_norm("ln_f", "final_layer_norm")
+    return table + layer_norm("ln_f", "body", "final_layer_norm")
 
 
 def save_arguments(model):

@@ -57,3 +57,15 @@ def fused(name, part, paths):
         lambda array, shapes: np.split(array, len(shapes), axis=-1),
         lambda arrays: np.concatenate(arrays, axis=-1),
     )
+
+
+def layer_norm(name, part, layer):
+    """A `torch.nn.LayerNorm`'s `weight` and `bias`: a LayerNormalization's `gamma` and `beta`."""
+    return [stored(f"{name}.weight", part, f"{layer}/gamma"),
+            stored(f"{name}.bias", part, f"{layer}/beta")]
+
+
+def linear(name, part, layer):
+    """A `torch.nn.Linear`'s `weight` (transposed) and `bias`: a Keras Dense's `kernel`, `bias`."""
+    return [transposed(f"{name}.weight", part, f"{layer}/kernel"),
+            stored(f"{name}.bias", part, f"{layer}/bias")]
