@@ -95,12 +95,9 @@ def build_bert(preset=None, *, precision=None, tokenizer=None, name="bert", **ov
         max_sequence_length: Number of learned positions.
         layer_norm_epsilon: LayerNorm epsilon (1e-12 as in BERT).
         num_segments: Number of segment (token type) ids (2 as in BERT).
-        precision: `"float32"`, `"mixed_bfloat16"` (TPUs, recent GPUs, CPUs
-            with AVX-512 BF16) or `"mixed_float16"` (GPUs; the optimizer
-            then scales the loss), or None for Keras's global dtype policy.
-            Under mixed precision, weights stay float32 and matmuls run in
-            the low precision; LayerNorm statistics, the attention softmax
-            and the loss are computed in float32.
+        precision: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`, or
+            None for Keras's global dtype policy (see `build_gpt`: what
+            each suits, and what stays float32).
         tokenizer: The tokenizer the model reads text with: the model
             carries it (`model.tokenizer`, saved in its `.keras` file) and
             `vocabulary_size` defaults to its size.

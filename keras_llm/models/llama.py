@@ -113,8 +113,8 @@ def build_llama(preset=None, *, precision=None, tokenizer=None, name="llama", **
             `"linear"` or `"llama3"` (see `keras_llm.layers.RotaryEmbedding`).
         layer_norm_epsilon: The RMSNorms' epsilon (`rms_norm_eps`).
         sliding_window: None, or Mistral's window, at least `max_sequence_length`.
-        precision: `"float32"`, `"mixed_bfloat16"`, `"mixed_float16"`, or
-            None for Keras's global dtype policy.
+        precision: `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`, or
+            None for Keras's global dtype policy (see `build_gpt`).
         tokenizer: The tokenizer the model carries (`model.tokenizer`);
             `vocabulary_size` defaults to its size.
         name: The model's name.
