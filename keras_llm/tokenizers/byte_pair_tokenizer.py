@@ -1,9 +1,10 @@
-"""GPT-2's byte-level BPE for training pipelines: the core-ops tokenizer plus a word cache."""
+"""Byte-level BPE for training pipelines: the core-ops tokenizer plus a word cache."""
 
 import keras
 import tensorflow as tf
 
-from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import _CUT, CoreOpsBytePairTokenizer
+from keras_llm.tokenizers._pre_tokenizers import CUT as _CUT
+from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import CoreOpsBytePairTokenizer
 
 # Cache keys are 63-bit fingerprints of the words; each entry also stores its
 # word, so a fingerprint collision is a cache miss, never a wrong answer.
@@ -45,13 +46,12 @@ class BytePairTokenizer(CoreOpsBytePairTokenizer):
     """
 
     def __init__(self, vocabulary, merges, **kwargs):
-        super().__init__(vocabulary, merges, **kwargs)
+        super().__init__(vocabulary, merges, **kwargs)  # the same settings (pre_tokenizer, ...)
         # word fingerprint -> b"word" + _CUT + b"id id id"
         self._cache = tf.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="")
 
-    def _tokenize(self, texts):
-        words = self._pretokenize(texts)  # [B, None]
-        unique, index = tf.unique(words.flat_values)  # [U], [W]
+    def _word_ids(self, words):
+        unique, index = tf.unique(words)  # [U], [W]
         keys = tf.strings.to_hash_bucket_fast(unique, _KEY_SPACE)
         entries = tf.reshape(self._cache.lookup(keys), [-1])  # [U]
         # [U, 2]: the stored word and its ids ("" and "" when absent).
@@ -62,10 +62,10 @@ class BytePairTokenizer(CoreOpsBytePairTokenizer):
         miss = tf.logical_not(hit)
         new_words = tf.boolean_mask(unique, miss)
         new_ids = tf.strings.reduce_join(
-            tf.strings.as_string(self._bpe(new_words)), axis=1, separator=" "
+            tf.strings.as_string(super()._word_ids(new_words)), axis=1, separator=" "
         )
         insert = self._cache.insert(tf.boolean_mask(keys, miss), new_words + _CUT + new_ids)
         with tf.control_dependencies([insert]):
             id_text = tf.tensor_scatter_nd_update(cached, tf.where(miss), new_ids)  # [U]
         ids = tf.strings.to_number(tf.strings.split(id_text, sep=" "), tf.int32)  # [U, None]
-        return words.with_flat_values(tf.gather(ids, index)).merge_dims(1, 2)
+        return tf.gather(ids, index)

@@ -1,4 +1,4 @@
-"""GPT-2's byte-level BPE tokenizer written with core TensorFlow ops only."""
+"""Byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2) written with core TensorFlow ops only."""
 
 import json
 import os
@@ -6,21 +6,13 @@ import os
 import keras
 import tensorflow as tf
 
+from keras_llm.tokenizers._normalization import NFC, NORMALIZATIONS
+from keras_llm.tokenizers._pre_tokenizers import PRE_TOKENIZERS, pretokenize
 from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
-# Unicode's White_Space property, which Oniguruma's `\s` (used by GPT-2's
-# pattern in Hugging Face `tokenizers`) matches and RE2's ASCII `\s` does not.
-_SPACE = r"\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}"
-# GPT-2's pre-tokenization pattern without its one look-ahead, `\s+(?!\S)`,
-# which RE2 cannot run; `_pretokenize` gets the same effect by cutting a
-# whitespace run before its last character when a non-space follows.
-_PATTERN = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+"
-    rf"| ?[^{_SPACE}\p{{L}}\p{{N}}]+|[{_SPACE}]+"
-)
-# A byte that never occurs in valid UTF-8 marks the cuts.
-_CUT = b"\xff"
 _END_TOKEN = "<|endoftext|>"
+# Another byte that never occurs in valid UTF-8: it brackets added tokens found in the text.
+_MARK = b"\xfe"
 
 
 def bytes_to_unicode():
@@ -123,27 +115,51 @@ def _check_ids(vocabulary, source):
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class CoreOpsBytePairTokenizer(StringTokenizer):
-    """GPT-2's byte-level BPE in ops that every TensorFlow build has.
+    """Byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2) in ops that every TensorFlow build has.
 
-    Gives the ids of Hugging Face's `ByteLevelBPETokenizer` (GPT-2, RoBERTa
-    style, no prefix space): GPT-2's regular expression splits the text into
-    words (contractions, letter runs, digit runs, other runs, each with at
-    most one leading space; whitespace runs give all but their last
-    character to a token of their own), each word's UTF-8 bytes become
-    GPT-2's byte symbols, and the merges are applied lowest rank first, all
-    non-overlapping occurrences of a pair at once, as GPT-2's `bpe()` does.
+    Gives the ids of Hugging Face `tokenizers` (and `transformers`' fast
+    tokenizers with `add_special_tokens=False`) for the byte-level BPE
+    pipelines of GPT-2, Llama 3, Qwen2 and SmolLM2: the added tokens
+    (`<|im_start|>`, `<|eot_id|>`, ...) are found whole in the text first,
+    longest first, as Hugging Face finds them; the text between them is
+    normalized (Qwen2: NFC) and split into words by the pre-tokenizer's
+    expression (`pre_tokenizer`: GPT-2's contractions, letter, digit and
+    other runs with at most one leading space; Llama 3's and Qwen2's, which
+    keep line breaks apart and cut digit runs into threes or ones; SmolLM2's,
+    each digit alone); each word's UTF-8 bytes become GPT-2's byte symbols,
+    and the merges are applied lowest rank first, all non-overlapping
+    occurrences of a pair at once, as GPT-2's `bpe()` does. With
+    `ignore_merges` (Llama 3), a word that is itself a token is that token.
 
     Only ops registered by TensorFlow itself are used (`tf.strings` with
     RE2, `tf.lookup.StaticHashTable`, `tf.while_loop`), so a SavedModel
     holding it loads in any TF Serving binary. Bytes that are not valid
-    UTF-8 are replaced by U+FFFD first. `<|endoftext|>`, when the vocabulary
-    has it, is `end_token_id`; like Hugging Face with `add_special_tokens`
-    off, it is not recognised inside text, so pipelines append it by id.
+    UTF-8 are replaced by U+FFFD first. The end token (`end_token_id`) is
+    `eos_token`'s, else `<|endoftext|>`'s when the vocabulary has it; a
+    tokenizer without added tokens (GPT-2's `vocab.json` and `merges.txt`)
+    splits `<|endoftext|>` written in text as text, so pipelines append it
+    by id. The chat template and the begin/end tokens a checkpoint declares
+    travel with the tokenizer (`get_config`, `.keras`, `save_pretrained`);
+    `add_bos_token` records whether Hugging Face puts `bos_token` first
+    when it adds special tokens (this tokenizer never adds any).
 
     Args:
-        vocabulary: A path to `vocab.json` or a dict from token to id.
+        vocabulary: A path to `vocab.json` or a dict from token to id (the
+            ids 0 to N - 1, added tokens included).
         merges: A path to `merges.txt` or a list of `"a b"` strings, highest
             priority first.
+        pre_tokenizer: How text is split into words: `"gpt2"` (default),
+            `"llama3"`, `"qwen2"` or `"smollm"`.
+        normalization: None, or `"NFC"` (Qwen2's normalizer).
+        ignore_merges: Whether a word that is in the vocabulary is taken
+            whole before merging (Llama 3's `ignore_merges`).
+        added_tokens: Tokens of the vocabulary found whole in the text
+            before it is split: a list (all special), or a dict from each to
+            whether Hugging Face marks it special.
+        chat_template: The checkpoint's Jinja chat template, or None.
+        bos_token: The begin-of-text token (a token of the vocabulary), or None.
+        eos_token: The end-of-text token, or None.
+        add_bos_token: Whether Hugging Face adds `bos_token` first.
         **kwargs: Passed to `keras.layers.Layer`.
 
     Call arguments:
@@ -160,16 +176,24 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
 
     symbols = keras_llm.tokenizers.core_ops_byte_pair_tokenizer.bytes_to_unicode()
     vocabulary = {s: i for i, s in enumerate(symbols.values())}
-    vocabulary.update({"Ġt": 256, "Ġth": 257, "Ġthe": 258})
+    vocabulary.update({"Ġt": 256, "Ġth": 257, "Ġthe": 258, "<|im_end|>": 259})
     merges = ["Ġ t", "Ġt h", "Ġth e"]
     tokenizer = keras_llm.tokenizers.CoreOpsBytePairTokenizer(vocabulary, merges)
     ids = tokenizer("in the")
     assert ids.numpy().tolist() == [vocabulary["i"], vocabulary["n"], 258]
     assert tokenizer.detokenize(ids).numpy() == b"in the"
+
+    chat = keras_llm.tokenizers.CoreOpsBytePairTokenizer(
+        vocabulary, merges, pre_tokenizer="llama3", added_tokens=["<|im_end|>"],
+        eos_token="<|im_end|>")
+    assert chat("in the<|im_end|>").numpy().tolist() == [vocabulary["i"], vocabulary["n"], 258, 259]
+    assert chat.end_token_id == 259
     ```
     """
 
-    def __init__(self, vocabulary, merges, **kwargs):
+    def __init__(self, vocabulary, merges, *, pre_tokenizer="gpt2", normalization=None,
+                 ignore_merges=False, added_tokens=None, chat_template=None, bos_token=None,
+                 eos_token=None, add_bos_token=False, **kwargs):
         super().__init__(**kwargs)
         self.vocabulary, self.merges = _load_files(vocabulary, merges)
         byte_symbols = bytes_to_unicode()
@@ -179,6 +203,22 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
                 f"The vocabulary lacks {len(missing)} of GPT-2's 256 byte symbols "
                 f"(first: {missing[0]!r}); a byte-level BPE vocabulary holds all of them."
             )
+        _check_choice("pre_tokenizer", pre_tokenizer, PRE_TOKENIZERS)
+        _check_choice("normalization", normalization, NORMALIZATIONS)
+        for name, value in (("ignore_merges", ignore_merges), ("add_bos_token", add_bos_token)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+        if chat_template is not None and not isinstance(chat_template, str):
+            raise ValueError(
+                f"`chat_template` must be a Jinja string or None. Received: chat_template={chat_template!r}"
+            )
+        self.pre_tokenizer, self.normalization = pre_tokenizer, normalization
+        self.ignore_merges, self.chat_template = ignore_merges, chat_template
+        self.added_tokens = self._added(added_tokens)
+        self.bos_token, self.eos_token = self._token("bos_token", bos_token), self._token("eos_token", eos_token)
+        if add_bos_token and bos_token is None:
+            raise ValueError("`add_bos_token=True` needs a `bos_token`. Received: bos_token=None")
+        self.add_bos_token = add_bos_token
         self.vocabulary_size = len(self.vocabulary)
         tokens = list(self.vocabulary)
         self._token_table = tf.lookup.StaticHashTable(
@@ -195,40 +235,85 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
             default_value=-1,
         )
         self._byte_symbols = tf.constant([byte_symbols[b] for b in range(256)])
-        # id -> the bytes it stands for, for detokenize.
+        # id -> the bytes it stands for, for detokenize; an added token stands for its own text.
         symbol_to_byte = {s: bytes([b]) for b, s in byte_symbols.items()}
         id_bytes = [b""] * self.vocabulary_size
         for token, token_id in self.vocabulary.items():
-            id_bytes[token_id] = b"".join(symbol_to_byte.get(c, c.encode()) for c in token)
+            id_bytes[token_id] = token.encode() if token in self.added_tokens else b"".join(
+                symbol_to_byte.get(c, c.encode()) for c in token)
         self._id_bytes = tf.constant(id_bytes)
         self._id_to_token = {i: t for t, i in self.vocabulary.items()}
-        # GPT-2's one special token, when the vocabulary has it.
-        self.special_tokens = {t: i for t, i in self.vocabulary.items() if t == _END_TOKEN}
-        self.end_token_id = self.special_tokens.get(_END_TOKEN)
+        # Longest first: where two added tokens start at the same place, the longer wins.
+        self._added_pattern = "|".join(
+            _re2_literal(t) for t in sorted(self.added_tokens, key=len, reverse=True))
+        self._nfc = NFC() if normalization == "NFC" else None
+        specials = [t for t, special in self.added_tokens.items() if special]
+        specials += [t for t in (_END_TOKEN, self.bos_token, self.eos_token) if t in self.vocabulary]
+        self.special_tokens = {t: self.vocabulary[t] for t in specials}
+        self.bos_token_id = self.vocabulary.get(self.bos_token)
+        self.eos_token_id = self.vocabulary.get(self.eos_token)
+        self.end_token_id = self.vocabulary.get(self.eos_token or _END_TOKEN)
         self.built = True
 
-    def _pretokenize(self, texts):
-        """[B] strings -> [B, None] words, as GPT-2's pattern splits them."""
-        texts = tf.strings.unicode_transcode(
-            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-        )
-        # `\s+(?!\S)`: a run of two or more spaces followed by a non-space
-        # loses its last character to the next word.
-        texts = tf.strings.regex_replace(
-            texts, rf"([{_SPACE}])([{_SPACE}][^{_SPACE}])", b"\\1" + _CUT + b"\\2"
-        )
-        texts = tf.strings.regex_replace(texts, _PATTERN, _CUT + b"\\0")
-        words = tf.strings.split(texts, sep=_CUT)
-        return tf.ragged.boolean_mask(words, tf.strings.length(words) > 0)
+    def _added(self, added_tokens):
+        if added_tokens is None:
+            return {}
+        if isinstance(added_tokens, (list, tuple)):
+            added_tokens = {t: True for t in added_tokens}
+        if not isinstance(added_tokens, dict) or not all(
+            isinstance(t, str) and t and isinstance(s, bool) for t, s in added_tokens.items()
+        ):
+            raise ValueError(
+                "`added_tokens` must be a list of token strings or a dict from each to whether "
+                f"it is special. Received: added_tokens={added_tokens!r}"
+            )
+        outside = [t for t in added_tokens if t not in self.vocabulary]
+        if outside:
+            raise ValueError(
+                f"`added_tokens` must be tokens of the vocabulary. Received: {outside[0]!r}, "
+                "which it lacks"
+            )
+        return dict(added_tokens)
 
-    def _bpe(self, words):
-        """[W] words -> [W, None] ids."""
-        # [W, bytes] -> GPT-2's byte symbols.
+    def _token(self, name, token):
+        if token is not None and (not isinstance(token, str) or token not in self.vocabulary):
+            raise ValueError(f"`{name}` must be a token of the vocabulary or None. Received: {name}={token!r}")
+        return token
+
+    def _words(self, texts):
+        """[B] valid UTF-8 strings without added tokens -> [B, None] words."""
+        if self._nfc is not None:
+            texts = self._nfc(texts)
+        return pretokenize(texts, self.pre_tokenizer)
+
+    def _symbols(self, words):
+        """[W] words -> [W, None] GPT-2 byte symbols."""
         byte_strings = tf.strings.bytes_split(words)
         byte_values = tf.cast(
             tf.reshape(tf.io.decode_raw(byte_strings.flat_values, tf.uint8), [-1]), tf.int32
         )
-        symbols = byte_strings.with_flat_values(tf.gather(self._byte_symbols, byte_values))
+        return byte_strings.with_flat_values(tf.gather(self._byte_symbols, byte_values))
+
+    def _word_ids(self, words):
+        """[W] words -> [W, None] ids (what the word cache of `BytePairTokenizer` replaces)."""
+        symbols = self._symbols(words)
+        if not self.ignore_merges:
+            return self._merge(symbols)
+        whole = self._token_table.lookup(tf.strings.reduce_join(symbols, axis=1))  # [W]
+        found = whole >= 0
+        # Words found whole, then the merged rest; `place` puts each word back in order.
+        ids = tf.concat([
+            tf.RaggedTensor.from_row_lengths(
+                tf.boolean_mask(whole, found), tf.ones_like(tf.boolean_mask(whole, found), tf.int64)),
+            self._merge(tf.ragged.boolean_mask(symbols, ~found)),
+        ], axis=0)
+        count = tf.reduce_sum(tf.cast(found, tf.int32))
+        place = tf.where(found, tf.cumsum(tf.cast(found, tf.int32)) - 1,
+                         count + tf.cumsum(tf.cast(~found, tf.int32)) - 1)
+        return tf.gather(ids, place)
+
+    def _merge(self, symbols):
+        """[W, None] byte symbols -> [W, None] ids, merging lowest rank first."""
 
         def merge_once(symbols):
             flat = symbols.flat_values  # [S]
@@ -281,9 +366,22 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         return symbols.with_flat_values(self._token_table.lookup(symbols.flat_values))
 
     def _tokenize(self, texts):
-        words = self._pretokenize(texts)  # [B, None]
-        ids = self._bpe(words.flat_values)  # [W, None]
-        return words.with_flat_values(ids).merge_dims(1, 2)
+        texts = tf.strings.unicode_transcode(
+            texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+        )
+        if not self.added_tokens:
+            words = self._words(texts)  # [B, None]
+            return words.with_flat_values(self._word_ids(words.flat_values)).merge_dims(1, 2)
+        # [B, P] pieces: text, added token, text, ..., text (the odd ones are tokens).
+        pieces = tf.strings.split(
+            tf.strings.regex_replace(texts, self._added_pattern, _MARK + b"\\0" + _MARK), sep=_MARK)
+        flat = pieces.flat_values  # [P]
+        added = tf.math.floormod(tf.ragged.range(pieces.row_lengths()).flat_values, 2) == 1
+        words = self._words(tf.where(added, "", flat))  # [P, None]; none in added tokens' rows
+        text_ids = words.with_flat_values(self._word_ids(words.flat_values)).merge_dims(1, 2)
+        token_ids = tf.RaggedTensor.from_row_lengths(
+            tf.boolean_mask(self._token_table.lookup(flat), added), tf.cast(added, tf.int64))
+        return pieces.with_flat_values(tf.concat([text_ids, token_ids], axis=1)).merge_dims(1, 2)
 
     def detokenize(self, ids):
         """The UTF-8 text of the ids (a string, or `[batch]` strings).
@@ -314,8 +412,26 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"vocabulary": self.vocabulary, "merges": self.merges})
+        config.update({
+            "vocabulary": self.vocabulary, "merges": self.merges,
+            "pre_tokenizer": self.pre_tokenizer, "normalization": self.normalization,
+            "ignore_merges": self.ignore_merges, "added_tokens": self.added_tokens,
+            "chat_template": self.chat_template, "bos_token": self.bos_token,
+            "eos_token": self.eos_token, "add_bos_token": self.add_bos_token,
+        })
         return config
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(map(repr, choices))}. Received: {name}={value!r}"
+        )
+
+
+def _re2_literal(text):
+    """`text` as an RE2 expression that matches it literally."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
 def _run_starts(flags):
