@@ -6,13 +6,14 @@
 | `WordPieceTokenizer` | BERT `vocab.txt` | core + tensorflow-text (fast) |
 | `CoreOpsWordPieceTokenizer` | BERT `vocab.txt` | core TensorFlow only (for serving) |
 | `BytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow + a word cache (fast) |
-| `CoreOpsBytePairTokenizer` | GPT-2 `vocab.json` + `merges.txt` | core TensorFlow only, stateless (for serving) |
+| `CoreOpsBytePairTokenizer` | byte-level BPE of GPT-2, Llama 3, Qwen2, SmolLM2 (`tokenizer.json`, GGUF) | core TensorFlow only, stateless (for serving) |
 | `SentencePieceTokenizer` | SentencePiece `.model` | tensorflow-text (keras-hub's layer) |
 
 `train_word_piece`, `train_byte_pair` and `train_sentence_piece` learn the
 files these load. `from_pretrained(path)` loads the tokenizer of a Hugging
-Face model directory (BERT family: `CoreOpsWordPieceTokenizer`; GPT-2:
-`CoreOpsBytePairTokenizer`) with transformers' ids, and
+Face model directory (BERT family: `CoreOpsWordPieceTokenizer`; GPT-2, Llama 3,
+Qwen2, SmolLM2: `CoreOpsBytePairTokenizer`, with the chat template and
+begin/end tokens) with transformers' ids, and
 `save_pretrained(tokenizer, path)` writes one back for transformers.
 `CoreOpsWordPieceTokenizer.tokenize_with_offsets` also gives each token's
 byte span in the input.
