@@ -5,12 +5,18 @@ holds: a config dict under Hugging Face's names and the weights, dequantized
 with the `gguf` package and renamed to Hugging Face's tensor names, with
 llama.cpp's row permutation of the query and key projections undone as
 `transformers`' GGUF loader undoes it (`LlamaTensorProcessor`). The chat
-template (`tokenizer.chat_template`) comes with them.
+template (`tokenizer.chat_template`) comes with them. `read_gguf_tokenizer`
+gives the byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.*`).
 """
 
 import os
 
 import numpy as np
+
+from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import (
+    CoreOpsBytePairTokenizer,
+    bytes_to_unicode,
+)
 
 # GGUF tensor names -> Hugging Face names ("{}" is the layer index).
 _NAMES = {
@@ -27,6 +33,18 @@ _NAMES = {
     "blk.{}.ffn_up.weight": "model.layers.{}.mlp.up_proj.weight",
     "blk.{}.ffn_down.weight": "model.layers.{}.mlp.down_proj.weight",
 }
+# llama.cpp's names of byte-level BPE pre-tokenizers -> keras_llm's, with what
+# else the original tokenizer.json says: Llama 3 takes a word that is a token
+# whole (`ignore_merges`), Qwen2 normalizes to NFC (GGUF files do not say it;
+# transformers' and llama.cpp's readers skip it, Qwen2's tokenizer.json has it).
+_PRE_TOKENIZERS = {
+    "gpt-2": {"pre_tokenizer": "gpt2"},
+    "llama-bpe": {"pre_tokenizer": "llama3", "ignore_merges": True},
+    "qwen2": {"pre_tokenizer": "qwen2", "normalization": "NFC"},
+    "smollm": {"pre_tokenizer": "smollm"},
+}
+# tokenizer.ggml.token_type values: llama.cpp's control and user-defined tokens are added tokens.
+_CONTROL, _USER_DEFINED = 3, 4
 # The quantization types read (`gguf.quants.dequantize` handles each).
 _TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
           "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -98,13 +116,25 @@ def read_gguf(path):
     assert config["vocab_size"] == 10 and config["tie_word_embeddings"]
     ```
     """
+    path = os.fspath(path)
+    reader = _open(path)
+    return (*_config_and_tensors(reader, path), _field(reader, "tokenizer.chat_template"))
+
+
+def _open(path):
+    """A `gguf.GGUFReader` of `path`; a file it cannot read is an error naming it."""
     import gguf
 
-    path = os.fspath(path)
     try:
-        reader = gguf.GGUFReader(path)
+        return gguf.GGUFReader(os.fspath(path))
     except (ValueError, IndexError, OSError) as error:
         raise ValueError(f"{path}: not a readable GGUF file (truncated or damaged?): {error}") from None
+
+
+def _config_and_tensors(reader, path):
+    """`read_gguf`'s config and tensors, from an open reader."""
+    import gguf
+
     architecture = _field(reader, "general.architecture")
     if architecture != "llama":
         raise ValueError(
@@ -163,7 +193,105 @@ def read_gguf(path):
             weights = _unpermute(weights, kv_heads)
         tensors[name] = weights
     _check_shapes(path, config, tensors)
-    return config, tensors, _field(reader, "tokenizer.chat_template")
+    return config, tensors
+
+
+def read_gguf_tokenizer(path):
+    """The tokenizer a GGUF file's metadata describes, with its chat template and special tokens.
+
+    Reads llama.cpp's byte-level BPE (`tokenizer.ggml.model` "gpt2"): the
+    tokens (`tokenizer.ggml.tokens`, their ids their places), the merges, the
+    pre-tokenizer (`tokenizer.ggml.pre`: "gpt-2", "llama-bpe", "qwen2",
+    "smollm"), control and user-defined tokens (`token_type` 3 and 4) as
+    added tokens found whole in text, `bos_token_id`, `eos_token_id`,
+    `add_bos_token` and `tokenizer.chat_template`. Tokens are taken as
+    `transformers`' GGUF reader takes them (a token outside GPT-2's byte
+    symbols is spelled in them; a control token outside them is not matched
+    in text).
+
+    Args:
+        path: A `.gguf` file.
+
+    Returns:
+        A `CoreOpsBytePairTokenizer`, or None when the file has no tokenizer.
+
+    Raises:
+        ValueError: naming the file: another tokenizer model (SentencePiece's
+            "llama", ...), a pre-tokenizer not read, or tokens and merges that
+            do not make a byte-level BPE.
+
+    Example:
+
+    ```python
+    import os, tempfile
+    import gguf
+    from keras_llm.pretrained.gguf import read_gguf_tokenizer
+    from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import bytes_to_unicode
+
+    tokens = list(bytes_to_unicode().values()) + ["Ġt", "<|eot|>"]
+    path = os.path.join(tempfile.mkdtemp(), "tokenizer.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("llama-bpe")
+    writer.add_token_list(tokens)
+    writer.add_token_merges(["Ġ t"])
+    writer.add_token_types([1] * 257 + [3])
+    writer.add_eos_token_id(257)
+    writer.write_header_to_file(); writer.write_kv_data_to_file(); writer.close()
+    tokenizer = read_gguf_tokenizer(path)
+    assert tokenizer(" t<|eot|>").numpy().tolist() == [256, 257]
+    assert tokenizer.end_token_id == 257 and tokenizer.pre_tokenizer == "llama3"
+    ```
+    """
+    path = os.fspath(path)
+    return _tokenizer_of(_open(path), path)
+
+
+def _tokenizer_of(reader, path):
+    """`read_gguf_tokenizer`'s tokenizer, from an open reader."""
+    model = _field(reader, "tokenizer.ggml.model")
+    if model is None:
+        return None
+    if model != "gpt2":
+        raise ValueError(
+            f"{path}: keras_llm reads byte-level BPE tokenizers (tokenizer.ggml.model 'gpt2'). "
+            f"Received: tokenizer.ggml.model={model!r}"
+        )
+    pre = _field(reader, "tokenizer.ggml.pre", "gpt-2")
+    if pre not in _PRE_TOKENIZERS:
+        raise ValueError(
+            f"{path}: keras_llm reads the byte-level BPE pre-tokenizers "
+            f"{', '.join(_PRE_TOKENIZERS)}. Received: tokenizer.ggml.pre={pre!r}"
+        )
+    tokens = list(_field(reader, "tokenizer.ggml.tokens", []))
+    types = list(_field(reader, "tokenizer.ggml.token_type", [])) or [1] * len(tokens)
+    symbols = bytes_to_unicode()
+    alphabet = set(symbols.values())
+    spelled = [t if set(t) <= alphabet else "".join(symbols[b] for b in t.encode()) for t in tokens]
+    vocabulary = {token: token_id for token_id, token in enumerate(spelled)}
+    if len(vocabulary) != len(spelled) or len(types) != len(tokens):
+        raise ValueError(
+            f"{path}: tokenizer.ggml.tokens must hold each token once, with one token_type each. "
+            f"Received: {len(tokens)} tokens, {len(vocabulary)} distinct, {len(types)} types"
+        )
+    added = {t: kind == _CONTROL for t, kind in zip(tokens, types)
+             if (kind == _CONTROL and set(t) <= alphabet) or (kind == _USER_DEFINED and t in vocabulary)}
+
+    def token(key):
+        token_id = _field(reader, f"tokenizer.ggml.{key}")
+        return None if token_id is None or not 0 <= token_id < len(spelled) else spelled[token_id]
+
+    try:
+        return CoreOpsBytePairTokenizer(
+            vocabulary, list(_field(reader, "tokenizer.ggml.merges", [])), added_tokens=added,
+            chat_template=_field(reader, "tokenizer.chat_template"), bos_token=token("bos_token_id"),
+            eos_token=token("eos_token_id"),
+            add_bos_token=bool(_field(reader, "tokenizer.ggml.add_bos_token", False))
+            and token("bos_token_id") is not None,
+            **_PRE_TOKENIZERS[pre],
+        )
+    except ValueError as error:
+        raise ValueError(f"{path}: its tokenizer: {error}") from None
 
 
 def _check_shapes(path, config, tensors):
