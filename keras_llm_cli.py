@@ -124,6 +124,13 @@ TRAIN_FLAGS = {
     ),
     "--backup-every": dict(type=int, default=100, help="Steps between backups."),
     "--logdir": dict(default=None, help="Write TensorBoard logs here (the chief only)."),
+    "--plot": dict(
+        action="store_true",
+        help="Also write the training curves (loss, perplexity, accuracy, each with its "
+        "validation curve, per epoch) as OUTPUT without .keras, plus .history.png, beside the "
+        "model (a resumed run draws the epochs it ran). Needs matplotlib: pip install "
+        "'keras-llm[plot]'.",
+    ),
     "--prompt": dict(
         default="Return the ",
         help="Text of the sample printed after training: a GPT continues it; a BERT fills its "

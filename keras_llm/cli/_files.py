@@ -6,6 +6,7 @@ and has its tokenizer beside it as `NAME.tokenizer.json`: it still loads,
 with a message asking to save it again.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -31,6 +32,29 @@ def save_and_export(args, stem, model, tokenizer, **export_arguments):
     version = keras_llm.export(model, export_base, tokenizer, **export_arguments)
     print(f"exported for TF Serving: {version}")
     return version
+
+
+def check_plot(parser, args):
+    """--plot needs matplotlib: a one-line error before training rather than after it."""
+    if getattr(args, "plot", False) and importlib.util.find_spec("matplotlib") is None:
+        parser.error("--plot needs matplotlib, an optional dependency: pip install 'keras-llm[plot]'")
+
+
+def write_history_plot(history, stem, perplexity=True):
+    """Draws `history` (`keras_llm.inspect.plot_history`) into STEM.history.png, atomically.
+
+    Returns the path, or None (with a message) when no epoch ran: a rerun
+    of a finished run resumes at its last step and trains no further.
+    """
+    if not getattr(history, "history", None):
+        print("--plot: no epoch ran in this run (it resumed at its last step): no curves to draw")
+        return None
+    figure = keras_llm.inspect.plot_history(history, perplexity=perplexity)
+    path = stem + ".history.png"
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    print(f"training curves: {path}")
+    return path
 
 
 def load_trained(path, parser):

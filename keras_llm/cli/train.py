@@ -11,7 +11,13 @@ import tensorflow as tf
 
 import keras_llm
 from keras_llm.cli import _common, train_seq2seq
-from keras_llm.cli._files import fill_from_saved_model, generate_from_saved_model, save_and_export
+from keras_llm.cli._files import (
+    check_plot,
+    fill_from_saved_model,
+    generate_from_saved_model,
+    save_and_export,
+    write_history_plot,
+)
 from keras_llm.cli.generate import row_seed
 
 
@@ -21,6 +27,7 @@ def run(args, parser):
     if args.learning_rate is not None and not args.learning_rate > 0:
         parser.error(f"--learning-rate must be positive; received {args.learning_rate}")
     stem = _common.output_stem(parser, args, f"{args.preset}.keras")
+    check_plot(parser, args)
     is_bert = args.preset in keras_llm.BERT_PRESETS
     # First: a multi-worker strategy must exist before TensorFlow runs any op.
     strategy = keras_llm.distribute.get_strategy(args.strategy)
@@ -105,7 +112,8 @@ def run(args, parser):
     initial, _ = report()
     print(f"validation loss before training: {initial:.3f}")
     training.start(tokenizer)
-    callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else []
+    history = keras.callbacks.History()  # the epochs' logs, for --plot
+    callbacks = [history] + ([keras.callbacks.TensorBoard(args.logdir)] if args.logdir and chief else [])
     start = time.time()
     training.fit(parser, model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
     final, details = report()
@@ -114,6 +122,8 @@ def run(args, parser):
     if not chief:  # the chief samples and writes; the other workers are done
         return 0
     version = save_and_export(args, stem, model, tokenizer)
+    if args.plot:  # a BERT pre-trainer's loss sums two: exp(loss) is no perplexity
+        write_history_plot(history, stem, perplexity=not is_bert)
     if is_bert:
         text = args.prompt if "[MASK]" in args.prompt else args.prompt.rstrip() + " [MASK]"
         print(f"sample (filled by the export):\n{text}")

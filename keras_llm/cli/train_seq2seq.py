@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import keras_llm
 from keras_llm.cli import _common
-from keras_llm.cli._files import generate_from_saved_model, save_and_export
+from keras_llm.cli._files import generate_from_saved_model, save_and_export, write_history_plot
 
 
 def run(args, parser, strategy, training, stem):
@@ -62,7 +62,10 @@ def run(args, parser, strategy, training, stem):
 
     _, bleu_before = report("before training")
     training.start(tokenizer)
-    callbacks = [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and training.chief else []
+    history = keras.callbacks.History()  # the epochs' logs, for --plot
+    callbacks = [history] + (
+        [keras.callbacks.TensorBoard(args.logdir)] if args.logdir and training.chief else []
+    )
     start = time.time()
     training.fit(parser, model, train_data, args.steps, callbacks=callbacks, validation_data=validation_data)
     print(f"trained {args.steps} steps in {time.time() - start:.0f} s")
@@ -71,6 +74,8 @@ def run(args, parser, strategy, training, stem):
     if not training.chief:
         return 0
     version = save_and_export(args, stem, model, tokenizer)
+    if args.plot:
+        write_history_plot(history, stem)
     served = generate_from_saved_model(
         version, [held_out[0][0]], [0], max_new_tokens=args.target_length, temperature=0.0,
         top_k=0, top_p=1.0,
