@@ -7,9 +7,11 @@ run as `model(inputs)` runs it, except that each attention block
 output goes on through the graph. So the maps are the model's own (its
 masks, its rotary positions, its pre- or post-norm), with no second copy of
 the attention math, and the blocks are found by what they are, not by their
-names. The walk is Keras's (`Functional._run_through_graph`, the one
-`keras.models.clone_model(call_function=...)` takes); the tests check that
-it gives the model's outputs.
+names. The walk is Keras's own (`Functional._run_through_graph`, a private
+method, the one `keras.models.clone_model(call_function=...)` runs on):
+tests/inspect checks each map against a NumPy reference of its block on the
+inputs the model's graph gives it, and a real checkpoint's maps against
+transformers' `output_attentions`.
 """
 
 import dataclasses
