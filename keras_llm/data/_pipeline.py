@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from keras_llm._checks import is_positive_int
+from keras_llm._checks import check_int
 
 # Texts tokenized per call inside the pipelines: large enough to amortise the
 # tokenizer's per-call cost, small enough to keep the first batch quick.
@@ -41,9 +41,9 @@ def special_ids(tokenizer, **given):
 
 
 def check_positive(**values):
+    """Errors naming the first of `values` (argument name -> value) that is not a positive int."""
     for name, value in values.items():
-        if not is_positive_int(value):
-            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        check_int(name, value)
 
 
 def with_batch_seeds(dataset, seed):
@@ -79,7 +79,6 @@ def model_inputs(ragged, value):
     dense = ragged.to_tensor(tf.cast(value, ragged.dtype))
     missing = tf.where(tf.shape(dense)[0] > 0, 0, tf.maximum(3 - tf.shape(dense)[1], 0))
     return tf.pad(dense, [[0, 0], [0, missing]], constant_values=tf.cast(value, ragged.dtype))
-
 
 
 def bucket_boundaries(sequence_length):

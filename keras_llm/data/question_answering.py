@@ -4,6 +4,7 @@ import numbers
 
 import tensorflow as tf
 
+from keras_llm._checks import check_int
 from keras_llm.data._pipeline import (
     TOKENIZE_CHUNK,
     bucketing,
@@ -27,8 +28,7 @@ QUESTION_ANSWERING_DEFAULTS = dict(
 def check_window_settings(function, sequence_length, doc_stride, max_question_length):
     """Errors naming the setting unless every window has room for at least one new context token."""
     check_positive(sequence_length=sequence_length, max_question_length=max_question_length)
-    if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or doc_stride < 0:
-        raise ValueError(f"{function}: `doc_stride` must be an int >= 0. Received: doc_stride={doc_stride!r}")
+    check_int("doc_stride", doc_stride, 0, where=function)
     room = sequence_length - 3 - max_question_length
     if doc_stride >= room:
         raise ValueError(

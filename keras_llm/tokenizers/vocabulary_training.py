@@ -40,10 +40,6 @@ def _texts(corpus):
     )
 
 
-def _check_size(vocabulary_size, minimum):
-    check_int("vocabulary_size", vocabulary_size, minimum)
-
-
 def _publish(build, output_dir):
     """Runs `build(scratch_dir)`, then writes each file it made into `output_dir`.
 
@@ -101,7 +97,7 @@ def train_word_piece(corpus, vocabulary_size, output_dir, lowercase=True,
     import tokenizers
 
     special_tokens = list(special_tokens or BERT_SPECIAL_TOKENS)
-    _check_size(vocabulary_size, len(special_tokens) + 1)
+    check_int("vocabulary_size", vocabulary_size, len(special_tokens) + 1)
     texts = _texts(corpus)
 
     def build(directory):
@@ -146,7 +142,7 @@ def train_byte_pair(corpus, vocabulary_size, output_dir, special_tokens=("<|endo
     """
     import tokenizers
 
-    _check_size(vocabulary_size, 256 + len(special_tokens) + 1)
+    check_int("vocabulary_size", vocabulary_size, 256 + len(special_tokens) + 1)
     texts = _texts(corpus)
 
     def build(directory):
@@ -196,7 +192,7 @@ def train_sentence_piece(corpus, vocabulary_size, output_dir, model_type="unigra
     """
     import sentencepiece
 
-    _check_size(vocabulary_size, 4)
+    check_int("vocabulary_size", vocabulary_size, 4)
     texts = _texts(corpus)
 
     def build(directory):
