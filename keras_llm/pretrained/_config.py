@@ -1,6 +1,6 @@
 """Reading a Hugging Face `config.json`: each value checked, errors naming the key and the file."""
 
-from keras_llm._checks import is_finite_real, is_positive_int
+from keras_llm._checks import check_int, is_finite_real
 
 
 class ConfigReader:
@@ -19,12 +19,7 @@ class ConfigReader:
 
     def size(self, key, default=None):
         """A positive int; `default` is Hugging Face's where the key may be left out."""
-        value = self._get(key, default)
-        if not is_positive_int(value):
-            raise ValueError(
-                f"{self.where}: `{key}` must be a positive int. Received: {key}={value!r}"
-            )
-        return value
+        return check_int(key, self._get(key, default), where=self.where)
 
     def rate(self, key, default):
         """A dropout probability in [0, 1)."""
