@@ -110,8 +110,8 @@ class NFC:
         kept = parts >= 0
         rows = tf.broadcast_to(chars.value_rowids()[:, None], tf.shape(parts, out_type=tf.int64))
         return tf.RaggedTensor.from_value_rowids(
-            tf.boolean_mask(parts, kept), tf.boolean_mask(rows, kept), nrows=chars.nrows()
-        )
+            tf.boolean_mask(parts, kept), tf.boolean_mask(rows, kept), nrows=chars.nrows(),
+            validate=False)
 
     def _order(self, chars):
         flat = chars.flat_values
@@ -180,7 +180,7 @@ class NFC:
         kept = ~removed
         return tf.RaggedTensor.from_value_rowids(
             tf.boolean_mask(values, kept), tf.boolean_mask(chars.value_rowids(), kept),
-            nrows=chars.nrows())
+            nrows=chars.nrows(), validate=False)
 
 
 def _row_starts(chars):

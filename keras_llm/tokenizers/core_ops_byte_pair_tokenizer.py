@@ -304,7 +304,8 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         # Words found whole, then the merged rest; `place` puts each word back in order.
         ids = tf.concat([
             tf.RaggedTensor.from_row_lengths(
-                tf.boolean_mask(whole, found), tf.ones_like(tf.boolean_mask(whole, found), tf.int64)),
+                tf.boolean_mask(whole, found), tf.ones_like(tf.boolean_mask(whole, found), tf.int64),
+                validate=False),
             self._merge(tf.ragged.boolean_mask(symbols, ~found)),
         ], axis=0)
         count = tf.reduce_sum(tf.cast(found, tf.int32))
@@ -346,7 +347,7 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
             new_rows = tf.boolean_mask(symbols.value_rowids(), keep)
             return (
                 tf.RaggedTensor.from_value_rowids(
-                    tf.boolean_mask(merged, keep), new_rows, nrows=symbols.nrows()
+                    tf.boolean_mask(merged, keep), new_rows, nrows=symbols.nrows(), validate=False
                 ),
                 tf.reduce_any(merge),
             )
@@ -365,6 +366,10 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         )
         return symbols.with_flat_values(self._token_table.lookup(symbols.flat_values))
 
+    # Graph ops and tf.while_loop only: autograph has nothing to convert, and
+    # converting (in every tf.function that calls the tokenizer) took a
+    # quarter of the tracing time.
+    @tf.autograph.experimental.do_not_convert
     def _tokenize(self, texts):
         texts = tf.strings.unicode_transcode(
             texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
@@ -380,7 +385,8 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         words = self._words(tf.where(added, "", flat))  # [P, None]; none in added tokens' rows
         text_ids = words.with_flat_values(self._word_ids(words.flat_values)).merge_dims(1, 2)
         token_ids = tf.RaggedTensor.from_row_lengths(
-            tf.boolean_mask(self._token_table.lookup(flat), added), tf.cast(added, tf.int64))
+            tf.boolean_mask(self._token_table.lookup(flat), added), tf.cast(added, tf.int64),
+            validate=False)
         return pieces.with_flat_values(tf.concat([text_ids, token_ids], axis=1)).merge_dims(1, 2)
 
     def detokenize(self, ids):
