@@ -65,8 +65,62 @@ _CHECKS = {
 _FLOATS = ("dropout", "layer_norm_epsilon")
 
 
+def merged_config(builder, presets, preset, overrides, defaults, sizes, tokenizer=None):
+    """`defaults`, then `presets[preset]`, then `overrides` (None values dropped); every size set.
+
+    What every builder does before checking its own arguments: a keyword
+    that neither `sizes` nor `defaults` names is Python's TypeError, an
+    unknown preset and a size that neither the preset nor `overrides` give
+    are errors naming them. `vocabulary_size` is the one given, else the
+    tokenizer's, else the preset's.
+
+    Args:
+        builder: The builder's name, for error messages.
+        presets: The builder's dict of preset dicts.
+        preset: A preset name, or None to take every size from `overrides`.
+        overrides: The keyword arguments the user passed.
+        defaults: Values of the optional arguments.
+        sizes: The names of the arguments without a default.
+        tokenizer: The builder's tokenizer, or None.
+
+    Example:
+
+    ```python
+    from keras_llm.models._config import merged_config
+
+    presets = {"small": dict(vocabulary_size=100, num_layers=2)}
+    config = merged_config("build", presets, "small", {"num_layers": 4}, dict(dropout=0.1),
+                           ("vocabulary_size", "num_layers"))
+    assert config == dict(dropout=0.1, vocabulary_size=100, num_layers=4)
+    ```
+    """
+    unknown = sorted(set(overrides) - set(sizes) - set(defaults))
+    if unknown:
+        # What Python says of a keyword argument the signature does not name.
+        raise TypeError(f"{builder}() got an unexpected keyword argument {unknown[0]!r}")
+    if preset is not None and preset not in presets:
+        raise ValueError(
+            f"{builder}: unknown preset. Received: preset={preset!r}; "
+            f"known presets: {', '.join(sorted(presets))}."
+        )
+    config = dict(defaults)
+    if preset is not None:
+        config.update(presets[preset])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    vocabulary_size = tokenizer_vocabulary_size(tokenizer, overrides.get("vocabulary_size"))
+    if vocabulary_size is not None:
+        config["vocabulary_size"] = vocabulary_size
+    missing = [name for name in sizes if config.get(name) is None]
+    if missing:
+        raise ValueError(
+            f"{builder}: pass a `preset` or every size argument; missing "
+            f"{', '.join(missing)}. Known presets: {', '.join(sorted(presets))}."
+        )
+    return config
+
+
 def resolve_config(builder, presets, preset, overrides, defaults, tokenizer=None):
-    """Merges `defaults`, `presets[preset]` and `overrides`, then validates.
+    """Merges `defaults`, `presets[preset]` and `overrides` (`merged_config`), then validates.
 
     Args:
         builder: The builder's name, for error messages.
@@ -81,29 +135,9 @@ def resolve_config(builder, presets, preset, overrides, defaults, tokenizer=None
     Returns:
         A dict with every architecture argument set.
     """
-    unknown = sorted(set(overrides) - set(ARCHITECTURE_ARGUMENTS) - set(defaults))
-    if unknown:
-        # What Python says of a keyword argument the signature does not name.
-        raise TypeError(f"{builder}() got an unexpected keyword argument {unknown[0]!r}")
-    overrides = {
-        **overrides,
-        "vocabulary_size": tokenizer_vocabulary_size(tokenizer, overrides.get("vocabulary_size")),
-    }
-    if preset is not None and preset not in presets:
-        raise ValueError(
-            f"{builder}: unknown preset. Received: preset={preset!r}; "
-            f"known presets: {', '.join(sorted(presets))}."
-        )
-    config = dict(defaults)
-    if preset is not None:
-        config.update(presets[preset])
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    missing = [name for name in ARCHITECTURE_ARGUMENTS if config.get(name) is None]
-    if missing:
-        raise ValueError(
-            f"{builder}: pass a `preset` or every size argument; missing "
-            f"{', '.join(missing)}. Known presets: {', '.join(sorted(presets))}."
-        )
+    config = merged_config(
+        builder, presets, preset, overrides, defaults, ARCHITECTURE_ARGUMENTS, tokenizer
+    )
     for name, value in config.items():
         expected, check = _CHECKS[name]
         if not check(value):

@@ -7,7 +7,7 @@ from keras import ops
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers import LlamaBlock, RMSNorm
 from keras_llm.layers.rotary_embedding import check_rope_scaling
-from keras_llm.models._config import resolve_precision, tokenizer_vocabulary_size
+from keras_llm.models._config import merged_config, resolve_precision
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
 
@@ -145,26 +145,10 @@ def build_llama(preset=None, *, precision=None, tokenizer=None, name="llama", **
 
 
 def resolve_llama_config(preset, overrides, tokenizer=None):
-    """The builder's arguments: defaults, then `LLAMA_PRESETS[preset]`, then `overrides`, checked."""
-    unknown = sorted(set(overrides) - set(_SIZES) - set(_DEFAULTS))
-    if unknown:
-        raise TypeError(f"build_llama() got an unexpected keyword argument {unknown[0]!r}")
-    if preset is not None and preset not in LLAMA_PRESETS:
-        raise ValueError(
-            f"build_llama: unknown preset. Received: preset={preset!r}; known presets: "
-            f"{', '.join(sorted(LLAMA_PRESETS))}."
-        )
-    config = dict(_DEFAULTS, **(LLAMA_PRESETS[preset] if preset else {}))
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    config["vocabulary_size"] = tokenizer_vocabulary_size(
-        tokenizer, overrides.get("vocabulary_size")
-    ) or config.get("vocabulary_size")
-    missing = [k for k in _SIZES if config.get(k) is None]
-    if missing:
-        raise ValueError(
-            f"build_llama: pass a `preset` or every size argument; missing {', '.join(missing)}. "
-            f"Known presets: {', '.join(sorted(LLAMA_PRESETS))}."
-        )
+    """The builder's arguments (`merged_config` of `LLAMA_PRESETS`), checked."""
+    config = merged_config(
+        "build_llama", LLAMA_PRESETS, preset, overrides, _DEFAULTS, _SIZES, tokenizer
+    )
     for key in _SIZES + (("head_dim",) if config["head_dim"] is not None else ()):
         check_int(key, config[key], where="build_llama")
     for key in ("attention_bias", "tie_word_embeddings"):

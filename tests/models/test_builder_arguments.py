@@ -70,7 +70,7 @@ def test_transformer_block_checks_the_same_floats(argument, value, expected):
     assert str(error.value) == f"`{argument}` must be {expected}. Received: {argument}={value!r}"
 
 
-@pytest.mark.parametrize("builder", ["build_gpt", "build_bert", "build_seq2seq"])
+@pytest.mark.parametrize("builder", ["build_gpt", "build_bert", "build_seq2seq", "build_llama"])
 def test_an_unknown_keyword_is_a_type_error_naming_it(builder):
     # As Python words it for a keyword the signature does not name.
     with pytest.raises(TypeError) as error:
