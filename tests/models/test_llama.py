@@ -63,6 +63,7 @@ def test_decoding_with_the_cache_equals_recomputing():
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-4)
 
 
+@pytest.mark.slow  # tracing the decoding loop: 5-15 s on 2 cores
 def test_generator_greedy_equals_argmax_of_recomputed_logits():
     model = keras_llm.build_llama("llama_tiny", num_layers=1)
     ids = [3, 9, 27]
@@ -70,8 +71,18 @@ def test_generator_greedy_equals_argmax_of_recomputed_logits():
     for _ in range(4):
         x = np.array([ids], "int32")
         ids.append(int(np.argmax(model({"token_ids": x, "padding_mask": np.ones_like(x)})[0, -1])))
-    print(out)
     assert [int(i) for i in out[0]] in (ids, ids[3:])
+
+
+def test_messages_about_decoders_name_build_llama_and_a_llama_says_its_builder():
+    from keras_llm.models import registry
+
+    classifier = keras_llm.build_bert_classifier("bert_tiny", num_classes=2, vocabulary_size=50)
+    with pytest.raises(ValueError, match=r"must be a causal LM \(keras_llm.build_gpt or "
+                                         r"keras_llm.build_llama\)"):
+        keras_llm.generation.Generator(classifier)
+    model = keras_llm.build_llama("llama_tiny", num_layers=1)
+    assert (model.task, registry.get_builder(model).name) == ("causal_lm", "build_llama")
 
 
 def test_sliding_window_that_matters_is_refused_by_name():
@@ -79,6 +90,7 @@ def test_sliding_window_that_matters_is_refused_by_name():
         keras_llm.build_llama("llama_tiny", sliding_window=64)
 
 
+@pytest.mark.slow  # fit, .keras and SavedModel round trips: 10-30 s, as GPT's harness run
 def test_model_round_trips(tmp_path):
     model = keras_llm.build_llama("llama_tiny", num_layers=1, tie_word_embeddings=False)
     ids = np.random.default_rng(1).integers(0, 512, size=(2, 8)).astype("int32")
