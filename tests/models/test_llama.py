@@ -90,7 +90,7 @@ def test_sliding_window_that_matters_is_refused_by_name():
         keras_llm.build_llama("llama_tiny", sliding_window=64)
 
 
-@pytest.mark.slow  # fit, .keras and SavedModel round trips: 10-30 s, as GPT's harness run
+@pytest.mark.slow  # training steps, from_config and .keras round trips: 10-30 s, as GPT's harness
 def test_model_round_trips(tmp_path):
     model = keras_llm.build_llama("llama_tiny", num_layers=1, tie_word_embeddings=False)
     ids = np.random.default_rng(1).integers(0, 512, size=(2, 8)).astype("int32")
