@@ -354,7 +354,7 @@ def test_export_checks_the_tokenizer_and_the_stop_tokens_against_the_model(tmp_p
     word_piece = keras_llm.tokenizers.WordPieceTokenizer(VOCAB[:8])
     # The one tokenizer check (keras_llm.models.task_model.check_tokenizer) words it.
     with pytest.raises(ValueError, match=r"`tokenizer` must have exactly the model's 258 token ids: "
-                                         r"a GPT.*Received: tokenizer=WordPieceTokenizer "
+                                         r"a causal LM.*Received: tokenizer=WordPieceTokenizer "
                                          r"with 8 token ids"):
         keras_llm.export(gpt, str(tmp_path / "g"), word_piece)
     for stop, error, match in [
