@@ -4,6 +4,7 @@ Core ops only (the decoding loop exports to any TF Serving build) and
 static shapes (XLA compiles them).
 """
 
+import keras
 from keras import ops
 
 
@@ -61,3 +62,19 @@ def write_cache(cache, key, value, cache_index, heads, head_dim):
     return tuple(
         ops.where(written, ops.pad(part, widths), old) for old, part in zip(cache, new)
     )
+
+
+def output_spec(layer, inputs, cache, return_attention_scores):
+    """`compute_output_spec` of a self-attention layer or block over `inputs` `[B, T, D]`.
+
+    The outputs are `inputs`' shape; with `cache`, the updated cache's
+    tensors follow (their own shapes); with `return_attention_scores`, the
+    float32 probabilities `[B, layer.num_heads, T, T]` do.
+    """
+    outputs = keras.KerasTensor(inputs.shape, dtype=layer.compute_dtype)
+    if cache is not None:
+        return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
+    if return_attention_scores:
+        batch, length = inputs.shape[0], inputs.shape[1]
+        return outputs, keras.KerasTensor((batch, layer.num_heads, length, length), dtype="float32")
+    return outputs

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_llm._checks import check_int
-from keras_llm.layers._attention import cache_mask, merge_masks, write_cache
+from keras_llm.layers._attention import cache_mask, merge_masks, output_spec, write_cache
 from keras_llm.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -208,15 +208,7 @@ class GroupedQueryAttention(keras.layers.Layer):
         self, inputs, padding_mask=None, cache=None, cache_index=None,
         return_attention_scores=False,
     ):
-        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if cache is not None:
-            return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
-        if return_attention_scores:
-            batch, length = inputs.shape[0], inputs.shape[1]
-            return outputs, keras.KerasTensor(
-                (batch, self.num_heads, length, length), dtype="float32"
-            )
-        return outputs
+        return output_spec(self, inputs, cache, return_attention_scores)
 
     def get_config(self):
         config = super().get_config()

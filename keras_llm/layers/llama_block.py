@@ -3,6 +3,7 @@
 import keras
 
 from keras_llm._checks import is_finite_real
+from keras_llm.layers._attention import output_spec
 from keras_llm.layers.grouped_query_attention import GroupedQueryAttention
 from keras_llm.layers.rms_norm import RMSNorm
 from keras_llm.layers.swiglu_feed_forward import SwiGLUFeedForward
@@ -162,15 +163,7 @@ class LlamaBlock(keras.layers.Layer):
         self, inputs, padding_mask=None, cache=None, cache_index=None,
         return_attention_scores=False,
     ):
-        outputs = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if cache is not None:
-            return outputs, tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache)
-        if return_attention_scores:
-            batch, length = inputs.shape[0], inputs.shape[1]
-            return outputs, keras.KerasTensor(
-                (batch, self.num_heads, length, length), dtype="float32"
-            )
-        return outputs
+        return output_spec(self, inputs, cache, return_attention_scores)
 
     def get_config(self):
         attention = self._self_attention

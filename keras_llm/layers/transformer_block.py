@@ -12,9 +12,6 @@ from keras import ops
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers._attention import cache_mask, merge_masks, write_cache
 
-# The names `GroupedQueryAttention` imported from here before the masks moved.
-_cache_mask, _merge_masks = cache_mask, merge_masks
-
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 def gelu_approximate(x):
