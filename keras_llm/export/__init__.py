@@ -21,7 +21,7 @@ from keras_llm.export.decoding import GENERATION_DEFAULTS
 from keras_llm.export.serving import serving_tokenizer
 from keras_llm.export.versions import write_version
 from keras_llm.models import registry
-from keras_llm.models.task_model import check_tokenizer
+from keras_llm.models.task_model import tokenizer_of
 
 
 def export(
@@ -216,18 +216,15 @@ def _exported_task(model):
 
 def _tokenizer(model, tokenizer):
     """The tokenizer given (checked against the model), else the one the model carries."""
-    if tokenizer is None:
-        tokenizer = getattr(model, "tokenizer", None)
-        if tokenizer is None:
-            raise ValueError(
-                "An export serves text, so it needs the model's tokenizer, and the model carries "
-                "none (`model.tokenizer` is None): pass `tokenizer=` (the one the model was "
-                "trained with), or build the model with `tokenizer=` (or set `model.tokenizer`) "
-                f"before saving it. Received: tokenizer=None, model={model.name!r}"
-            )
-        return tokenizer
-    serving_tokenizer(tokenizer)  # one that cannot be served is named first
-    return check_tokenizer(model, tokenizer)
+    if tokenizer is not None:
+        serving_tokenizer(tokenizer)  # one that cannot be served is named first
+    return tokenizer_of(
+        model, tokenizer,
+        "An export serves text, so it needs the model's tokenizer, and the model carries "
+        "none (`model.tokenizer` is None): pass `tokenizer=` (the one the model was "
+        "trained with), or build the model with `tokenizer=` (or set `model.tokenizer`) "
+        "before saving it.",
+    )
 
 
 def _plural(task):

@@ -25,7 +25,7 @@ from keras_llm.export.serving import bert_inputs
 from keras_llm.generation.prompts import prompt_ids, source_ids
 from keras_llm.layers import LlamaBlock, TransformerBlock
 from keras_llm.models import registry
-from keras_llm.models.task_model import check_tokenizer
+from keras_llm.models.task_model import tokenizer_of
 
 # What `attention_weights` returns, per kind of attention.
 KINDS = ("self_attention", "decoder_self_attention", "cross_attention")
@@ -271,15 +271,10 @@ def attention_maps(model, text, tokenizer=None, *, target=None):
 
 
 def _tokenizer(model, tokenizer):
-    if tokenizer is None:
-        tokenizer = getattr(model, "tokenizer", None)
-        if tokenizer is None:
-            raise ValueError(
-                "`model` carries no tokenizer (model.tokenizer is None): pass `tokenizer=`, or "
-                f"attach one (model.tokenizer = tokenizer). Received: model={model.name!r}"
-            )
-        return tokenizer
-    return check_tokenizer(model, tokenizer)
+    return tokenizer_of(
+        model, tokenizer, "`model` carries no tokenizer (model.tokenizer is None): pass "
+        "`tokenizer=`, or attach one (model.tokenizer = tokenizer).",
+    )
 
 
 def _ids(tokenizer, text):

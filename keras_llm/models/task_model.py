@@ -59,6 +59,27 @@ def check_tokenizer(model, tokenizer, argument="tokenizer"):
     return tokenizer
 
 
+def tokenizer_of(model, tokenizer, missing):
+    """`tokenizer` checked against `model` (`check_tokenizer`), else the one `model` carries.
+
+    Args:
+        model: A model of keras_llm's builders.
+        tokenizer: A tokenizer, or None for `model.tokenizer`.
+        missing: The caller's sentence for a model that carries none (why it
+            needs one, what to do); the error adds what was received.
+
+    Raises:
+        ValueError: `tokenizer` is None and so is `model.tokenizer`, or
+            `tokenizer` does not fit the model.
+    """
+    if tokenizer is not None:
+        return check_tokenizer(model, tokenizer)
+    carried = getattr(model, "tokenizer", None)
+    if carried is None:
+        raise ValueError(f"{missing} Received: tokenizer=None, model={model.name!r}")
+    return carried
+
+
 class CarriesTokenizer:
     """What a keras_llm model carries besides its graph: its tokenizer and builder config.
 
