@@ -67,5 +67,6 @@ class BytePairTokenizer(CoreOpsBytePairTokenizer):
         insert = self._cache.insert(tf.boolean_mask(keys, miss), new_words + _CUT + new_ids)
         with tf.control_dependencies([insert]):
             id_text = tf.tensor_scatter_nd_update(cached, tf.where(miss), new_ids)  # [U]
-        ids = tf.strings.to_number(tf.strings.split(id_text, sep=" "), tf.int32)  # [U, None]
+        parts = tf.strings.split(id_text, sep=" ")  # a word of dropped bytes has no ids: [""]
+        ids = tf.strings.to_number(tf.ragged.boolean_mask(parts, tf.strings.length(parts) > 0), tf.int32)
         return tf.gather(ids, index)

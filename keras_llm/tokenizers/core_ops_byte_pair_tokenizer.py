@@ -11,6 +11,7 @@ from keras_llm.tokenizers._pre_tokenizers import PRE_TOKENIZERS, pretokenize
 from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
 _END_TOKEN = "<|endoftext|>"
+_MOST_MISSING = 64  # byte symbols a vocabulary may lack (bytes never seen in training)
 # Another byte that never occurs in valid UTF-8: it brackets added tokens found in the text.
 _MARK = b"\xfe"
 
@@ -198,11 +199,15 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         self.vocabulary, self.merges = _load_files(vocabulary, merges)
         byte_symbols = bytes_to_unicode()
         missing = [s for s in byte_symbols.values() if s not in self.vocabulary]
-        if missing:
+        if len(missing) > _MOST_MISSING:
             raise ValueError(
                 f"The vocabulary lacks {len(missing)} of GPT-2's 256 byte symbols "
-                f"(first: {missing[0]!r}); a byte-level BPE vocabulary holds all of them."
+                f"(first: {missing[0]!r}); a byte-level BPE vocabulary holds them all, or all "
+                f"but a few (at most {_MOST_MISSING}) bytes it never saw."
             )
+        # A byte whose symbol is missing is dropped, as Hugging Face drops it
+        # (byte-level BPEs have no unknown token; SmolLM2 lacks 21 bytes).
+        self._drops_bytes = bool(missing)
         _check_choice("pre_tokenizer", pre_tokenizer, PRE_TOKENIZERS)
         _check_choice("normalization", normalization, NORMALIZATIONS)
         for name, value in (("ignore_merges", ignore_merges), ("add_bos_token", add_bos_token)):
@@ -364,7 +369,8 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
                 tf.TensorShape([]),
             ),
         )
-        return symbols.with_flat_values(self._token_table.lookup(symbols.flat_values))
+        ids = symbols.with_flat_values(self._token_table.lookup(symbols.flat_values))
+        return tf.ragged.boolean_mask(ids, ids >= 0) if self._drops_bytes else ids
 
     # Graph ops and tf.while_loop only: autograph has nothing to convert, and
     # converting (in every tf.function that calls the tokenizer) took a

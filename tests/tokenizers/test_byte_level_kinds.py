@@ -172,3 +172,22 @@ def test_served_from_a_tensorflow_only_process(directories, tmp_path):
     result = run_in_tensorflow_only_process(ours, TEXTS, tmp_path)
     assert result["ids"] == reference_ids(reference)
     assert result["unregistered"] == [] and result["imported"] == []
+
+
+def test_bytes_the_vocabulary_lacks_are_dropped_as_hugging_face_drops_them():
+    """SmolLM2's vocabulary lacks 21 byte symbols; Hugging Face's BPE (no unknown token) drops them."""
+    import tokenizers as hf
+
+    symbols = hf.pre_tokenizers.ByteLevel.alphabet()
+    lacking = {"Ā", "ć", "Ŀ"}  # the bytes 0x00, 0x07 and 0x7f (GPT-2's symbols for them)
+    reference = hf.Tokenizer(hf.models.BPE())
+    reference.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    reference.train_from_iterator(["plain text 123", "more text"] * 5, hf.trainers.BpeTrainer(
+        vocab_size=300, show_progress=False, initial_alphabet=sorted(set(symbols) - lacking)))
+    assert not lacking & set(reference.get_vocab())
+    model = json.loads(reference.to_str())["model"]
+    texts = ["ctrl\x00\x07\x1bchars\x7f", "\x00", "a \x07\x07 b"]
+    expected = [e.ids for e in reference.encode_batch(texts)]
+    for kind in (CoreOpsBytePairTokenizer, BytePairTokenizer):
+        ours = kind(model["vocab"], [" ".join(m) for m in model["merges"]])
+        assert ours(texts).to_list() == expected
