@@ -4,14 +4,19 @@
 holds: a config dict under Hugging Face's names and the weights, dequantized
 with the `gguf` package and renamed to Hugging Face's tensor names, with
 llama.cpp's row permutation of the query and key projections undone as
-`transformers`' GGUF loader undoes it (`LlamaTensorProcessor`). The chat
+`transformers`' GGUF loader undoes it (`LlamaTensorProcessor`); the file is
+read by `_gguf_reader.GGUFFile` (metadata with `struct`, tensors left in a
+memory map until dequantized). The chat
 template (`tokenizer.chat_template`) comes with them. `read_gguf_tokenizer`
 gives the byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.*`).
 """
 
 import os
+import struct
 
 import numpy as np
+
+from keras_llm.pretrained._gguf_reader import GGUFFile
 
 from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import (
     CoreOpsBytePairTokenizer,
@@ -51,8 +56,7 @@ _TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
 
 
 def _field(reader, key, default=None):
-    field = reader.fields.get(key)
-    return default if field is None else field.contents()
+    return reader.metadata.get(key, default)
 
 
 def _hf_name(path, name):
@@ -122,12 +126,10 @@ def read_gguf(path):
 
 
 def _open(path):
-    """A `gguf.GGUFReader` of `path`; a file it cannot read is an error naming it."""
-    import gguf
-
+    """The `GGUFFile` of `path`; a file it cannot read is an error naming it."""
     try:
-        return gguf.GGUFReader(os.fspath(path))
-    except (ValueError, IndexError, OSError) as error:
+        return GGUFFile(os.fspath(path))
+    except (ValueError, OSError, UnicodeDecodeError, struct.error) as error:
         raise ValueError(f"{path}: not a readable GGUF file (truncated or damaged?): {error}") from None
 
 
