@@ -1,4 +1,5 @@
-"""`read_gguf` on small GGUF files written here with `gguf.GGUFWriter`, against the arrays written."""
+"""`read_gguf` on small GGUF files written here with `gguf.GGUFWriter`, against the arrays written
+(SmolLM2's real file: test_gguf_smollm2.py)."""
 
 import gguf
 import numpy as np
@@ -83,29 +84,6 @@ def test_bad_files_are_refused_naming_the_file_and_the_problem(tmp_path):
         read_gguf(tmp_path / "wide.gguf")
 
 
-@pytest.mark.slow  # reads SmolLM2-135M-Instruct (98 MB) twice, ~30 s
-def test_smollm2_reads_as_transformers_reads_it(smollm2_gguf):
-    import os
-
-    from transformers import AutoModelForCausalLM
-
-    directory, name = os.path.split(smollm2_gguf)
-    config, tensors, template = read_gguf(smollm2_gguf)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name)
-    expected = model.config.to_dict()
-    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
-                "rms_norm_eps", "tie_word_embeddings", "head_dim"):
-        assert config[key] == pytest.approx(expected[key]), key
-    assert config["rope_theta"] == pytest.approx(model.config.rope_parameters["rope_theta"])
-    state = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    assert set(tensors) == set(state) - {"lm_head.weight"}  # tied: lm_head is the embedding
-    for key, value in state.items():
-        np.testing.assert_array_equal(tensors.get(key, tensors["model.embed_tokens.weight"]), value,
-                                      err_msg=key)
-    assert template.startswith("{% for message in messages %}") and "<|im_start|>" in template
-
-
 def test_an_unread_quantization_type_is_refused_by_name(tmp_path):
     path = tmp_path / "iq.gguf"
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -120,28 +98,3 @@ def test_an_unread_quantization_type_is_refused_by_name(tmp_path):
     writer.close()
     with pytest.raises(ValueError, match=r"iq\.gguf: holds tensors of quantization types .*: IQ4_NL\."):
         read_gguf(path)
-
-
-@pytest.mark.slow  # transformers reads SmolLM2's tokenizer from the GGUF, ~15 s
-def test_smollm2_chat_template_renders_as_transformers_renders_it(smollm2_gguf):
-    import os
-
-    from transformers import AutoTokenizer
-
-    from keras_llm.generation.chat import chat_prompt
-
-    directory, name = os.path.split(smollm2_gguf)
-    _, _, template = read_gguf(smollm2_gguf)
-    reference = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    conversations = [
-        [{"role": "user", "content": "What is the capital of France?"}],
-        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-         {"role": "user", "content": "2 + 2?\n  Think."}],
-    ]
-    for messages in conversations:
-        for generation_prompt in (True, False):
-            expected = reference.apply_chat_template(messages, tokenize=False,
-                                                     add_generation_prompt=generation_prompt)
-            assert chat_prompt(messages, chat_template=template,
-                               add_generation_prompt=generation_prompt) == expected
