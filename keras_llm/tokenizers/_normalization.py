@@ -62,8 +62,10 @@ def _table(keys, values, key_dtype, default):
     )
 
 
-class NFC:
+class NFC(tf.Module):
     """Unicode NFC of `[N]` UTF-8 strings, in core TensorFlow ops; build once, call in graphs.
+
+    A `tf.Module`, so that a SavedModel holding it (through a tokenizer) keeps its tables.
 
     Example:
 
@@ -80,6 +82,7 @@ class NFC:
     """
 
     def __init__(self):
+        super().__init__(name="nfc")
         decomposed, classes, pairs = _tables()
         width = max(len(d) for d in decomposed.values())
         rows = np.full((len(decomposed), width), -1, np.int32)
