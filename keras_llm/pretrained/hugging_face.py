@@ -44,10 +44,17 @@ def from_pretrained(path, task=None, **head_arguments):
     gives the outputs of `transformers` on the same inputs (tested to 1e-4),
     and trains, saves to `.keras` and exports like any keras_llm model.
     When the directory holds a tokenizer keras_llm reads (the BERT family's
-    WordPiece, GPT-2's byte-level BPE: `keras_llm.tokenizers.from_pretrained`),
-    the model carries it (`model.tokenizer`), so exporting, generating and
+    WordPiece; the byte-level BPE of GPT-2, Llama 3, Qwen2 and SmolLM2, with
+    its chat template: `keras_llm.tokenizers.from_pretrained`), the model
+    carries it (`model.tokenizer`), so exporting, chatting, generating and
     `save_pretrained` need no tokenizer argument; one that cannot be read
     or does not fit the model is left out with a warning.
+
+    A path ending in `.gguf` is a llama.cpp file of the `llama` architecture
+    (`keras_llm.pretrained.gguf.read_gguf`: its metadata gives the config,
+    its tensors are dequantized to float32): it loads into `build_llama`
+    as task `"causal_lm"`, carrying the tokenizer and chat template of its
+    metadata (`read_gguf_tokenizer`).
 
     | `config.json` architecture | `task=None` gives | builder |
     |---|---|---|
@@ -90,7 +97,7 @@ def from_pretrained(path, task=None, **head_arguments):
     refused unopened: unpickling runs code; the error says how to convert.
 
     Args:
-        path: A Hugging Face model directory.
+        path: A Hugging Face model directory, or a `.gguf` file.
         task: None for the checkpoint's own head, or `"backbone"`,
             `"masked_lm"`, `"classify"`, `"tag"`, `"qa"` (BERT), `"causal_lm"`
             (GPT-2), `"seq2seq_lm"` (BART); the registry's names
