@@ -9,6 +9,22 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
+# The files that take minutes (notebooks, subprocesses, real checkpoints), collected first:
+# pytest-xdist (`--dist loadfile`) hands files to its workers in collection order, and one of
+# these handed out last keeps its worker busy for minutes after the other has finished.
+HEAVY_FIRST = (
+    "test_notebooks.py", "test_cli.py", "test_smollm2_export.py", "test_gguf_smollm2.py",
+    "test_docstrings.py", "test_cli_finetune.py", "test_cli_seq2seq.py", "test_cli_commands.py",
+    "test_cli_chat.py", "test_llama_export.py", "test_registry.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Heavy files first (`HEAVY_FIRST`); the rest, and each file's tests, keep their order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts with float32 policy, a fixed seed and a clear session."""
