@@ -124,8 +124,11 @@ def floor_loop(model, batch, new):
     """An XLA loop of the matmuls `new` decoded tokens need, over `model`'s own weights."""
     import tensorflow as tf
 
-    kernels = [w for w in model.weights if len(w.shape) == 2 and "embedding" not in w.path]
-    embedding = next(w for w in model.weights if "embedding" in w.path and len(w.shape) == 2)
+    # The token embedding is the [vocabulary, width] table (the model's configuration says
+    # both); every other matrix is a projection a decoded token multiplies by.
+    table = (model.vocabulary_size, model.builder_config["hidden_dim"])
+    embedding = next(w for w in model.weights if tuple(w.shape) == table)
+    kernels = [w for w in model.weights if len(w.shape) == 2 and w is not embedding]
 
     @tf.function(jit_compile=True)
     def run():
