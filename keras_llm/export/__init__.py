@@ -22,6 +22,7 @@ from keras_llm.export.serving import serving_tokenizer
 from keras_llm.export.versions import write_version
 from keras_llm.models import registry
 from keras_llm.models.task_model import tokenizer_of
+from keras_llm.training.lora import lora_spec, merge_lora
 
 
 def export(
@@ -113,6 +114,11 @@ def export(
     An empty GPT prompt starts from the end token. Generated text is always
     valid UTF-8.
 
+    A model with LoRA adapters (`keras_llm.training.enable_lora`) is served
+    as `keras_llm.training.merge_lora` gives it: a copy with the adapters
+    folded into its kernels, so serving costs what the base model does;
+    `model` keeps its adapters.
+
     Args:
         model: A model whose task exports (`registry.TASKS` entries with a
             `serving`): from `keras_llm.build_gpt`, `keras_llm.build_llama`,
@@ -191,6 +197,8 @@ def export(
         raise ValueError(f"`jit_compile` must be True or False. Received: jit_compile={jit_compile!r}")
     settings["jit_compile"] = jit_compile
     tokenizer = _tokenizer(model, tokenizer)
+    if lora_spec(model) is not None:
+        model = merge_lora(model)  # no adapter matmuls per served call
     module = task.resolve("serving").from_settings(
         model, tokenizer, **{name: settings[name] for name in task.export_settings}
     )

@@ -144,7 +144,7 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
 
     def __init__(
         self, inputs, outputs, name=None, *, task, vocabulary_size, max_sequence_length,
-        tokenizer=None, config=None, **kwargs,
+        tokenizer=None, config=None, lora=None, **kwargs,
     ):
         if task not in TASKS:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)}. Received: task={task!r}")
@@ -154,6 +154,9 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
         self.max_sequence_length = max_sequence_length
         self.builder_config = dict(config or {})
         self.tokenizer = tokenizer
+        from keras_llm.training.lora import restore_lora  # training imports the models
+
+        restore_lora(self, lora)  # the adapters a `.keras` config recorded, before its weights
 
     def get_config(self):
         # The functional graph's config, plus what the model is; Keras's
@@ -165,4 +168,13 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
             "max_sequence_length": self.max_sequence_length,
             "config": self.builder_config,
             "tokenizer": self._tokenizer_config(),
+            **_lora_config(self),
         }
+
+
+def _lora_config(model):
+    """`{"lora": settings}` of a model with LoRA adapters (`keras_llm.training.lora`), else `{}`."""
+    from keras_llm.training.lora import lora_config
+
+    config = lora_config(model)
+    return {} if config is None else {"lora": config}
