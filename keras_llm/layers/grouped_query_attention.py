@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_llm._checks import check_int
 from keras_llm.layers._attention import cache_mask, merge_masks, output_spec, write_cache
+from keras_llm.layers._dtype_policy import dtype_policy_config
 from keras_llm.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -214,6 +215,8 @@ class GroupedQueryAttention(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                # With the policies of its quantized sublayers, if any.
+                "dtype": dtype_policy_config(self),
                 "num_heads": self.num_heads,
                 "num_key_value_heads": self.num_key_value_heads,
                 "head_dim": self.head_dim,

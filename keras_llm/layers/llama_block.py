@@ -4,6 +4,7 @@ import keras
 
 from keras_llm._checks import is_finite_real
 from keras_llm.layers._attention import output_spec
+from keras_llm.layers._dtype_policy import dtype_policy_config
 from keras_llm.layers.grouped_query_attention import GroupedQueryAttention
 from keras_llm.layers.rms_norm import RMSNorm
 from keras_llm.layers.swiglu_feed_forward import SwiGLUFeedForward
@@ -170,6 +171,8 @@ class LlamaBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                # With the policies of its quantized sublayers, if any.
+                "dtype": dtype_policy_config(self),
                 "num_heads": attention.num_heads,
                 "num_key_value_heads": attention.num_key_value_heads,
                 "intermediate_dim": self.intermediate_dim,

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_llm._checks import check_int
+from keras_llm.layers._dtype_policy import dtype_policy_config
 
 
 def _clone(initializer):
@@ -85,6 +86,8 @@ class SwiGLUFeedForward(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                # With the policies of its quantized sublayers, if any.
+                "dtype": dtype_policy_config(self),
                 "intermediate_dim": self.intermediate_dim,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             }

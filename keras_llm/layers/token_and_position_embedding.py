@@ -3,8 +3,10 @@
 import keras
 import tensorflow as tf
 from keras import ops
+from keras.quantizers import QuantizationConfig
 
 from keras_llm._graph_checks import check_length, check_token_ids
+from keras_llm.layers._dtype_policy import dtype_policy_config
 from keras_llm.layers.position_embedding import PositionEmbedding
 
 
@@ -24,6 +26,12 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
     GPU or clamp under XLA. Under XLA the check is left to the model's
     step (`CheckedSteps`).
 
+    It quantizes (`keras_llm.quantize`, `layer.quantize("int8")`) as Keras's
+    layer does: the table becomes int8 (or int4) rows with a scale per
+    token, and the tied reverse projection multiplies int8 hidden states
+    (scaled per position) by the int8 table, with the table read as stored
+    there too.
+
     Example:
 
     ```python
@@ -38,15 +46,55 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
     ```
     """
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        # Keras's `quantize` refuses subclasses (`type(self) is not
+        # ReversibleEmbedding`: their `call` may compute something its
+        # quantized calls do not). This one's `call` is Keras's but for the
+        # tied reverse projection, which `quantized_call` computes as
+        # Keras's `_int8_call` does (the same formula, without the transpose).
+        super().quantize(mode, type_check=False, config=config)
+
+    def _int4_build(self, embeddings_shape, config=None):
+        super()._int4_build(embeddings_shape, config)
+        # int4 is weight-only: `quantize("int4")` leaves the reverse
+        # projection's inputs float (its config has no activation
+        # quantizer), but Keras 3.15's `_int4_build` defaults to an int8
+        # activation quantizer when it has no config, which is how a `.keras`
+        # file rebuilds the layer: the loaded model's logits differed. Dense's
+        # `_int4_build` defaults to None, as here; this can go once Keras's
+        # ReversibleEmbedding does the same.
+        self.inputs_quantizer = QuantizationConfig.activation_quantizer_or_default(config, None)
+
+    def quantized_call(self, inputs, reverse=False):
+        # A quantized layer's `__call__` runs this instead of `call`.
+        if not reverse:
+            inputs = check_token_ids(inputs, self.input_dim, "token_ids")
+        elif self.tie_weights and self.logit_soft_cap is None and self.quantization_mode == "int8":
+            return self._int8_tied_logits(inputs)
+        return super().quantized_call(inputs, reverse=reverse)
+
+    def _int8_tied_logits(self, inputs):
+        """Keras's int8 tied projection, `(q(x) @ q(E)^T) / (s_x * s_E)`, reading `E` as stored."""
+        # inputs = [..., D]; quantized per position: q(x) int8, s_x [..., 1]
+        quantized, inputs_scale = self.inputs_quantizer(inputs)
+        shape = tf.shape(quantized)
+        flat = tf.reshape(quantized, [-1, shape[-1]])  # [N, D]
+        # int8 x int8 -> int32: TensorFlow's integer matmul (as `ops.matmul` does).
+        logits = tf.matmul(flat, self._embeddings, transpose_b=True, output_type=tf.int32)
+        logits = tf.reshape(logits, tf.concat([shape[:-1], [self.input_dim]], 0))  # [..., V]
+        logits = ops.cast(logits, self.compute_dtype)
+        return ops.divide(logits, ops.multiply(inputs_scale, self.embeddings_scale))
+
     def call(self, inputs, reverse=False):
         if not reverse:
             inputs = check_token_ids(inputs, self.input_dim, "token_ids")
         if not (reverse and self.tie_weights and self.logit_soft_cap is None):
             return super().call(inputs, reverse=reverse)
         table = self.embeddings
-        if self.reverse_dtype is not None:
-            inputs = ops.cast(inputs, self.reverse_dtype)
-            table = ops.cast(table, self.reverse_dtype)
+        # Keras's dtypes: `reverse_dtype`, else `ops.matmul`'s promotion of the two.
+        dtype = self.reverse_dtype or keras.backend.result_type(inputs.dtype, table.dtype)
+        inputs = ops.cast(inputs, dtype)
+        table = ops.cast(table, dtype)
         shape = tf.shape(inputs)
         flat = tf.reshape(inputs, [-1, shape[-1]])
         logits = tf.matmul(flat, table, transpose_b=True)
@@ -188,6 +236,8 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                # With the policies of its quantized sublayers, if any.
+                "dtype": dtype_policy_config(self),
                 "vocabulary_size": self.vocabulary_size,
                 "max_sequence_length": self.max_sequence_length,
                 "hidden_dim": self.hidden_dim,

@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers._attention import cache_mask, merge_masks, write_cache
+from keras_llm.layers._dtype_policy import dtype_policy_config
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -439,6 +440,8 @@ class TransformerBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                # With the policies of its quantized sublayers, if any.
+                "dtype": dtype_policy_config(self),
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,

@@ -4,7 +4,8 @@ import keras
 from keras import ops
 
 from keras_llm._graph_checks import CheckedSteps
-from keras_llm.models.task_model import CarriesTokenizer
+from keras_llm.layers._dtype_policy import dtype_policy_config
+from keras_llm.models.task_model import CarriesTokenizer, _lora_config
 
 
 class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
@@ -60,15 +61,21 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self._layer_dtype),
+            # With the policies of its quantized layers (`keras_llm.quantize`), if any.
+            "dtype": dtype_policy_config(self, self._layer_dtype),
             **self._config,
             "tokenizer": self._tokenizer_config(),
+            **_lora_config(self),
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         tokenizer = config.pop("tokenizer", None)
+        lora = config.pop("lora", None)
         model = cls(**config)
         model.tokenizer = tokenizer
+        from keras_llm.training.lora import restore_lora  # training imports the models
+
+        restore_lora(model, lora)  # the adapters a `.keras` config recorded, before its weights
         return model

@@ -7,6 +7,7 @@ from keras import ops
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers import LlamaBlock, RMSNorm
 from keras_llm.layers.rotary_embedding import check_rope_scaling
+from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
 from keras_llm.models._config import merged_config, resolve_precision
 from keras_llm.models._decoder import DecoderModel
 from keras_llm.training import compile_model
@@ -227,7 +228,7 @@ class Llama(DecoderModel):
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         initializer = keras.initializers.TruncatedNormal(stddev=0.02)  # initializer_range
-        embedding = keras.layers.ReversibleEmbedding(
+        embedding = ReversibleEmbedding(
             vocabulary_size,
             hidden_dim,
             tie_weights=tie_word_embeddings,
