@@ -26,7 +26,7 @@ FINETUNE_TASKS = {alias: registry.get_task(alias) for alias in keras_llm_cli.FIN
 def run(args, parser):
     """Fine-tunes (resumably), scores --eval, saves with the tokenizer, exports and asks the export."""
     _common.positive(parser, args, ["epochs", "batch_size", "doc_stride", "max_question_length",
-                                    "backup_every", "max_steps"])
+                                    "backup_every", "max_steps", "lora"])
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be positive; received {args.learning_rate}")
     _common.positive(parser, args, ["sequence_length"])
@@ -60,6 +60,11 @@ def run(args, parser):
     model.tokenizer = checkpoint_tokenizer
     print(f"checkpoint: {args.checkpoint}, {model.count_params():,} parameters, task {args.task}"
           + (f", labels {', '.join(label_names)}" if label_names else ""))
+    if getattr(args, "lora", None) is not None:
+        keras_llm.training.enable_lora(model, args.lora)  # query/value adapters, the head whole
+        trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        print(f"LoRA rank {args.lora}: {trainable:,} trainable parameters "
+              f"({len(keras_llm.training.lora_spec(model)['layers'])} adapted projections and the head)")
 
     try:
         batches = _batches(args, train_data, tokenizer, label_names, num_classes, training=False)
@@ -88,6 +93,9 @@ def run(args, parser):
     qa = dict(doc_stride=args.doc_stride, max_question_length=args.max_question_length)
     version = save_and_export(args, stem, model, checkpoint_tokenizer, label_names=label_names,
                               **(qa if args.task == "qa" else {}))
+    if getattr(args, "lora", None) is not None:
+        print(f"adapters alone: {keras_llm.training.save_lora(model, stem + '.lora.h5')} "
+              "(keras_llm.training.load_lora into the checkpoint's model)")
     print("the export answers:\n" + _served_answer(args, version, eval_data or train_data))
     keras_llm.training.TrainingBackup(args.backup_dir).remove()
     return 0

@@ -197,10 +197,15 @@ def enable_lora(model, rank, targets=DEFAULT_TARGETS, *, alpha=None, trainable_l
     block's `GroupedQueryAttention`. `"self_attention_query"` leaves
     cross-attention out; `"transformer_layer_0/self_attention_query"` names
     one block's. `"key"`, `"output"`, `"feedforward_intermediate_dense"`,
-    `"feedforward_output_dense"` (or a Llama block's `"gate"`, `"up"`,
-    `"down"`) adapt more. Set the model's `trainable` again and everything
-    trains: enable LoRA on a model, compile it, then fit; the builders'
-    models come compiled, and a model fitted before is retraced.
+    `"feedforward_output_dense"` (or a Llama block's `"gate_dense"`,
+    `"up_dense"`, `"down_dense"`) adapt more.
+
+    The freezing is the layers' and variables' `trainable` flags: setting
+    `model.trainable = True` afterwards makes every weight train again.
+    Enable LoRA, then compile (the builders' models come compiled; a model
+    compiled or fitted before is retraced on its next fit, but an optimizer
+    that already stepped keeps the variables it was built for: compile
+    again), then fit.
 
     Args:
         model: A built keras_llm model (any `keras.Model` whose layers are
