@@ -401,8 +401,10 @@ def distill(
     The student is trained with keras_llm's training defaults for its task
     (`keras_llm.training.make_optimizer`: AdamW, warm-up and linear decay
     over `epochs x steps_per_epoch` steps, peak `PEAK_LEARNING_RATE` of the
-    task unless `learning_rate`) and its metrics; its own compiled state is
-    left as it was.
+    task unless `learning_rate`) and its metrics. Afterwards the student is
+    compiled with that optimizer (its state included: it is saved with the
+    student, and `student.fit` continues from it) and its task's loss and
+    metrics.
 
     Args:
         teacher: A trained keras_llm classifier (`build_bert_classifier`,
@@ -488,5 +490,9 @@ def distill(
         )
     finally:
         teacher.trainable = teacher_trainable
+    # The student keeps the optimizer that trained it (its state is saved with
+    # it, and `student.fit` continues), with its task's loss and metrics.
+    defaults = COMPILE_DEFAULTS[_task_key(student, "student")](0.0)
+    student.compile(optimizer=distiller.optimizer, jit_compile=distiller.jit_compile, **defaults)
     return student, history
 
