@@ -464,8 +464,8 @@ def distill(
               "padding_mask": np.ones_like(ids)}
     dataset = tf.data.Dataset.from_tensor_slices((inputs, ids[:, 0] % 2)).batch(8)
     student, history = keras_llm.training.distill(
-        teacher, student, dataset, temperature=2.0, alpha=0.5, epochs=2, verbose=0)
-    assert len(history.history["distillation_loss"]) == 2
+        teacher, student, dataset, temperature=2.0, alpha=0.5, epochs=1, verbose=0)
+    assert set(history.history) >= {"distillation_loss", "student_loss", "accuracy"}
     ```
     """
     check_int("epochs", epochs, where="distill")
