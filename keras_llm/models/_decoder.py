@@ -54,6 +54,20 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
             updated.append(block_cache)
         return x, updated
 
+    def get_quantization_layer_structure(self, mode):
+        """Keras's hook for `model.quantize("gptq" or "awq")`: the token embedding, then the blocks.
+
+        GPTQ and AWQ calibrate one block at a time on the previous block's
+        outputs, calling each block on a sequence alone (no padding, causal),
+        so a causal decoder's blocks are the whole structure. A model whose
+        blocks read more than their input (a seq2seq decoder's encoder
+        outputs) sets no `_embedding_before_blocks`, and gets None.
+        """
+        embedding = getattr(self, "_embedding_before_blocks", None)
+        if mode not in ("gptq", "awq") or embedding is None:
+            return None
+        return {"pre_block_layers": [embedding], "sequential_blocks": list(self._decoder_blocks)}
+
     def get_config(self):
         # The constructor's arguments (a `.keras` file rebuilds the graph from
         # them), with the layers' dtype policy: the functional model's own is

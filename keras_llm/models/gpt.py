@@ -194,6 +194,7 @@ class GPT(DecoderModel):
         self.vocabulary_size = vocabulary_size
         self.max_sequence_length = max_sequence_length
         self._embeddings = embeddings
+        self._embedding_before_blocks = embeddings  # for GPTQ/AWQ (`DecoderModel`)
         self._decoder_blocks = blocks
         self._final_layer_norm = final_layer_norm
 

@@ -281,6 +281,7 @@ class Llama(DecoderModel):
         self.vocabulary_size = vocabulary_size
         self.max_sequence_length = max_sequence_length
         self._embedding = embedding
+        self._embedding_before_blocks = embedding  # for GPTQ/AWQ (`DecoderModel`)
         self._decoder_blocks = blocks
         self._final_norm = final_norm
 

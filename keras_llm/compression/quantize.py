@@ -1,0 +1,160 @@
+"""`keras_llm.quantize`: Keras's quantization, applied to every keras_llm model."""
+
+import warnings
+
+import keras
+
+from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
+
+# The modes `keras_llm.quantize` takes. Keras's others are refused by name
+# (`_REFUSED`, the reason each is not served).
+MODES = ("int8", "int4")
+_REFUSED = {
+    "float8": "a training format whose matmuls only recent GPUs run; on a CPU it would serve "
+    "slower than float32 and no smaller than int8",
+    # keras/src/layers/core/dense.py and einsum_dense.py, `save_own_variables`:
+    # in mode "gptq" the zero points are skipped (`_get_kernel_with_merged_lora`
+    # returns none for it) while `load_own_variables` expects them, so
+    # `keras.saving.load_model` fails ("expected 4 variables, but received 3").
+    # Decoders give Keras the structure it calibrates (`DecoderModel.
+    # get_quantization_layer_structure`): `model.quantize("gptq", config=...)`
+    # works in memory. Accept the modes here once the saved model loads.
+    "gptq": "Keras 3.15 saves a GPTQ-quantized layer without its zero points, so the model "
+    "does not load back from .keras (the same holds for AWQ); use 'int4', which quantizes "
+    "weights to 4 bits in blocks of 128 without a calibration set",
+}
+_REFUSED["awq"] = _REFUSED["gptq"]
+
+
+def _is_projection(layer):
+    """A layer Keras quantizes and keras_llm's models hold: a projection or a token table.
+
+    Keras's own `Embedding` quantizes only its exact class; BERT's segment
+    table (a subclass of two rows) stays float, as do the position tables.
+    """
+    return isinstance(
+        layer, (keras.layers.Dense, keras.layers.EinsumDense, ReversibleEmbedding)
+    ) or type(layer) in (keras.layers.Embedding, keras.layers.ReversibleEmbedding)
+
+
+def _quantized_layers(model):
+    return [layer for layer in model._flatten_layers() if layer.quantization_mode is not None]
+
+
+def quantize(model, mode, *, block_size=None):
+    """Quantizes `model`'s weights in place with Keras's `model.quantize`; returns `model`.
+
+    Every projection of a keras_llm model is quantized: the attention and
+    feed-forward kernels of `TransformerBlock` and `LlamaBlock`, the heads
+    (a classifier's, a tagger's, BERT's pooler, an untied LM head) and the
+    token embedding, whose tied reverse projection (GPT, BERT's masked-LM
+    head, tied Llama and seq2seq models) is then computed from the
+    quantized table too. LayerNorms, RMSNorms, position tables and BERT's
+    two-row segment table stay float. The modes are Keras's:
+
+    - `"int8"`: weights int8 with one abs-max scale per output channel
+      (`w_q = round(127 w / max|w[:, j]|)`; the embedding, one per token row),
+      activations quantized dynamically per token the same way, and the
+      product computed as an int8 x int8 -> int32 matmul (W8A8): weights
+      take a quarter of float32's memory.
+    - `"int4"`: weights only, 4-bit (two values a byte) in blocks of
+      `block_size` input values (default Keras's 128) with a scale and a
+      zero point per block, or symmetric per output channel with
+      `block_size=-1`; activations stay float.
+
+    GPTQ and AWQ (Keras's calibrated 4-bit modes) are refused: Keras 3.15
+    saves their layers without the zero points, so the model would not load
+    back from `.keras`. float8 is refused too (a training format of recent
+    GPUs).
+
+    A quantized model saves to `.keras` and loads back with
+    `keras.saving.load_model` and no custom objects (each layer's config
+    records its quantized parts' dtype policies), with the same outputs;
+    `keras_llm.export` serves it (the int8 matmuls run in TensorFlow's core
+    ops). Quantized weights do not train: quantize a trained model.
+
+    A GGUF checkpoint read by `keras_llm.from_pretrained` is dequantized to
+    float32 on reading; quantize it again here. GGUF's Q8_0/Q4_K formats
+    (blocks of 32 values, each with its own scale, and in the K formats a
+    minimum and 6-bit sub-scales) have no Keras layout to land in: Keras's
+    int8 has one scale per output channel, its int4 blocks of 128 with a
+    float zero point. Keeping them would need a layer of our own that
+    unpacks GGUF blocks at every call (and its own serving ops);
+    re-quantizing the float32 weights with Keras's formulas keeps one path,
+    tested, saved and exported like any quantized model, at the cost of a
+    second rounding (int8 per channel rounds to 1/254 of a channel's range,
+    finer than Q4 and about Q8_0's step).
+
+    Args:
+        model: A built keras_llm model (any builder's, or one loaded from
+            `.keras` or `from_pretrained`), not yet quantized.
+        mode: One of `keras_llm.compression.MODES`: `"int8"` or `"int4"`.
+        block_size: `"int4"`'s block of input values sharing a scale
+            (default 128), or -1 for one scale per output channel.
+
+    Returns:
+        `model`, quantized.
+
+    Raises:
+        ValueError: an unknown or refused `mode`, a model already quantized
+            (nothing is changed), `block_size` with a mode other than
+            `"int4"` or not a positive int or -1.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_llm
+
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1)
+    inputs = {"token_ids": np.array([[72, 105, 33]], "int32"),
+              "padding_mask": np.ones((1, 3), "int32")}
+    before = np.asarray(model(inputs))
+    keras_llm.quantize(model, "int8")
+    after = np.asarray(model(inputs))
+    assert model.get_layer("embeddings").token_embedding.quantization_mode == "int8"
+    assert np.abs(after - before).max() < 0.05 * np.abs(before).max()
+    ```
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras_llm model (a keras.Model). Received: model={model!r}"
+        )
+    name = model.name
+    if mode not in MODES:
+        reason = f" ({mode} is refused: {_REFUSED[mode]})" if mode in _REFUSED else ""
+        raise ValueError(
+            f"`mode` must be one of {', '.join(map(repr, MODES))}{reason}. "
+            f"Received: mode={mode!r}"
+        )
+    quantized = _quantized_layers(model)
+    if quantized:
+        layer = quantized[0]
+        raise ValueError(
+            f"Model {name!r} is already quantized (its layer {layer.path!r} is "
+            f"{layer.quantization_mode}); quantize the float model instead. "
+            f"Received: mode={mode!r}"
+        )
+    if not model.built:
+        raise ValueError(f"`model` must be built before it is quantized. Received: model={name!r}")
+    config = None
+    if block_size is not None:
+        if mode != "int4":
+            raise ValueError(
+                f"`block_size` is an option of mode='int4'. Received: block_size={block_size!r}, "
+                f"mode={mode!r}"
+            )
+        if not isinstance(block_size, int) or isinstance(block_size, bool) or (
+            block_size <= 0 and block_size != -1
+        ):
+            raise ValueError(
+                "`block_size` must be a positive int or -1 (one scale per output channel). "
+                f"Received: block_size={block_size!r}"
+            )
+        config = keras.quantizers.Int4QuantizationConfig(block_size=block_size)
+    with warnings.catch_warnings():
+        # Keras's quantizers read variables through NumPy, which warns about
+        # `__array__`'s `copy` argument under NumPy 2 (harmless).
+        warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
+        model.quantize(None if config else mode, config=config, filters=_is_projection)
+    return model
