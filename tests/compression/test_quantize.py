@@ -1,0 +1,173 @@
+"""`keras_llm.quantize`: the quantized layers against the quantization formula in float64 NumPy,
+every model family quantized and round-tripped through `.keras`, and bad input refused."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_llm
+
+TINY = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+            vocabulary_size=64, max_sequence_length=16)
+
+
+def _abs_max(x, axis, top=127):
+    """Keras's `AbsMaxQuantizer` in float64: `q = clip(round(x * s)), s = top / max|x|` along `axis`."""
+    x = np.asarray(x, "float64")
+    scale = top / np.maximum(np.abs(x).max(axis=axis, keepdims=True), keras.config.epsilon())
+    return np.clip(np.round(x * scale), -top - (top == 7), top), scale
+
+
+def _gpt(**overrides):
+    keras.utils.set_random_seed(0)
+    return keras_llm.build_gpt(**{**TINY, **overrides})
+
+
+def _inputs(batch=2, length=6, high=64):
+    ids = np.random.default_rng(1).integers(1, high, size=(batch, length)).astype("int32")
+    return {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+
+
+def test_int8_projections_and_the_tied_embedding_compute_the_w8a8_formula():
+    model = _gpt()
+    block = model.get_layer("transformer_layer_0")
+    embedding = model.get_layer("embeddings").token_embedding
+    dense = block._feedforward_intermediate_dense  # [16] -> [32], with a bias
+    kernel = np.asarray(dense.kernel, "float64")
+    bias = np.asarray(dense.bias, "float64")
+    table = np.asarray(embedding.embeddings, "float64")
+    keras_llm.quantize(model, "int8")
+    x = np.random.default_rng(2).normal(size=(2, 3, 16)).astype("float32")
+
+    # W8A8: weights per output channel, activations per token, int32 products, then de-scaled.
+    qw, sw = _abs_max(kernel, axis=0)
+    qx, sx = _abs_max(x, axis=-1)
+    expected = (qx @ qw) / (sx * sw) + bias
+    np.testing.assert_allclose(np.asarray(dense(x)), expected, rtol=1e-5, atol=1e-6)
+
+    # The token table: int8 rows, one scale per token; the tied projection uses the same table.
+    qe, se = _abs_max(table, axis=-1)
+    ids = np.array([[3, 7, 63]], "int32")
+    np.testing.assert_allclose(np.asarray(embedding(ids)), (qe / se)[ids], rtol=1e-6, atol=1e-7)
+    expected_logits = (qx @ qe.T) / (sx * se.T)
+    np.testing.assert_allclose(
+        np.asarray(embedding(x, reverse=True)), expected_logits, rtol=1e-5, atol=1e-6
+    )
+    assert embedding._embeddings.dtype == "int8" and dense._kernel.dtype == "int8"
+
+
+def test_int4_per_channel_is_weight_only():
+    keras.utils.set_random_seed(0)
+    model = keras_llm.build_llama("llama_tiny", **{**TINY, "num_key_value_heads": 1})
+    dense = model.get_layer("llama_block_0")._feedforward._gate_dense
+    kernel = np.asarray(dense.kernel, "float64")
+    keras_llm.quantize(model, "int4", block_size=-1)
+    x = np.random.default_rng(2).normal(size=(2, 3, 16)).astype("float32")
+    # Symmetric 4-bit: s = 7 / max|w[:, j]|, values in [-8, 7]; the activations stay float.
+    qw, sw = _abs_max(kernel, axis=0, top=7)
+    np.testing.assert_allclose(np.asarray(dense(x)), x @ (qw / sw), rtol=1e-5, atol=1e-6)
+
+
+def test_int8_logits_stay_within_the_rounding_bound_of_the_float_model():
+    model = _gpt()
+    x = _inputs()
+    float_logits = np.asarray(model(x), "float64")
+    final = keras.Model(model.input, model.get_layer("final_layer_norm").output)
+    hidden = np.asarray(final(x), "float64")  # [B, T, D]: what the tied projection reads
+    table = np.asarray(model.get_layer("embeddings").token_embedding.embeddings, "float64")
+    keras_llm.quantize(model, "int8")
+    quantized_logits = np.asarray(model(x), "float64")
+    # Rounding to the nearest of 127 steps errs by at most half a step, max|v| / 254, on each
+    # operand: a product of a quantized row and column errs by at most (1/254 + 1/254) of
+    # max|h| * sum|e|, about 1/127 of the magnitudes summed. Each quantized matmul on the
+    # way to the logits (q, k, v, attention output, two feed-forward, the tied projection:
+    # 7) adds at most that relative error to what it feeds, bounded here by the final
+    # projection's own magnitudes.
+    magnitude = np.abs(hidden).max(-1, keepdims=True) * np.abs(table).sum(-1)  # [B, T, V]
+    bound = 7 * magnitude / 127
+    assert (np.abs(quantized_logits - float_logits) <= bound).all()
+    assert not np.allclose(quantized_logits, float_logits, atol=1e-6)  # it did quantize
+
+
+def _family(name):
+    keras.utils.set_random_seed(0)
+    ids = np.random.default_rng(1).integers(1, 64, size=(2, 5)).astype("int32")
+    ones = np.ones_like(ids)
+    if name == "gpt":
+        return keras_llm.build_gpt(**TINY), {"token_ids": ids, "padding_mask": ones}
+    if name == "llama_untied":
+        model = keras_llm.build_llama(
+            "llama_tiny", **{**TINY, "num_key_value_heads": 1}, tie_word_embeddings=False
+        )
+        return model, {"token_ids": ids, "padding_mask": ones}
+    if name == "bert_classifier":
+        model = keras_llm.build_bert_classifier(**TINY, num_classes=3)
+        return model, {"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": ones}
+    model = keras_llm.build_seq2seq(**TINY)
+    return model, {"encoder_token_ids": ids, "encoder_padding_mask": ones,
+                   "decoder_token_ids": ids, "decoder_padding_mask": ones}
+
+
+@pytest.mark.parametrize(
+    "name, mode",
+    [
+        ("gpt", "int8"),
+        ("llama_untied", "int4"),
+        # The others in the slow tier: the fast tier's budget (about 5 s each).
+        pytest.param("llama_untied", "int8", marks=pytest.mark.slow),
+        pytest.param("bert_classifier", "int8", marks=pytest.mark.slow),
+        pytest.param("seq2seq", "int8", marks=pytest.mark.slow),
+        pytest.param("gpt", "int4", marks=pytest.mark.slow),
+    ],
+)
+def test_every_family_quantizes_and_loads_back_from_keras_with_identical_outputs(
+    name, mode, tmp_path
+):
+    model, x = _family(name)
+    keras_llm.quantize(model, mode)
+    quantized = {layer.path for layer in model._flatten_layers() if layer.quantization_mode}
+    tables = [layer for layer in model._flatten_layers()
+              if isinstance(layer, keras.layers.ReversibleEmbedding)]
+    assert tables and all(t.quantization_mode == mode for t in tables)
+    denses = [layer for layer in model._flatten_layers()
+              if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))]
+    assert all(d.quantization_mode == mode for d in denses)
+    path = str(tmp_path / "quantized.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)  # no custom objects
+    assert {layer.path for layer in restored._flatten_layers() if layer.quantization_mode} == quantized
+    for got, want in zip(keras.tree.flatten(restored(x)), keras.tree.flatten(model(x))):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_quantizing_twice_is_an_error_that_changes_nothing():
+    model = _gpt()
+    keras_llm.quantize(model, "int8")
+    before = [np.asarray(v).copy() for v in model.weights]
+    with pytest.raises(ValueError, match=r"Model 'gpt' is already quantized.*mode='int4'"):
+        keras_llm.quantize(model, "int4")
+    after = [np.asarray(v) for v in model.weights]
+    assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+@pytest.mark.parametrize(
+    "mode, kwargs, message",
+    [
+        ("int16", {}, r"`mode` must be one of 'int8', 'int4'. Received: mode='int16'"),
+        ("gptq", {}, r"gptq is refused: Keras 3.15 saves .* without its zero points"),
+        ("awq", {}, r"awq is refused"),
+        ("float8", {}, r"float8 is refused"),
+        ("int8", {"block_size": 64}, r"`block_size` is an option of mode='int4'"),
+        ("int4", {"block_size": 0}, r"positive int or -1.*block_size=0"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name_and_leave_the_model_float(mode, kwargs, message):
+    model = _gpt(num_layers=1)
+    with pytest.raises(ValueError, match=message):
+        keras_llm.quantize(model, mode, **kwargs)
+    assert not any(layer.quantization_mode for layer in model._flatten_layers())
+
+
+def test_a_model_is_required():
+    with pytest.raises(TypeError, match="`model` must be a keras_llm model"):
+        keras_llm.quantize("model.keras", "int8")
