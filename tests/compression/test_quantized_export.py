@@ -1,0 +1,127 @@
+"""Quantized models exported and served: every task from text in a TensorFlow-only process, with
+int8 matmuls in the graph, and `keras-llm quantize`.
+
+Each served answer is checked against the quantized model loaded from `.keras`, recomputed in
+NumPy by the checks of tests/export/test_registry_exports.py (full passes, float64 softmax),
+not against the export's own numbers."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_llm
+from keras_llm.models import registry
+from tests.export.test_registry_exports import CASES
+from tests.models.test_registry import _examples
+from tests.test_cli import keras_llm_command
+
+pytestmark = pytest.mark.slow  # an export per task (10-25 s each on 2 cores), subprocesses
+
+TENSORFLOW_ONLY = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    from tensorflow.python.framework import op_def_registry
+    before = set(sys.modules)  # `import tensorflow` itself imports parts of keras
+    result = {}
+    for name, (path, request) in json.loads(sys.stdin.read()).items():
+        loaded = tf.saved_model.load(path)
+        ops, int8_matmuls = set(), 0
+        for signature in loaded.signatures.values():
+            graph = signature.graph.as_graph_def()
+            nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+            ops |= {n.op for n in nodes} - {f.signature.name for f in graph.library.function}
+            int8_matmuls += sum(n.op.startswith("BatchMatMul") and n.attr["Ta"].type == tf.int8
+                                for n in nodes)
+        served = loaded.signatures["serving_default"](
+            **{k: tf.constant(v) for k, v in request.items()})
+        result[name] = {
+            "served": {k: [v.numpy().tolist(), v.dtype.name] for k, v in served.items()},
+            "unregistered": sorted(op for op in ops if op_def_registry.get(op) is None),
+            "xla": sorted(op for op in ops if op.startswith("Xla")),
+            "int8_matmuls": int8_matmuls,
+        }
+    result["imported"] = sorted({m.split(".")[0] for m in set(sys.modules) - before}
+                                & {"tensorflow_text", "keras", "keras_llm", "keras_hub"})
+    print(json.dumps(result, default=lambda b: b.decode("utf-8")))
+    """
+)
+
+
+def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process(tmp_path):
+    restored, request = {}, {}
+    for name, (arguments, tokenizer, _, _) in _examples().items():
+        if name not in CASES:
+            continue  # an encoder does not export
+        _, _, settings, texts, _ = CASES[name]
+        model = registry.TASKS[name].resolve("builder")(tokenizer=tokenizer, **arguments)
+        keras_llm.quantize(model, "int8")
+        model.save(str(tmp_path / f"{name}.keras"))
+        restored[name] = keras.saving.load_model(str(tmp_path / f"{name}.keras"))
+        # A GPT's export also under XLA: its int8 matmuls compiled for the CPU.
+        for jit in (False, True) if name == "causal_lm" else (False,):
+            key = f"{name}_xla" if jit else name
+            path = keras_llm.export(restored[name], str(tmp_path / key), jit_compile=jit,
+                                    **settings)
+            request[key] = (path, texts)
+    result = subprocess.run(
+        [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
+        text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served.pop("imported") == []
+    for key, answer in served.items():
+        assert answer["unregistered"] == [] and answer["xla"] == [], key
+        assert answer["int8_matmuls"] > 0, key  # W8A8: int8 x int8 -> int32 in core ops
+        name = key.removesuffix("_xla")
+        _, _, _, texts, check = CASES[name]
+        outputs = {k: tf.constant(v, dtype=dtype) for k, (v, dtype) in answer["served"].items()}
+        check(restored[name], outputs, next(iter(texts.values())))
+
+
+def _run_cli(*args, cwd):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(keras_llm_command() + list(args), cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, hidden_dim=16, num_heads=2,
+                                intermediate_dim=32, max_sequence_length=32,
+                                tokenizer=keras_llm.tokenizers.ByteTokenizer())
+    model.save(str(tmp_path / "gpt.keras"))
+    result = _run_cli("quantize", "--model", "gpt.keras", "--mode", "int4", "--export", "served",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "saved: gpt.int4.keras" in result.stdout and "exported:" in result.stdout
+    quantized = keras.saving.load_model(str(tmp_path / "gpt.int4.keras"))
+    assert quantized.get_layer("embeddings").token_embedding.quantization_mode == "int4"
+    keras_llm.quantize(model, "int4")  # the same formula in this process: the same outputs
+    ids = np.array([[72, 105, 33]], "int32")
+    x = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    np.testing.assert_array_equal(np.asarray(quantized(x)), np.asarray(model(x)))
+    assert os.listdir(tmp_path / "served") == ["1"]
+
+    # Bad input: one line, exit status 2, nothing written.
+    (tmp_path / "notes.txt").write_text("not a model")
+    for args, message in [
+        (["--model", "missing.keras"], "no such file"),
+        (["--model", "notes.txt"], "--model must be a .keras file"),
+        (["--model", "gpt.keras", "--mode", "int16"], "invalid choice: 'int16'"),
+        (["--model", "gpt.int4.keras", "--output", "again.keras"], "is already quantized"),
+    ]:
+        before = sorted(os.listdir(tmp_path))
+        result = _run_cli("quantize", *args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        last = result.stderr.strip().splitlines()[-1]  # argparse's usage, then the error line
+        assert last.startswith("keras-llm quantize: error:") and message in last, args
+        assert sorted(os.listdir(tmp_path)) == before, args
