@@ -201,6 +201,17 @@ EXPORT_FLAGS = {
     ),
 }
 
+QUANTIZE_FLAGS = {
+    "--model": dict(required=True, help="A .keras model file (it carries its tokenizer), not yet quantized."),
+    "--mode": dict(
+        default="int8", choices=("int8", "int4"),
+        help="int8: int8 weights (a scale per output channel) and activations (a scale per "
+        "token); int4: 4-bit weights in blocks of 128, float activations (keras_llm.quantize).",
+    ),
+    "--output": dict(default=None, help="Where the quantized .keras model is saved. Default: MODEL with .MODE.keras."),
+    "--export": dict(default=None, metavar="DIR", help="Also export it for TF Serving into a new version of DIR."),
+}
+
 FINETUNE_FLAGS = {
     "--checkpoint": dict(
         required=True,
@@ -255,6 +266,13 @@ FINETUNE_FLAGS = {
     ),
     "--max-question-length": dict(type=int, default=64, help="qa: questions keep this many tokens."),
     "--learning-rate": dict(type=float, default=5e-5, help="Peak learning rate (10%% warm-up, then linear decay)."),
+    "--lora": dict(
+        type=int, default=None, metavar="RANK",
+        help="Train LoRA adapters of this rank on every attention's query and value projections "
+        "(keras_llm.training.enable_lora), and the fresh head whole, instead of every weight; the "
+        "adapters are also saved alone (OUTPUT without .keras + .lora.h5) and the export serves "
+        "them merged into the kernels. LoRA usually wants a larger --learning-rate (1e-4 to 5e-4).",
+    ),
     "--output": dict(
         default=None,
         help="Where the fine-tuned model is saved (.keras; it carries its tokenizer). "
@@ -272,6 +290,82 @@ FINETUNE_FLAGS = {
         "kill resumes. Default: OUTPUT without .keras, plus _backup.",
     ),
     "--backup-every": dict(type=int, default=200, help="Steps between backups."),
+}
+
+DISTILL_FLAGS = {
+    "--teacher": dict(
+        required=True,
+        help="The teacher classifier: a .keras file (as keras-llm finetune --task classify "
+        "saves it; it carries its tokenizer) or a Hugging Face directory with a sequence-"
+        "classification head.",
+    ),
+    "--student-preset": dict(
+        default="bert_mini", choices=BERT_PRESET_NAMES, metavar="PRESET",
+        help="The student: a fresh BERT preset classifier (" + ", ".join(BERT_PRESET_NAMES)
+        + ") with the teacher's tokenizer and classes.",
+    ),
+    "--train": dict(
+        required=True,
+        help="Training examples: a .tsv/.csv/.jsonl file (or a glob) with a text and a label "
+        "field, or tfds:NAME.",
+    ),
+    "--eval": dict(
+        default=None,
+        help="Evaluation examples, as --train; the teacher's and the student's accuracy on them "
+        "are printed after training.",
+    ),
+    "--temperature": dict(
+        type=float, default=2.0,
+        help="T: both models' logits are divided by T before the softmaxes the KL compares "
+        "(higher: softer targets); the KL is scaled by T^2 (Hinton et al. 2015).",
+    ),
+    "--alpha": dict(
+        type=float, default=0.5,
+        help="The weight of the teacher's term, in [0, 1]: loss = alpha T^2 KL(teacher || "
+        "student) + (1 - alpha) cross-entropy(labels); 0 trains on the labels alone (the "
+        "baseline), 1 on the teacher alone.",
+    ),
+    "--text-field": dict(
+        default=None, help="The text field. Default: the first of text, sentence, content."
+    ),
+    "--label-field": dict(default="label", help="The label field."),
+    "--label-names": dict(
+        default=None,
+        help="The teacher's class names, comma-separated, in id order. Default: a Hugging Face "
+        "head's id2label, else the sorted string labels of --train (as finetune names them), "
+        "else numbered classes.",
+    ),
+    "--split": dict(default="train", help="The TFDS split of a tfds:NAME --train."),
+    "--eval-split": dict(default="validation", help="The TFDS split of a tfds:NAME --eval."),
+    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
+    "--download": dict(
+        default=True, action=argparse.BooleanOptionalAction,
+        help="Whether tfds:NAME may be downloaded and prepared into --data-dir.",
+    ),
+    "--epochs": dict(type=int, default=3, help="Passes over --train."),
+    "--max-steps": dict(type=int, default=None, help="Stop after this many steps (batches) in all."),
+    "--batch-size": dict(type=int, default=32, help="Examples per batch."),
+    "--sequence-length": dict(
+        type=int, default=None,
+        help="The longest input in tokens, specials included. Default: 128, or the teacher's "
+        "context if smaller.",
+    ),
+    "--learning-rate": dict(
+        type=float, default=None,
+        help="The student's peak learning rate (10%% warm-up, then linear decay). Default: 1e-3 "
+        "for bert_tiny to bert_small, else 5e-5.",
+    ),
+    "--output": dict(
+        default=None,
+        help="Where the student is saved (.keras; it carries its tokenizer). "
+        "Default: PRESET-distilled.keras.",
+    ),
+    "--export": dict(
+        default=None,
+        help="Where it is exported for TF Serving (a new version directory inside). "
+        "Default: saved_models/NAME, NAME from --output.",
+    ),
+    "--seed": dict(type=int, default=0, help="Seed of the student's initialisation, dropout and data order."),
 }
 
 CHAT_FLAGS = {
@@ -310,6 +404,20 @@ COMMANDS = {
         "export answers for the first --eval example.",
     ),
     "export": (EXPORT_FLAGS, "Export a trained .keras model for TF Serving.", ""),
+    "quantize": (
+        QUANTIZE_FLAGS, "Quantize a .keras model to int8 or int4 (and export it).",
+        " Saves the quantized model to --output (it loads with keras.saving.load_model) and, "
+        "with --export, exports it for TF Serving.",
+    ),
+    "distill": (
+        DISTILL_FLAGS,
+        "Distill a classifier (a .keras file or a Hugging Face directory) into a small BERT preset.",
+        " Trains a fresh --student-preset classifier on the teacher's softened logits and the "
+        "labels of --train (keras_llm.training.distill), prints the teacher's and the student's "
+        "accuracy on --eval, saves the student and its tokenizer, exports them for TF Serving "
+        "(saved_models/NAME/VERSION) and prints what the export answers for the first --eval "
+        "example.",
+    ),
     "chat": (
         CHAT_FLAGS, "Chat with a chat model (Hugging Face directory, GGUF file or .keras).",
         " Reads the user's turns from standard input, one a line (interactive or piped), and "

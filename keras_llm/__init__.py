@@ -39,6 +39,7 @@ from keras_llm.models import (  # noqa: E402
     build_llama,
     build_seq2seq,
 )
+from keras_llm.compression import quantize  # noqa: E402
 from keras_llm.export import export  # noqa: E402
 from keras_llm.generation import generate  # noqa: E402
 from keras_llm.pretrained import from_pretrained, save_pretrained  # noqa: E402
@@ -60,6 +61,7 @@ __all__ = [
     "layers",
     "models",
     "pretrained",
+    "quantize",
     "save_pretrained",
     "tokenizers",
     "training",

@@ -1,8 +1,10 @@
-"""The commands of `keras-llm`, one module each: train, generate, finetune, export, chat.
+"""The commands of `keras-llm`, one module each: train, generate, finetune, export, chat,
+quantize, distill.
 
 - `train.py`: GPT (causal LM) and BERT (masked LM + next sentence) training;
   `train_seq2seq.py`: the same command for an encoder-decoder preset.
-- `generate.py`, `finetune.py`, `export.py`, `chat.py`: the other commands.
+- `generate.py`, `finetune.py` (`--lora`), `export.py`, `chat.py`, `quantize.py`,
+  `distill.py`: the other commands.
 - `_common.py`: what they share (flag checks, the held-out split, the run's
   tokenizer and backups, the epochs of a run); `_files.py`: the models they
   save and load (each `.keras` file carries its tokenizer) and the exports

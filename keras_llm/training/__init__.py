@@ -4,7 +4,9 @@ All of them live in `keras_llm/training/defaults.py`; its module docstring has
 the table of values and where each comes from. `token_loss.py` holds the
 language-model loss, averaged over the global batch's real tokens;
 `optimizer.py` the AdamW that clips the global batch's gradient;
-`backup.py` atomic backups and `fit_resumable`, training that survives a kill.
+`backup.py` atomic backups and `fit_resumable`, training that survives a kill;
+`lora.py` LoRA adapters: enabled, saved and loaded alone, merged for serving;
+`distillation.py` `distill`, a student trained on a frozen teacher's logits.
 """
 
 from keras_llm.training.defaults import (
@@ -17,6 +19,8 @@ from keras_llm.training.defaults import (
     make_optimizer,
 )
 from keras_llm.training.backup import TrainingBackup, fit_resumable
+from keras_llm.training.distillation import distill
+from keras_llm.training.lora import enable_lora, load_lora, lora_spec, merge_lora, save_lora
 from keras_llm.training.optimizer import AdamW
 from keras_llm.training.token_loss import TokenCrossEntropy
 
@@ -30,6 +34,12 @@ __all__ = [
     "WarmupLinearDecay",
     "compile_model",
     "default_jit_compile",
+    "distill",
+    "enable_lora",
     "fit_resumable",
+    "load_lora",
+    "lora_spec",
     "make_optimizer",
+    "merge_lora",
+    "save_lora",
 ]
