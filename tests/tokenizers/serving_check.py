@@ -41,18 +41,39 @@ def shared_lines(name):
 SHARED_FILES = ["sst2_train.tsv", "sst2_dev.tsv", "tinyshakespeare.txt"]
 
 
-def assert_same_ids_on_shared_file(name, tokenize, reference_ids, chunk=4096):
+def lines_with_new_words(lines):
+    """The lines that hold a (whitespace-separated) word no earlier line holds, in order.
+
+    Together they hold every word of `lines`, each in a real line of them: for a
+    tokenizer that splits on whitespace before anything else (WordPiece), a line
+    left out gives the ids of words already checked, in the order it has them.
+    On sst2_train.tsv they are 16% of the text, on tinyshakespeare.txt 60%.
+    """
+    seen, kept = set(), []
+    for line in lines:
+        words = set(line.split())
+        if not words <= seen:
+            kept.append(line)
+            seen |= words
+    return kept
+
+
+def assert_same_ids_on_shared_file(name, tokenize, reference_ids, chunk=4096, every_line=True):
     """Every line of ../shared/data/NAME gives the same ids from both functions.
 
+    With `every_line=False`, the lines of `lines_with_new_words`: every word of
+    the file, in a line of the file, for tokenizers that split on whitespace first.
     Skips when the file is absent: shared/data exists only beside the
     project's checkout (CI has it), never on a user's machine.
     """
     lines = shared_lines(name)
     if lines is None:
         pytest.skip(f"../shared/data/{name} is absent (it exists only beside the project's checkout)")
+    if not every_line:
+        lines = lines_with_new_words(lines)
     for start in range(0, len(lines), chunk):
         texts = lines[start : start + chunk]
-        assert tokenize(texts) == reference_ids(texts), f"{name}, lines {start + 1}-{start + len(texts)}"
+        assert tokenize(texts) == reference_ids(texts), f"{name}, lines checked {start + 1}-{start + len(texts)}"
 
 
 def run_in_tensorflow_only_process(tokenizer, texts, tmp_path):
