@@ -99,10 +99,11 @@ def test_tiny_gpt_learns_to_copy_through_fit():
     rng = np.random.default_rng(0)
     model = keras_llm.build_gpt(vocabulary_size=11, num_layers=2, num_heads=2, hidden_dim=64,
                                 intermediate_dim=128, max_sequence_length=16)
-    keras_llm.compile_model(model, "causal_lm", learning_rate=3e-3, total_steps=1200, warmup_steps=50)
+    # 400 steps: it copies perfectly from 300 on (measured at 300 and 600: accuracy 1.0).
+    keras_llm.compile_model(model, "causal_lm", learning_rate=3e-3, total_steps=400, warmup_steps=50)
     x, y, w = copy_task(rng, 4096)
     dataset = tf.data.Dataset.from_tensor_slices((x, y, w)).shuffle(4096, seed=0).batch(64).repeat()
-    model.fit(dataset, steps_per_epoch=1200, epochs=1, verbose=0)
+    model.fit(dataset, steps_per_epoch=400, epochs=1, verbose=0)
     tx, ty, tw = copy_task(np.random.default_rng(1), 512)
     predicted = np.argmax(model.predict(tx, verbose=0), axis=-1)
     accuracy = (predicted == ty)[tw > 0].mean()
