@@ -13,6 +13,7 @@ import keras_llm
 import keras_llm.cli
 from keras_llm.cli._files import fill_from_saved_model
 from keras_llm.cli.train_seq2seq import corpus_bleu
+from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # every test trains through the CLI, most in a subprocess
 
@@ -29,7 +30,7 @@ def run(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_train_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
+def test_train_lowers_the_loss_and_saves_a_loadable_model(tmp_path, capsys, monkeypatch):
     result = run("train", "--steps", "30", "--batch-size", "8", "--sequence-length", "64",
                  "--sample-length", "20", "--learning-rate", "3e-3", "--output", "out/model.keras",
                  "--plot", cwd=tmp_path)
@@ -62,22 +63,25 @@ def test_train_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
     length = int(served.stdout.split()[0])
     assert 1 <= length <= 64
 
+    # The other commands in this process: the script's start-up is checked by `train` above,
+    # and each further process would import TensorFlow again (5-7 s).
     # keras-llm generate, from the .keras file and from the export: the same greedy text.
-    from_keras = run("generate", "--model", "out/model.keras", "--prompt", "Return the ",
-                     "--prompt", "def ", "--max-new-tokens", "12", cwd=tmp_path)
-    from_export = run("generate", "--model", "saved_models/model", "--prompt", "Return the ",
-                      "--prompt", "def ", "--max-new-tokens", "12", cwd=tmp_path)
-    assert from_keras.returncode == 0 and from_export.returncode == 0, from_export.stderr[-2000:]
-    assert from_keras.stdout == from_export.stdout and from_keras.stdout.startswith("Return the ")
-    bad = run("generate", "--model", "saved_models/model", "--prompt", "x",
-              "--max-new-tokens", "999", cwd=tmp_path)
-    assert bad.returncode == 2 and "max_new_tokens must be less than the context of 256 tokens" in bad.stderr
+    monkeypatch.chdir(tmp_path)
+    prompts = ["--prompt", "Return the ", "--prompt", "def ", "--max-new-tokens", "12"]
+    code, from_keras, err = cli(capsys, "generate", "--model", "out/model.keras", *prompts)
+    assert code == 0, err[-2000:]
+    code, from_export, err = cli(capsys, "generate", "--model", "saved_models/model", *prompts)
+    assert code == 0, err[-2000:]
+    assert from_keras == from_export and from_keras.startswith("Return the ")
+    code, _, err = cli(capsys, "generate", "--model", "saved_models/model", "--prompt", "x",
+                       "--max-new-tokens", "999")
+    assert code == 2 and "max_new_tokens must be less than the context of 256 tokens" in err
 
     # keras-llm export: the next version; an existing one only with --overwrite.
-    again = run("export", "--model", "out/model.keras", cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout.strip().endswith("saved_models/model/2")
-    refused = run("export", "--model", "out/model.keras", "--version", "1", cwd=tmp_path)
-    assert refused.returncode == 2 and "--overwrite" in refused.stderr
+    code, out, _ = cli(capsys, "export", "--model", "out/model.keras")
+    assert code == 0 and out.strip().endswith("saved_models/model/2")
+    code, _, err = cli(capsys, "export", "--model", "out/model.keras", "--version", "1")
+    assert code == 2 and "--overwrite" in err
 
 
 def test_bleu_of_empty_outputs_is_zero_without_a_warning():
@@ -105,8 +109,8 @@ def test_bad_flags_are_named(tmp_path, capsys, monkeypatch):
         assert exit.value.code == 2 and message in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
     (tmp_path / "tiny.txt").write_text("a few words\n" * 60, encoding="utf-8")
-    result = run("train", "--data", "tiny.txt", cwd=tmp_path)
-    assert result.returncode == 2 and "does not fill one sequence of --sequence-length 128" in result.stderr
+    code, _, err = cli(capsys, "train", "--data", "tiny.txt")
+    assert code == 2 and "does not fill one sequence of --sequence-length 128" in err
 
 
 def shakespeare_like(path, lines=600):
@@ -137,7 +141,7 @@ def test_train_gpt_from_a_local_file_with_a_learned_bpe(tmp_path):
     assert tokenizer(["the king speaks"]).to_list() == learned(["the king speaks"]).to_list()
 
 
-def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path):
+def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path, capsys, monkeypatch):
     corpus = shakespeare_like(tmp_path / "plays.txt")
     vocab = keras_llm.tokenizers.train_word_piece(str(corpus), 200, str(tmp_path / "vocab"))
     result = run("train", "--preset", "bert_tiny", "--data", str(corpus), "--tokenizer", vocab,
@@ -168,12 +172,13 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path):
     top = np.argsort(-probabilities)[:5]
     assert [t for t, _ in fills] == [vocabulary[i] for i in top]
     np.testing.assert_allclose([float(p) for _, p in fills], probabilities[top], atol=1e-3)
-    again = run("export", "--model", "bert_tiny.keras", "--top-k", "3", cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout.strip().endswith("saved_models/bert_tiny/2")
+    monkeypatch.chdir(tmp_path)  # export and generate in this process (train ran the script)
+    code, out, _ = cli(capsys, "export", "--model", "bert_tiny.keras", "--top-k", "3")
+    assert code == 0 and out.strip().endswith("saved_models/bert_tiny/2")
     assert [len(f) for f in fill_from_saved_model(
         str(tmp_path / "saved_models" / "bert_tiny" / "2"), "[MASK] king [MASK]")] == [3, 3]
-    wrong = run("generate", "--model", "saved_models/bert_tiny", "--prompt", "x", cwd=tmp_path)
-    assert wrong.returncode == 2 and "not a GPT export" in wrong.stderr and "fill_ids" in wrong.stderr
+    code, _, err = cli(capsys, "generate", "--model", "saved_models/bert_tiny", "--prompt", "x")
+    assert code == 2 and "not a GPT export" in err and "fill_ids" in err
 
 
 def test_train_from_a_tfds_source(tmp_path, monkeypatch):
@@ -187,12 +192,15 @@ def test_train_from_a_tfds_source(tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "imdb.keras").exists()
 
 
-def test_bad_data_and_tokenizer_flags_are_named(tmp_path):
-    result = run("train", "--data", "nope.txt", cwd=tmp_path)
-    assert result.returncode != 0 and "No such file: 'nope.txt'" in result.stderr
-    result = run("train", "--preset", "bert_tiny", "--tokenizer", "byte", cwd=tmp_path)
-    assert result.returncode == 2 and "--tokenizer byte has no [CLS]" in result.stderr
-    result = run("train", "--tokenizer", "vocab.json", cwd=tmp_path)
-    assert result.returncode == 2 and "--tokenizer: no such file 'vocab.json'" in result.stderr
-    result = run("train", "--data", "tfds:not_a_dataset", cwd=tmp_path)
-    assert result.returncode != 0 and "tfds:not_a_dataset: TensorFlow Datasets has no data set" in result.stderr
+def test_bad_data_and_tokenizer_flags_are_named(tmp_path, capsys, monkeypatch):
+    # In this process: each is refused before training, so a process each would mostly
+    # import TensorFlow (the built-in corpus is also parsed once here, not once a command).
+    monkeypatch.chdir(tmp_path)
+    for flags, message in (
+        (["--data", "nope.txt"], "No such file: 'nope.txt'"),
+        (["--preset", "bert_tiny", "--tokenizer", "byte"], "--tokenizer byte has no [CLS]"),
+        (["--tokenizer", "vocab.json"], "--tokenizer: no such file 'vocab.json'"),
+        (["--data", "tfds:not_a_dataset"], "tfds:not_a_dataset: TensorFlow Datasets has no data set"),
+    ):
+        code, _, err = cli(capsys, "train", *flags)
+        assert code == 2 and message in err, (flags, err[-2000:])
