@@ -18,19 +18,28 @@ import pytest
 import tensorflow as tf
 
 import keras_llm
-from tests.test_cli import keras_llm_command
+from tests.test_cli import keras_llm_command, shakespeare_like
 
 # 24 steps = 8 epochs of 3 steps; backups after steps 4, 8, 12, ...: those
-# after steps 4, 8, 16 and 20 fall inside an epoch.
+# after steps 4, 8, 16 and 20 fall inside an epoch. A small local corpus
+# (written into each run's directory, the same every time): the built-in one
+# would be parsed from the standard library by each of the five processes.
 COMMAND = [
-    "train", "--steps", "24", "--batch-size", "8", "--sequence-length", "64",
-    "--sample-length", "5", "--backup-every", "4", "--output", "out/model.keras",
+    "train", "--data", "plays.txt", "--steps", "24", "--batch-size", "8", "--sequence-length",
+    "64", "--sample-length", "5", "--backup-every", "4", "--output", "out/model.keras",
 ]
 STEPS_PER_EPOCH = 3
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def _with_corpus(cwd):
+    if not (cwd / "plays.txt").exists():
+        shakespeare_like(cwd / "plays.txt")
+    return cwd
+
+
 def _run_to_completion(cwd):
+    _with_corpus(cwd)
     result = subprocess.run(keras_llm_command() + COMMAND, cwd=cwd, env=ENV,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -43,6 +52,7 @@ def _weights(cwd):
 
 def _start_and_kill_when(cwd, ready, command=None):
     """Starts the command, SIGKILLs it as soon as `ready()` is true, while it still runs."""
+    _with_corpus(cwd)
     process = subprocess.Popen((command or keras_llm_command()) + COMMAND, cwd=cwd, env=ENV,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
