@@ -7,6 +7,7 @@ left anywhere in the base path (any version's temporaries, whose writer
 process is gone) is cleaned up.
 """
 
+import contextlib
 import logging
 import os
 import re
@@ -53,9 +54,34 @@ def write_version(module, path, version=None, overwrite=False):
         )
     # A dot-named temporary (TF Serving loads only integer-named directories),
     # renamed into place: a server watching `path` never sees half a version.
-    with atomic_output(target, overwrite=overwrite) as temporary:
+    with atomic_output(target, overwrite=overwrite) as temporary, _without_optimizer(
+        getattr(module, "model", None)
+    ):
         tf.saved_model.save(module, temporary, signatures=module.signatures())
     return target
+
+
+@contextlib.contextmanager
+def _without_optimizer(model):
+    """`model` with no optimizer while a SavedModel is written, then its own again.
+
+    A compiled Keras model's optimizer is an attribute, so TensorFlow's
+    object graph saves it, slot variables included: a model that trained
+    with Adam exported its two moments beside its weights (3x the size, the
+    weights stored under `model/optimizer`). Serving never reads them. Only
+    the object graph's edge is cut (TensorFlow's `AutoTrackable` tracking:
+    setting the attribute to None leaves the edge in place), and put back
+    afterwards: the model keeps its optimizer and can go on training.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or "optimizer" not in model._trackable_children():
+        yield
+        return
+    model._delete_tracking("optimizer")
+    try:
+        yield
+    finally:
+        model._track_trackable(optimizer, "optimizer", overwrite=True)
 
 
 def clean_interrupted_versions(path):

@@ -562,3 +562,20 @@ def test_export_uses_the_carried_tokenizer_and_needs_one(tmp_path):
                                          r"tokenizer the model carries"):
         keras_llm.export(classifier, str(tmp_path / "c"), moved)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_trained_model_exports_its_weights_without_its_optimizer(tmp_path):
+    # A model that took one Adam step holds two moments per weight; the export
+    # must hold the weights alone (it held all three, under model/optimizer).
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_gpt("gpt_nano", num_layers=1, tokenizer=tokenizer)
+    token_ids = np.random.default_rng(0).integers(0, 256, (2, 8)).astype("int32")
+    model.train_on_batch({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}, token_ids)
+    assert model.optimizer.variables  # built: its moments exist
+    version = keras_llm.export(model, tmp_path / "gpt")
+    saved = tf.train.list_variables(os.path.join(version, "variables", "variables"))
+    assert not [name for name, _ in saved if "optimizer" in name]
+    weights = sum(int(np.prod(w.shape)) for w in model.weights)
+    assert sum(int(np.prod(shape)) for _, shape in saved) < 1.1 * weights
+    assert model.optimizer is not None  # training can go on
+    model.train_on_batch({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}, token_ids)
