@@ -102,6 +102,7 @@ def test_causal_lm_loss_masks_padding_and_adds_the_hidden_state_term():
     np.testing.assert_allclose(again, got, rtol=1e-6)
 
 
+@pytest.mark.slow  # trains (about 30 s idle, most of it tracing the distiller's step)
 def test_fit_trains_the_student_towards_a_frozen_teacher():
     teacher, student = classifier(num_layers=2, seed=1), classifier(seed=2)
     head = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Dense)][-1]
