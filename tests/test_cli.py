@@ -178,7 +178,7 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path, capsys, m
     assert [len(f) for f in fill_from_saved_model(
         str(tmp_path / "saved_models" / "bert_tiny" / "2"), "[MASK] king [MASK]")] == [3, 3]
     code, _, err = cli(capsys, "generate", "--model", "saved_models/bert_tiny", "--prompt", "x")
-    assert code == 2 and "not a GPT export" in err and "fill_ids" in err
+    assert code == 2 and "not an export of a decoding model" in err and "fill_ids" in err
 
 
 def test_train_from_a_tfds_source(tmp_path, monkeypatch):

@@ -120,7 +120,8 @@ def generate_from_saved_model(path, prompts, seeds, **settings):
     signatures = tf.saved_model.load(path).signatures
     if "generate" not in signatures:
         raise ValueError(
-            f"{path} is not a GPT export (it has no `generate` signature; it has "
+            f"{path} is not an export of a decoding model (a GPT, Llama or encoder-decoder: it "
+            f"has no `generate` signature; it has "
             f"{', '.join(sorted(signatures))})"
         )
     generate = signatures["generate"]
