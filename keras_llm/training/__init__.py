@@ -5,7 +5,8 @@ the table of values and where each comes from. `token_loss.py` holds the
 language-model loss, averaged over the global batch's real tokens;
 `optimizer.py` the AdamW that clips the global batch's gradient;
 `backup.py` atomic backups and `fit_resumable`, training that survives a kill;
-`lora.py` LoRA adapters: enabled, saved and loaded alone, merged for serving;
+`lora.py` LoRA adapters: enabled and merged for serving; `lora_files.py` them
+saved and loaded alone;
 `distillation.py` `distill`, a student trained on a frozen teacher's logits.
 """
 
@@ -20,7 +21,8 @@ from keras_llm.training.defaults import (
 )
 from keras_llm.training.backup import TrainingBackup, fit_resumable
 from keras_llm.training.distillation import distill
-from keras_llm.training.lora import enable_lora, load_lora, lora_spec, merge_lora, save_lora
+from keras_llm.training.lora import enable_lora, lora_spec, merge_lora
+from keras_llm.training.lora_files import load_lora, save_lora
 from keras_llm.training.optimizer import AdamW
 from keras_llm.training.token_loss import TokenCrossEntropy
 
