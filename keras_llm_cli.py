@@ -212,6 +212,17 @@ QUANTIZE_FLAGS = {
     "--export": dict(default=None, metavar="DIR", help="Also export it for TF Serving into a new version of DIR."),
 }
 
+# `finetune` and `distill`: where a tfds:NAME --train and --eval come from.
+TRAIN_EVAL_TFDS_FLAGS = {
+    "--split": dict(default="train", help="The TFDS split of a tfds:NAME --train."),
+    "--eval-split": dict(default="validation", help="The TFDS split of a tfds:NAME --eval."),
+    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
+    "--download": dict(
+        default=True, action=argparse.BooleanOptionalAction,
+        help="Whether tfds:NAME may be downloaded and prepared into --data-dir.",
+    ),
+}
+
 FINETUNE_FLAGS = {
     "--checkpoint": dict(
         required=True,
@@ -245,13 +256,7 @@ FINETUNE_FLAGS = {
         help="Class or tag names, comma-separated, in id order. Default: the checkpoint's "
         "id2label if it has the head, else the sorted names found in --train (tag: O first).",
     ),
-    "--split": dict(default="train", help="The TFDS split of a tfds:NAME --train."),
-    "--eval-split": dict(default="validation", help="The TFDS split of a tfds:NAME --eval."),
-    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
-    "--download": dict(
-        default=True, action=argparse.BooleanOptionalAction,
-        help="Whether tfds:NAME may be downloaded and prepared into --data-dir.",
-    ),
+    **TRAIN_EVAL_TFDS_FLAGS,
     "--epochs": dict(type=int, default=2, help="Passes over --train."),
     "--max-steps": dict(type=int, default=None, help="Stop after this many steps (batches) in all."),
     "--batch-size": dict(type=int, default=32, help="Examples (qa: windows) per batch."),
@@ -335,13 +340,7 @@ DISTILL_FLAGS = {
         "head's id2label, else the sorted string labels of --train (as finetune names them), "
         "else numbered classes.",
     ),
-    "--split": dict(default="train", help="The TFDS split of a tfds:NAME --train."),
-    "--eval-split": dict(default="validation", help="The TFDS split of a tfds:NAME --eval."),
-    "--data-dir": dict(default=None, help="The TFDS data directory (offline: a prepared one)."),
-    "--download": dict(
-        default=True, action=argparse.BooleanOptionalAction,
-        help="Whether tfds:NAME may be downloaded and prepared into --data-dir.",
-    ),
+    **TRAIN_EVAL_TFDS_FLAGS,
     "--epochs": dict(type=int, default=3, help="Passes over --train."),
     "--max-steps": dict(type=int, default=None, help="Stop after this many steps (batches) in all."),
     "--batch-size": dict(type=int, default=32, help="Examples per batch."),
