@@ -51,15 +51,21 @@ def _printed_scores(out):
     return {name: float(value) for name, value in pairs}
 
 
-@pytest.mark.slow
-def test_classify_trains_scores_and_serves(capsys, tmp_path):
+def _sentiment_rows(path):
+    """96 labelled sentences a tiny classifier learns ("the film is good"), written as TSV; the lines."""
     rng = np.random.default_rng(0)
     rows = ["label\tsentence"]
     for _ in range(96):
         label = int(rng.integers(2))
         words = [["bad", "dull"], ["good", "fun"]][label][rng.integers(2)]
         rows.append(f"{label}\tthe {rng.choice(['film', 'plot'])} is {words}")
-    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    path.write_text("\n".join(rows) + "\n")
+    return rows
+
+
+@pytest.mark.slow
+def test_classify_trains_scores_and_serves(capsys, tmp_path):
+    rows = _sentiment_rows(tmp_path / "train.tsv")
     (tmp_path / "dev.tsv").write_text("\n".join(rows[:1] + rows[1:33]) + "\n")
     out = _run(capsys, tmp_path, "--task", "classify", "--train", str(tmp_path / "train.tsv"),
                "--eval", str(tmp_path / "dev.tsv"), "--epochs", "8")

@@ -10,18 +10,12 @@ import tensorflow as tf
 import keras_llm
 from keras_llm.training import lora_spec
 import keras_llm_cli
-from tests.test_cli_finetune import _checkpoint, _printed_scores
+from tests.test_cli_finetune import _checkpoint, _printed_scores, _sentiment_rows
 
 
 @pytest.mark.slow
 def test_finetune_lora_trains_adapters_and_head_only_and_serves_them_merged(capsys, tmp_path):
-    rng = np.random.default_rng(0)
-    rows = ["label\tsentence"]
-    for _ in range(96):
-        label = int(rng.integers(2))
-        words = [["bad", "dull"], ["good", "fun"]][label][rng.integers(2)]
-        rows.append(f"{label}\tthe {rng.choice(['film', 'plot'])} is {words}")
-    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    _sentiment_rows(tmp_path / "train.tsv")
     code = keras_llm_cli.main([
         "finetune", "--checkpoint", _checkpoint(tmp_path), "--task", "classify",
         "--train", str(tmp_path / "train.tsv"), "--eval", str(tmp_path / "train.tsv"),
