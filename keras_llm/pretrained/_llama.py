@@ -156,19 +156,22 @@ def model_from_hf(config, tensors, where, tokenizer=None):
         )
     model = build_llama(**built, tokenizer=tokenizer)
     variables = {v.path: v for v in model.weights}
-    arrays = {}
+    shapes = {}
     for name, tensor in table.items():  # every shape before any weight
-        shapes = [tuple(variables[p].shape) for p in tensor.variables]
-        expected = tensor.to_hf([np.empty(shape, np.float32) for shape in shapes]).shape
+        shapes[name] = [tuple(variables[p].shape) for p in tensor.variables]
+        expected = tensor.to_hf([np.empty(shape, np.float32) for shape in shapes[name]]).shape
         if tuple(np.shape(tensors[name])) != tuple(expected):
             raise ValueError(
                 f"{where}: {name} has shape {list(np.shape(tensors[name]))}, but the config "
                 f"needs {list(expected)}."
             )
-        values = tensor.to_keras(np.asarray(tensors[name], np.float32), shapes)
-        arrays.update(zip(tensor.variables, values))
-    for path, array in arrays.items():
-        variables[path].assign(array)
+    # One tensor at a time, read (a GGUF tensor is dequantized here), converted
+    # and assigned: a load holds the variables and one tensor's copies, not a
+    # second model's worth of arrays.
+    for name, tensor in table.items():
+        values = tensor.to_keras(np.asarray(tensors[name], np.float32), shapes[name])
+        for path, value in zip(tensor.variables, values):
+            variables[path].assign(value)
     return model
 
 

@@ -122,7 +122,9 @@ def read_gguf(path):
     """
     path = os.fspath(path)
     reader = _open(path)
-    return (*_config_and_tensors(reader, path), _field(reader, "tokenizer.chat_template"))
+    config, tensors = _config_and_tensors(reader, path)
+    tensors = {name: np.asarray(tensor) for name, tensor in tensors.items()}
+    return config, tensors, _field(reader, "tokenizer.chat_template")
 
 
 def _open(path):
@@ -134,9 +136,7 @@ def _open(path):
 
 
 def _config_and_tensors(reader, path):
-    """`read_gguf`'s config and tensors, from an open reader."""
-    import gguf
-
+    """`read_gguf`'s config and tensors (each dequantized when read), from an open reader."""
     architecture = _field(reader, "general.architecture")
     if architecture != "llama":
         raise ValueError(
@@ -184,18 +184,37 @@ def _config_and_tensors(reader, path):
         name = _hf_name(path, tensor.name)
         if name is None:
             continue
-        try:
-            # One tensor at a time: the file is memory-mapped, only this float copy is made.
-            weights = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
-        except (ValueError, IndexError) as error:
-            raise ValueError(f"{path}: cannot read the tensor {tensor.name!r}: {error}") from None
-        if name.endswith("q_proj.weight"):
-            weights = _unpermute(weights, heads)
-        elif name.endswith("k_proj.weight"):
-            weights = _unpermute(weights, kv_heads)
-        tensors[name] = weights
+        heads_of_rows = {"q_proj": heads, "k_proj": kv_heads}.get(name.split(".")[-2])
+        tensors[name] = _Dequantized(path, tensor, heads_of_rows)
     _check_shapes(path, config, tensors)
     return config, tensors
+
+
+class _Dequantized:
+    """A GGUF tensor, dequantized to float32 only when NumPy reads it (`np.asarray`).
+
+    `from_pretrained` assigns the weights one tensor at a time, so a load
+    holds the model's variables and one float32 tensor rather than every
+    dequantized tensor at once (the file itself stays memory-mapped).
+    `shape` is Hugging Face's (rows first), known without reading the data.
+    """
+
+    def __init__(self, path, tensor, heads):
+        self.shape = tuple(int(n) for n in reversed(tensor.shape))
+        self._path, self._tensor, self._heads = path, tensor, heads
+
+    def __array__(self, dtype=None, copy=None):
+        import gguf
+
+        tensor = self._tensor
+        try:
+            weights = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), np.float32)
+        except (ValueError, IndexError) as error:
+            raise ValueError(f"{self._path}: cannot read the tensor {tensor.name!r}: {error}") from None
+        weights = weights.reshape(self.shape)
+        if self._heads:  # a query or key projection: llama.cpp's row order undone
+            weights = _unpermute(weights, self._heads)
+        return weights if dtype is None else weights.astype(dtype, copy=False)
 
 
 def read_gguf_tokenizer(path):

@@ -151,6 +151,30 @@ def test_from_pretrained_gguf_gives_transformers_logits_and_carries_the_tokenize
     assert end_of_turn_ids(model.tokenizer) == [reference.token_to_id("<|im_end|>")]
 
 
+def test_from_pretrained_gguf_dequantizes_each_tensor_once_and_holds_one_at_a_time(tmp_path, monkeypatch):
+    """A load keeps the model's variables and one float32 tensor, not every tensor dequantized."""
+    import gc
+    import weakref
+
+    hf_tensors, stored = _tiny_llama(48)
+    _write(tmp_path / "tiny.gguf", tensors=stored, vocabulary_size=48)
+    real, results, alive = gguf.quants.dequantize, [], []
+
+    def dequantize(data, kind):
+        gc.collect()
+        alive.append(sum(r() is not None for r in results))  # earlier tensors still held
+        array = np.array(real(data, kind))
+        results.append(weakref.ref(array))
+        return array
+
+    monkeypatch.setattr(gguf.quants, "dequantize", dequantize)
+    model = keras_llm.from_pretrained(str(tmp_path / "tiny.gguf"))
+    assert len(alive) == len(stored)  # each tensor read once
+    assert max(alive) <= 1, alive
+    np.testing.assert_array_equal(np.asarray(model._embedding.embeddings),
+                                  hf_tensors["model.embed_tokens.weight"])
+
+
 def test_from_pretrained_gguf_bad_input(references, tmp_path, caplog):
     reference = references["gpt2"]
     size = reference.get_vocab_size(with_added_tokens=True)
