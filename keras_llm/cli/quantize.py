@@ -20,11 +20,13 @@ def run(args, parser):
     output = args.output or f"{os.path.splitext(args.model)[0]}.{args.mode}.keras"
     if not output.endswith(".keras"):
         parser.error(f"--output must end in .keras. Received: --output {output!r}")
+    if args.weights_only and args.mode != "int8":
+        parser.error(f"--weights-only is an option of --mode int8. Received: --mode {args.mode}")
     if os.path.abspath(output) == os.path.abspath(args.model):
         parser.error(f"--output must not be --model itself. Received: --output {output!r}")
     model, _ = load_trained(args.model, parser)
     try:
-        keras_llm.quantize(model, args.mode)
+        keras_llm.quantize(model, args.mode, weights_only=args.weights_only)
     except ValueError as error:
         parser.error(f"--model {args.model!r}: {error}")
     with atomic_output(output) as temporary:

@@ -41,7 +41,7 @@ def _quantized_layers(model):
     return [layer for layer in model._flatten_layers() if layer.quantization_mode is not None]
 
 
-def quantize(model, mode, *, block_size=None):
+def quantize(model, mode, *, block_size=None, weights_only=False):
     """Quantizes `model`'s weights in place with Keras's `model.quantize`; returns `model`.
 
     Every projection of a keras_llm model is quantized: the attention and
@@ -57,6 +57,10 @@ def quantize(model, mode, *, block_size=None):
       activations quantized dynamically per token the same way, and the
       product computed as an int8 x int8 -> int32 matmul (W8A8): weights
       take a quarter of float32's memory.
+      With `weights_only=True` the activations stay float: the int8 weights
+      are cast to float in each product (`(x @ q(W)) / s_W`), the same
+      memory, closer outputs (SmolLM2-135M's perplexity: +0.8% against
+      W8A8's +5%, `benchmarks/RESULTS.md`), a float32 matmul's speed.
     - `"int4"`: weights only, 4-bit (two values a byte) in blocks of
       `block_size` input values (default Keras's 128) with a scale and a
       zero point per block, or symmetric per output channel with
@@ -91,6 +95,10 @@ def quantize(model, mode, *, block_size=None):
         mode: One of `keras_llm.compression.MODES`: `"int8"` or `"int4"`.
         block_size: `"int4"`'s block of input values sharing a scale
             (default 128), or -1 for one scale per output channel.
+        weights_only: `"int8"` only: quantize the weights and keep the
+            activations float (Keras's `Int8QuantizationConfig(
+            activation_quantizer=None)`); recorded in the model's config, so
+            a `.keras` file and an export compute the same.
 
     Returns:
         `model`, quantized.
@@ -98,7 +106,8 @@ def quantize(model, mode, *, block_size=None):
     Raises:
         ValueError: an unknown or refused `mode`, a model already quantized
             (nothing is changed), `block_size` with a mode other than
-            `"int4"` or not a positive int or -1.
+            `"int4"` or not a positive int or -1, `weights_only` with a mode
+            other than `"int8"` or not a bool.
 
     Example:
 
@@ -137,6 +146,13 @@ def quantize(model, mode, *, block_size=None):
         )
     if not model.built:
         raise ValueError(f"`model` must be built before it is quantized. Received: model={name!r}")
+    if not isinstance(weights_only, bool):
+        raise ValueError(f"`weights_only` must be a bool. Received: weights_only={weights_only!r}")
+    if weights_only and mode != "int8":
+        raise ValueError(
+            f"`weights_only` is an option of mode='int8' ('int4' is always weights-only). "
+            f"Received: weights_only=True, mode={mode!r}"
+        )
     config = None
     if block_size is not None:
         if mode != "int4":
@@ -157,4 +173,45 @@ def quantize(model, mode, *, block_size=None):
         # `__array__`'s `copy` argument under NumPy 2 (harmless).
         warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
         model.quantize(None if config else mode, config=config, filters=_is_projection)
+    if weights_only:
+        _keep_activations_float(model)
     return model
+
+
+def _keep_activations_float(model):
+    """Makes every int8 layer of `model` weights-only: its inputs are no longer quantized.
+
+    Keras's int8 layers quantize their inputs when they have an
+    `inputs_quantizer` (`Int8QuantizationConfig`'s activation quantizer);
+    without one they multiply float inputs by the int8 weights cast to float.
+    Set here on built layers, not passed to `model.quantize` as a config:
+    the layers keras_llm's composite layers hold are rebuilt from their
+    dtype policy alone when a `.keras` file loads (their own configs are not
+    saved), so the model records the choice (`quantization_config`) and
+    `restore_quantization` applies it again after the rebuild.
+    """
+    config = keras.quantizers.Int8QuantizationConfig(activation_quantizer=None)
+    for layer in _quantized_layers(model):
+        if layer.quantization_mode == "int8":
+            layer.quantization_config = config
+            layer.inputs_quantizer = None
+
+
+def quantization_config(model):
+    """What a keras_llm model's config records of its quantization beyond dtype policies.
+
+    `{"weights_only": True}` for a model `quantize(..., weights_only=True)`
+    made (its int8 layers have no input quantizer), else None. keras_llm's
+    models put it in their `get_config()` under `"quantization"` and give it
+    to `restore_quantization` when a `.keras` file rebuilds them.
+    """
+    int8 = [layer for layer in _quantized_layers(model) if layer.quantization_mode == "int8"]
+    if int8 and all(layer.inputs_quantizer is None for layer in int8):
+        return {"weights_only": True}
+    return None
+
+
+def restore_quantization(model, settings):
+    """Applies what `quantization_config` recorded to a model rebuilt from its config."""
+    if settings and settings.get("weights_only"):
+        _keep_activations_float(model)

@@ -74,7 +74,19 @@ class ReversibleEmbedding(keras.layers.ReversibleEmbedding):
         return super().quantized_call(inputs, reverse=reverse)
 
     def _int8_tied_logits(self, inputs):
-        """Keras's int8 tied projection, `(q(x) @ q(E)^T) / (s_x * s_E)`, reading `E` as stored."""
+        """Keras's int8 tied projection, `(q(x) @ q(E)^T) / (s_x * s_E)`, reading `E` as stored.
+
+        Weights-only int8 (no activation quantizer: `keras_llm.quantize(...,
+        weights_only=True)`) multiplies the float inputs by the int8 table
+        cast to float, `(x @ q(E)^T) / s_E`, as Keras's untied path does.
+        """
+        if self.inputs_quantizer is None:
+            shape = tf.shape(inputs)
+            flat = tf.reshape(inputs, [-1, shape[-1]])  # [N, D]
+            table = ops.cast(self._embeddings, self.compute_dtype)
+            logits = tf.matmul(flat, table, transpose_b=True)
+            logits = tf.reshape(logits, tf.concat([shape[:-1], [self.input_dim]], 0))  # [..., V]
+            return ops.divide(logits, self.embeddings_scale)
         # inputs = [..., D]; quantized per position: q(x) int8, s_x [..., 1]
         quantized, inputs_scale = self.inputs_quantizer(inputs)
         shape = tf.shape(quantized)

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_llm._graph_checks import CheckedSteps
 from keras_llm.layers._dtype_policy import dtype_policy_config
-from keras_llm.models.task_model import CarriesTokenizer, _lora_config
+from keras_llm.models.task_model import CarriesTokenizer, _lora_config, _quantization_config
 
 
 class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
@@ -80,6 +80,7 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
             **self._config,
             "tokenizer": self._tokenizer_config(),
             **_lora_config(self),
+            **_quantization_config(self),
         }
 
     @classmethod
@@ -87,9 +88,12 @@ class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
         config = dict(config)
         tokenizer = config.pop("tokenizer", None)
         lora = config.pop("lora", None)
+        quantization = config.pop("quantization", None)
         model = cls(**config)
         model.tokenizer = tokenizer
+        from keras_llm.compression.quantize import restore_quantization
         from keras_llm.training.lora import restore_lora  # training imports the models
 
         restore_lora(model, lora)  # the adapters a `.keras` config recorded, before its weights
+        restore_quantization(model, quantization)
         return model

@@ -144,7 +144,7 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
 
     def __init__(
         self, inputs, outputs, name=None, *, task, vocabulary_size, max_sequence_length,
-        tokenizer=None, config=None, lora=None, **kwargs,
+        tokenizer=None, config=None, lora=None, quantization=None, **kwargs,
     ):
         if task not in TASKS:
             raise ValueError(f"`task` must be one of {', '.join(TASKS)}. Received: task={task!r}")
@@ -154,9 +154,11 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
         self.max_sequence_length = max_sequence_length
         self.builder_config = dict(config or {})
         self.tokenizer = tokenizer
+        from keras_llm.compression.quantize import restore_quantization
         from keras_llm.training.lora import restore_lora  # training imports the models
 
         restore_lora(self, lora)  # the adapters a `.keras` config recorded, before its weights
+        restore_quantization(self, quantization)
 
     def get_config(self):
         # The functional graph's config, plus what the model is; Keras's
@@ -169,7 +171,16 @@ class TaskModel(CheckedSteps, CarriesTokenizer, keras.Model):
             "config": self.builder_config,
             "tokenizer": self._tokenizer_config(),
             **_lora_config(self),
+            **_quantization_config(self),
         }
+
+
+def _quantization_config(model):
+    """`{"quantization": settings}` of a weights-only int8 model (`keras_llm.quantize`), else `{}`."""
+    from keras_llm.compression.quantize import quantization_config
+
+    config = quantization_config(model)
+    return {} if config is None else {"quantization": config}
 
 
 def _lora_config(model):

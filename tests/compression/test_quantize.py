@@ -68,6 +68,24 @@ def test_int4_per_channel_is_weight_only():
     np.testing.assert_allclose(np.asarray(dense(x)), x @ (qw / sw), rtol=1e-5, atol=1e-6)
 
 
+def test_int8_weights_only_keeps_the_activations_float():
+    keras.utils.set_random_seed(0)
+    model = keras_llm.build_llama("llama_tiny", **{**TINY, "num_key_value_heads": 1})
+    dense = model.get_layer("llama_block_0")._feedforward._gate_dense
+    embedding = model._embedding
+    kernel = np.asarray(dense.kernel, "float64")
+    table = np.asarray(embedding.embeddings, "float64")
+    keras_llm.quantize(model, "int8", weights_only=True)
+    x = np.random.default_rng(2).normal(size=(2, 3, 16)).astype("float32")
+    # int8 weights per output channel (the table per token), float inputs: x @ (q / s).
+    qw, sw = _abs_max(kernel, axis=0)
+    np.testing.assert_allclose(np.asarray(dense(x)), x @ (qw / sw), rtol=1e-5, atol=1e-6)
+    qe, se = _abs_max(table, axis=-1)
+    np.testing.assert_allclose(np.asarray(embedding(x, reverse=True)), x @ (qe / se).T,
+                               rtol=1e-5, atol=1e-6)
+    assert dense._kernel.dtype == "int8" and embedding._embeddings.dtype == "int8"
+
+
 def test_int8_logits_stay_within_the_rounding_bound_of_the_float_model():
     model = _gpt()
     x = _inputs()
@@ -113,6 +131,8 @@ def _family(name):
     [
         ("gpt", "int8"),
         ("llama_untied", "int4"),
+        ("gpt", "int8 weights_only"),
+        pytest.param("bert_classifier", "int8 weights_only", marks=pytest.mark.slow),
         # The others in the slow tier: the fast tier's budget (about 5 s each).
         pytest.param("llama_untied", "int8", marks=pytest.mark.slow),
         pytest.param("bert_classifier", "int8", marks=pytest.mark.slow),
@@ -124,7 +144,8 @@ def test_every_family_quantizes_and_loads_back_from_keras_with_identical_outputs
     name, mode, tmp_path
 ):
     model, x = _family(name)
-    keras_llm.quantize(model, mode)
+    mode, *options = mode.split()
+    keras_llm.quantize(model, mode, **{option: True for option in options})
     quantized = {layer.path for layer in model._flatten_layers() if layer.quantization_mode}
     tables = [layer for layer in model._flatten_layers()
               if isinstance(layer, keras.layers.ReversibleEmbedding)]
@@ -138,6 +159,11 @@ def test_every_family_quantizes_and_loads_back_from_keras_with_identical_outputs
     assert {layer.path for layer in restored._flatten_layers() if layer.quantization_mode} == quantized
     for got, want in zip(keras.tree.flatten(restored(x)), keras.tree.flatten(model(x))):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    # Weights-only int8 stays weights-only in the loaded model (no input quantizer).
+    quantizers = {type(layer.inputs_quantizer) for layer in restored._flatten_layers()
+                  if layer.quantization_mode == "int8"}
+    assert quantizers == ({type(None)} if options else {keras.quantizers.AbsMaxQuantizer}
+                          if mode == "int8" else set())
 
 
 def test_quantizing_twice_is_an_error_that_changes_nothing():
@@ -159,6 +185,8 @@ def test_quantizing_twice_is_an_error_that_changes_nothing():
         ("float8", {}, r"float8 is refused"),
         ("int8", {"block_size": 64}, r"`block_size` is an option of mode='int4'"),
         ("int4", {"block_size": 0}, r"positive int or -1.*block_size=0"),
+        ("int4", {"weights_only": True}, r"`weights_only` is an option of mode='int8'"),
+        ("int8", {"weights_only": "yes"}, r"`weights_only` must be a bool.*weights_only='yes'"),
     ],
 )
 def test_bad_arguments_are_refused_by_name_and_leave_the_model_float(mode, kwargs, message):

@@ -61,16 +61,19 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
         if name not in CASES:
             continue  # an encoder does not export
         _, _, settings, texts, _ = CASES[name]
-        model = registry.TASKS[name].resolve("builder")(tokenizer=tokenizer, **arguments)
-        keras_llm.quantize(model, "int8")
-        model.save(str(tmp_path / f"{name}.keras"))
-        restored[name] = keras.saving.load_model(str(tmp_path / f"{name}.keras"))
-        # A GPT's export also under XLA: its int8 matmuls compiled for the CPU.
-        for jit in (False, True) if name == "causal_lm" else (False,):
-            key = f"{name}_xla" if jit else name
-            path = keras_llm.export(restored[name], str(tmp_path / key), jit_compile=jit,
-                                    **settings)
-            request[key] = (path, texts)
+        # A GPT also weights-only (float activations: no int8 x int8 matmul).
+        for weights_only in (False, True) if name == "causal_lm" else (False,):
+            model = registry.TASKS[name].resolve("builder")(tokenizer=tokenizer, **arguments)
+            keras_llm.quantize(model, "int8", weights_only=weights_only)
+            key = f"{name}_weights_only" if weights_only else name
+            model.save(str(tmp_path / f"{key}.keras"))
+            restored[key] = keras.saving.load_model(str(tmp_path / f"{key}.keras"))
+            # A GPT's export also under XLA: its int8 matmuls compiled for the CPU.
+            for jit in (False, True) if key == "causal_lm" else (False,):
+                served_key = f"{key}_xla" if jit else key
+                path = keras_llm.export(restored[key], str(tmp_path / served_key), jit_compile=jit,
+                                        **settings)
+                request[served_key] = (path, texts)
     result = subprocess.run(
         [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
         text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -80,11 +83,13 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
     assert served.pop("imported") == []
     for key, answer in served.items():
         assert answer["unregistered"] == [] and answer["xla"] == [], key
-        assert answer["int8_matmuls"] > 0, key  # W8A8: int8 x int8 -> int32 in core ops
-        name = key.removesuffix("_xla")
+        model_key = key.removesuffix("_xla")
+        name = model_key.removesuffix("_weights_only")
+        # W8A8: int8 x int8 -> int32 in core ops; weights-only: float products only.
+        assert (answer["int8_matmuls"] > 0) == (model_key == name), key
         _, _, _, texts, check = CASES[name]
         outputs = {k: tf.constant(v, dtype=dtype) for k, (v, dtype) in answer["served"].items()}
-        check(restored[name], outputs, next(iter(texts.values())))
+        check(restored[model_key], outputs, next(iter(texts.values())))
 
 
 def _run_cli(*args, cwd):
@@ -118,6 +123,8 @@ def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path):
         (["--model", "notes.txt"], "--model must be a .keras file"),
         (["--model", "gpt.keras", "--mode", "int16"], "invalid choice: 'int16'"),
         (["--model", "gpt.int4.keras", "--output", "again.keras"], "is already quantized"),
+        (["--model", "gpt.keras", "--mode", "int4", "--weights-only"],
+         "--weights-only is an option of --mode int8"),
     ]:
         before = sorted(os.listdir(tmp_path))
         result = _run_cli("quantize", *args, cwd=tmp_path)
