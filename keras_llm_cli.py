@@ -283,6 +283,12 @@ FINETUNE_FLAGS = {
         "adapters are also saved alone (OUTPUT without .keras + .lora.h5) and the export serves "
         "them merged into the kernels. LoRA usually wants a larger --learning-rate (1e-4 to 5e-4).",
     ),
+    "--lora-targets": dict(
+        default="query,value", metavar="NAMES",
+        help="With --lora: the projections that get adapters, comma-separated layer names (or "
+        "their ends), e.g. query,key,value,attention_output,intermediate_dense,output_dense for "
+        "every projection of every block.",
+    ),
     "--output": dict(
         default=None,
         help="Where the fine-tuned model is saved (.keras; it carries its tokenizer). "

@@ -54,6 +54,7 @@ FLAGS = {
     "--parts": dict(default="sst2,smollm2,gpt", help="Comma-separated: sst2, smollm2, gpt."),
     "--steps": dict(type=int, default=400, help="Training steps of each SST-2 run (batch 32)."),
     "--lora-learning-rate": dict(type=float, default=2e-3, help="Peak learning rate of LoRA."),
+    "--lora-all": dict(action="store_true", help="sst2: also LoRA r8 on every projection."),
     "--student-learning-rate": dict(type=float, default=5e-4, help="Peak rate of the students."),
     "--alpha": dict(type=float, default=0.9, help="Distillation: the weight of the teacher's term."),
     "--temperature": dict(type=float, default=2.0, help="Distillation: the softmax temperature."),
@@ -121,6 +122,10 @@ def train_sst2_models(args):
         "float32": finetune + ["--learning-rate", "1e-4"],
         "LoRA r8": finetune + ["--lora", "8", "--learning-rate", str(args.lora_learning_rate)],
     }
+    if args.lora_all:  # adapters on every projection of every block
+        runs["LoRA r8 all"] = finetune + [
+            "--lora", "8", "--learning-rate", str(args.lora_learning_rate), "--lora-targets",
+            "query,key,value,attention_output,intermediate_dense,output_dense"]
     distill = ["distill", "--teacher", os.path.join(work, "float32.keras"),
                "--student-preset", "bert_mini", "--label-names", "negative,positive", *common,
                "--learning-rate", str(args.student_learning_rate)]
@@ -188,7 +193,8 @@ def sst2(args):
     if not os.path.exists(int8_path):
         keras_llm.quantize(keras.saving.load_model(os.path.join(work, "float32.keras")), "int8").save(int8_path)
     rows = []
-    names = ["float32", "int8", "LoRA r8", "bert_mini distilled", "bert_mini alone"]
+    names = ["float32", "int8", "LoRA r8", *(["LoRA r8 all"] if args.lora_all else []),
+             "bert_mini distilled", "bert_mini alone"]
     sizes = {}
     for name in names:
         stem = os.path.join(work, name.replace(" ", "_"))

@@ -43,3 +43,20 @@ def test_finetune_lora_trains_adapters_and_head_only_and_serves_them_merged(caps
     x = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
     logits = served.signatures["classify_ids"](**{k: tf.constant(v) for k, v in x.items()})["logits"]
     np.testing.assert_allclose(logits.numpy(), np.asarray(model(x)), atol=1e-5)
+
+
+def test_finetune_lora_targets_that_match_no_layer_are_refused_before_training(capsys, tmp_path):
+    _sentiment_rows(tmp_path / "train.tsv")
+    checkpoint = _checkpoint(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        keras_llm_cli.main([
+            "finetune", "--checkpoint", checkpoint, "--task", "classify",
+            "--train", str(tmp_path / "train.tsv"), "--lora", "4", "--lora-targets", "query,gate",
+            "--output", str(tmp_path / "out.keras"),
+        ])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("keras-llm finetune: error: --lora 4 --lora-targets query,gate:"), last
+    assert "'gate'" in last, last
+    assert sorted(os.listdir(tmp_path)) == before

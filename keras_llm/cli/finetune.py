@@ -61,7 +61,11 @@ def run(args, parser):
     print(f"checkpoint: {args.checkpoint}, {model.count_params():,} parameters, task {args.task}"
           + (f", labels {', '.join(label_names)}" if label_names else ""))
     if getattr(args, "lora", None) is not None:
-        keras_llm.training.enable_lora(model, args.lora)  # query/value adapters, the head whole
+        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        try:  # query/value adapters by default, the head whole
+            keras_llm.training.enable_lora(model, args.lora, targets=targets)
+        except ValueError as error:  # a rank or a target the model does not have
+            parser.error(f"--lora {args.lora} --lora-targets {args.lora_targets}: {error}")
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         print(f"LoRA rank {args.lora}: {trainable:,} trainable parameters "
               f"({len(keras_llm.training.lora_spec(model)['layers'])} adapted projections and the head)")
