@@ -299,27 +299,9 @@ def test_start_up_is_quiet_unless_verbose(trained, tmp_path):
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == "", quiet.stderr
-    verbose = subprocess.run(command + ["--verbose"], capture_output=True, text=True, timeout=300,
-                             env=env, cwd=tmp_path)
-    assert verbose.returncode == 0 and quiet.stdout == verbose.stdout
-    assert "I0000" in verbose.stderr or "W0000" in verbose.stderr, verbose.stderr  # TF's C++ log
-
-
-@pytest.mark.slow
-def test_training_prints_no_misleading_keras_warnings(tmp_path):
-    """Even with --verbose: no partly read cache, no "ran out of data", no ignored shuffle=True."""
-    script = os.path.join(os.path.dirname(sys.executable), "keras-llm")
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run(
-        [script, "train", "--steps", "4", "--batch-size", "4", "--sequence-length", "32",
-         "--sample-length", "4", "--backup-every", "2", "--verbose"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "I0000" in result.stderr  # --verbose shows TensorFlow's log: the check can see them
-    for warning in ("did not fully read the dataset being cached", "Your input ran out of data",
-                    "`shuffle=True` was passed"):
-        assert warning not in result.stderr, warning
+    assert quiet.stdout.strip()  # the completion was printed
+    # That the same environment shows TensorFlow's log with --verbose is checked by
+    # tests/test_cli.py's `train` run (one TensorFlow start-up less here).
 
 
 @pytest.mark.slow  # a short training run: 20 s
