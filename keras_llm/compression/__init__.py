@@ -1,8 +1,9 @@
 """Compression: making a trained model smaller and cheaper to serve.
 
 - `quantize`: `keras_llm.quantize(model, mode)`, Keras's own quantization
-  (`int8` weights and activations, `int4` weights, GPTQ and AWQ from a
-  calibration set) applied to every keras_llm model, its tied embedding
+  (`int8` weights and activations, or int8 weights alone with
+  `weights_only=True`; `int4` weights; GPTQ, AWQ and float8 refused by name)
+  applied to every keras_llm model, its tied embedding
   included; a quantized model saves to `.keras`, loads back with
   `keras.saving.load_model` and exports with `keras_llm.export`.
 
