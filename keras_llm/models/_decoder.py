@@ -5,10 +5,15 @@ from keras import ops
 
 from keras_llm._graph_checks import CheckedSteps
 from keras_llm.layers._dtype_policy import dtype_policy_config
-from keras_llm.models.task_model import CarriesTokenizer, _lora_config, _quantization_config
+from keras_llm.models.task_model import (
+    BuildsOptimizerFirst,
+    CarriesTokenizer,
+    _lora_config,
+    _quantization_config,
+)
 
 
-class DecoderModel(CheckedSteps, CarriesTokenizer, keras.Model):
+class DecoderModel(BuildsOptimizerFirst, CheckedSteps, CarriesTokenizer, keras.Model):
     """A functional model built from its constructor arguments, with the decoding interface.
 
     A subclass's `__init__` builds its graph, then sets `self._config` (its

@@ -31,6 +31,7 @@ from keras import ops
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers import TransformerBlock
 from keras_llm.models import registry
+from keras_llm.models.task_model import BuildsOptimizerFirst
 from keras_llm.training.defaults import (
     COMPILE_DEFAULTS,
     PEAK_LEARNING_RATE,
@@ -144,7 +145,7 @@ class HiddenStateDistillation(keras.distillation.FeatureDistillation):
         return _weighted_mean(ops.mean(ops.square(difference), axis=-1), sample_weight)
 
 
-class _Distiller(keras.distillation.Distiller):
+class _Distiller(BuildsOptimizerFirst, keras.distillation.Distiller):
     """Keras's `Distiller`, with the padding mask passed to each loss.
 
     Keras's `compute_loss` calls the student loss and the distillation

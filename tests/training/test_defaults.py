@@ -92,3 +92,29 @@ def test_xla_is_the_default_on_one_device_for_fixed_shape_tasks_only():
     # Keras's "auto": XLA on one GPU only.
     expected = bool(tf.config.list_logical_devices("GPU"))
     assert keras_llm.compile_model(classifier, "classification").jit_compile is expected
+
+
+def _tiny(task):
+    sizes = dict(vocabulary_size=7, num_layers=1, num_heads=1, hidden_dim=4, intermediate_dim=8,
+                 max_sequence_length=4)
+    ids = np.random.default_rng(0).integers(0, 7, (8, 4)).astype("int32")
+    if task == "causal_lm":
+        inputs = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+        return keras_llm.build_gpt(**sizes), inputs, ids
+    inputs = {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids)}
+    return keras_llm.build_bert_classifier(num_classes=2, **sizes), inputs, ids[:, 0] % 2
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "classifier"])
+def test_the_first_fit_traces_the_train_step_once(task):
+    # TensorFlow retraces a function whose first trace created variables: the
+    # optimizer's slots, unless they exist before the step is traced.
+    model, x, y = _tiny(task)
+    keras_llm.compile_model(model, "causal_lm" if task == "causal_lm" else "classification",
+                            jit_compile=False)
+    traces = []
+    step = model.train_step
+    model.train_step = lambda data: (traces.append(1), step(data))[1]
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.iterations.numpy() == 4
