@@ -263,7 +263,9 @@ class ChatServing(CausalLMServing):
 
     @tf.function(input_signature=_CONVERSATION_SPECS)
     def chat(self, roles, contents):
-        return self.serve(chat_texts(self._layout, roles, contents))
+        # The template writes the begin-of-text token itself (SmolLM2's does
+        # not, Llama 3's does): the tokenizer's is not added again.
+        return self._serve(chat_texts(self._layout, roles, contents), with_bos=False)
 
     def signatures(self):
         return {**super().signatures(), "chat": self.chat}

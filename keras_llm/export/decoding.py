@@ -91,9 +91,12 @@ class CausalLMServing(Serving):
     def _check_model(cls, model):
         """What a kind needs of the model beyond its task (nothing, for a GPT)."""
 
-    def _ids(self, text):
-        """`text` `[B]` -> the prompts' `token_ids` and `padding_mask` `[B, P]`."""
-        ids = prompt_ids(self.tokenizer(text), self._generator.end_token_id)  # [B, None]
+    def _ids(self, text, with_bos=True):
+        """`text` `[B]` -> the prompts' `token_ids` and `padding_mask` `[B, P]`: the
+        tokenizer's begin-of-text token first where it declares one, unless
+        `with_bos` is False (a chat template writes its own)."""
+        bos = self._generator.bos_token_id if with_bos else None
+        ids = prompt_ids(self.tokenizer(text), self._generator.end_token_id, bos)  # [B, None]
         return ids.to_tensor(0), tf.ones_like(ids).to_tensor(0)
 
     def _generate(self, token_ids, padding_mask, *settings):
@@ -118,7 +121,11 @@ class CausalLMServing(Serving):
 
     @tf.function(input_signature=[_TEXT_SPEC])
     def serve(self, text):
-        token_ids, padding_mask = self._ids(text)
+        return self._serve(text)
+
+    def _serve(self, text, with_bos=True):
+        """`serving_default`'s body: `text` decoded with the export's defaults."""
+        token_ids, padding_mask = self._ids(text, with_bos)
         outputs = self._generate(
             token_ids, padding_mask,
             self._per_row(text, "max_new_tokens", tf.int32),
@@ -196,7 +203,9 @@ class Seq2SeqServing(CausalLMServing):
                 f"source and {model.vocabulary_size} target token ids"
             )
 
-    def _ids(self, text):
+    def _ids(self, text, with_bos=True):
+        """A seq2seq model's sources (`with_bos` does not apply: they end, not start, with a
+        special token)."""
         ids = source_ids(
             self.tokenizer(text), self.model.max_sequence_length,
             self._generator.source_end_token_id,

@@ -149,6 +149,7 @@ class Generator(DecodingLoops):
             # and starts an empty prompt.
             specials = special_tokens(self.task, tokenizer)
         self.end_token_id = specials.get("end_token_id")
+        self.bos_token_id = specials.get("bos_token_id")
         signature = [*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC]
         self.sample = tf.function(self._sample, input_signature=signature)
 
@@ -259,7 +260,7 @@ class Generator(DecodingLoops):
         ids = self.tokenizer(texts)
         if self.seq2seq:
             return source_ids(ids, self.max_sequence_length, self.source_end_token_id)
-        return prompt_ids(ids, self.end_token_id)
+        return prompt_ids(ids, self.end_token_id, self.bos_token_id)
 
     def _prompt_rows(self, prompts):
         """`prompts` as rows of ids, whether they were texts, whether one prompt was given."""

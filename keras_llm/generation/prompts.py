@@ -10,13 +10,16 @@ are is decided by `keras_llm.models.registry.special_tokens`.
 import tensorflow as tf
 
 
-def prompt_ids(ids, end_token_id=None):
-    """A GPT's prompts from tokenized texts: an empty row becomes `[end_token_id]`.
+def prompt_ids(ids, end_token_id=None, bos_token_id=None):
+    """A GPT's prompts from tokenized texts: `bos_token_id` first, if given;
+    else an empty row becomes `[end_token_id]`.
 
     Args:
         ids: Tokenized texts, an int `tf.RaggedTensor` `[B, None]`.
         end_token_id: The token an empty prompt starts from; None leaves
             empty rows empty.
+        bos_token_id: The token every prompt starts with (a tokenizer's
+            `added_bos_token_id`, as `transformers` adds it), or None.
 
     Returns:
         The prompts, an int32 `tf.RaggedTensor` `[B, None]`.
@@ -29,9 +32,13 @@ def prompt_ids(ids, end_token_id=None):
 
     ids = tf.ragged.constant([[72, 105], []])
     assert prompt_ids(ids, 256).to_list() == [[72, 105], [256]]
+    assert prompt_ids(ids, 256, bos_token_id=1).to_list() == [[1, 72, 105], [1]]
     ```
     """
     ids = tf.cast(ids, tf.int32)
+    if bos_token_id is not None:
+        start = tf.fill([ids.nrows(), 1], tf.constant(bos_token_id, tf.int32))
+        return tf.concat([start, ids], axis=1)
     if end_token_id is None:
         return ids
     start = tf.fill([ids.nrows(), 1], tf.constant(end_token_id, tf.int32))

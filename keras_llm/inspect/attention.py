@@ -234,8 +234,9 @@ def attention_maps(model, text, tokenizer=None, *, target=None):
             # The masked-LM head gathers one position: it reads the encoder, which attends alike.
             inputs["mask_positions"] = np.zeros((1, 1), "int32")
     elif task.specials == "causal_lm":
-        end = registry.special_tokens(task.name, tokenizer).get("end_token_id")
-        token_ids = prompt_ids(tf.ragged.constant([ids], tf.int32), end).to_tensor()
+        specials = registry.special_tokens(task.name, tokenizer)
+        token_ids = prompt_ids(tf.ragged.constant([ids], tf.int32), specials.get("end_token_id"),
+                               specials.get("bos_token_id")).to_tensor()
         _check_length("text", token_ids.shape[1], context)
         inputs = {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids)}
     elif seq2seq:

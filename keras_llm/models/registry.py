@@ -241,6 +241,8 @@ _CAUSAL_LM = {
     # an empty prompt.
     "end_token_id": ("target", ("end_token_id",)),
     "pad_token_id": ("target", ("pad_token_id", "end_token_id")),
+    # Llama-family tokenizers that declare `add_bos_token`: a prompt starts with it.
+    "bos_token_id": ("target", ("added_bos_token_id",)),
 }
 _BERT = {
     name: ("target", (name,))
@@ -258,8 +260,9 @@ def special_tokens(task, tokenizer, target_tokenizer=None, *, needed=(), **given
     `end_token_id`; `end_token_id` its `end_token_id`, else `sep_token_id`;
     `pad_token_id` its `pad_token_id`; `source_end_token_id` and
     `source_pad_token_id` the source tokenizer's end (or [SEP]) and padding.
-    A GPT: `end_token_id` (stop token and empty-prompt start) and
-    `pad_token_id` (else the end token). BERT's tasks: `cls_token_id`,
+    A GPT: `end_token_id` (stop token and empty-prompt start),
+    `pad_token_id` (else the end token) and `bos_token_id` (the token a
+    prompt starts with, where the tokenizer's `added_bos_token_id` has one). BERT's tasks: `cls_token_id`,
     `sep_token_id`, `pad_token_id`, `mask_token_id`. A special in `needed`
     that neither `given` nor the tokenizer has is an error naming the
     argument to pass; others are left out of the result.

@@ -142,7 +142,9 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
     by id. The chat template and the begin/end tokens a checkpoint declares
     travel with the tokenizer (`get_config`, `.keras`, `save_pretrained`);
     `add_bos_token` records whether Hugging Face puts `bos_token` first
-    when it adds special tokens (this tokenizer never adds any).
+    when it adds special tokens: this tokenizer never adds any, and the
+    `Generator` and the exports put `added_bos_token_id` before a GPT's
+    prompt, as `transformers` does.
 
     Args:
         vocabulary: A path to `vocab.json` or a dict from token to id (the
@@ -259,6 +261,12 @@ class CoreOpsBytePairTokenizer(StringTokenizer):
         self.eos_token_id = self.vocabulary.get(self.eos_token)
         self.end_token_id = self.vocabulary.get(self.eos_token or _END_TOKEN)
         self.built = True
+
+    @property
+    def added_bos_token_id(self):
+        """The id Hugging Face puts before a text's ids (`bos_token_id` where
+        `add_bos_token`, else None): what a prompt starts with."""
+        return self.bos_token_id if self.add_bos_token else None
 
     def _added(self, added_tokens):
         if added_tokens is None:
