@@ -191,11 +191,18 @@ class TransformerBlock(keras.layers.Layer):
 
     # -- construction --------------------------------------------------------
 
-    def _dense(self, equation, output_shape, bias_axes, name):
+    def _dense(self, units, name):
+        # A projection of the tokens flattened to rows (`_project`):
+        # `[B * T, in] @ [in, units] + bias`, one 2-D matmul. Not
+        # `"btd,df->btf"` on `[B, T, in]`: TensorFlow runs that as a matmul
+        # broadcast over the batch, whose kernel gradient is a product per
+        # example summed back, 3x the time of one 2-D matmul here (a MiniLM train
+        # step took 2.9x as long; benchmarks/RESULTS.md). The kernel is the same
+        # `[in, units]`, so `.keras` files of either layout load.
         return keras.layers.EinsumDense(
-            equation,
-            output_shape=output_shape,
-            bias_axes=bias_axes,
+            "ad,df->af",
+            output_shape=(units,),
+            bias_axes="f",
             kernel_initializer=_clone(self.kernel_initializer),
             bias_initializer=_clone(self.bias_initializer),
             dtype=self.dtype_policy,
@@ -212,11 +219,11 @@ class TransformerBlock(keras.layers.Layer):
         hidden_dim = query_shape[-1]
         projections = {}
         for part, shape in (("query", query_shape), ("key", key_shape), ("value", key_shape)):
-            layer = self._dense("btd,df->btf", (None, hidden_dim), "f", f"{prefix}_{part}")
-            layer.build(shape)
+            layer = self._dense(hidden_dim, f"{prefix}_{part}")
+            layer.build((None, shape[-1]))
             projections[part] = layer
-        output = self._dense("btf,fd->btd", (None, hidden_dim), "d", f"{prefix}_output")
-        output.build((None, None, hidden_dim))
+        output = self._dense(hidden_dim, f"{prefix}_output")
+        output.build((None, hidden_dim))
         projections["output"] = output
         return projections
 
@@ -247,23 +254,27 @@ class TransformerBlock(keras.layers.Layer):
             )
             self._cross_attention_layer_norm.build(inputs_shape)
         self._feedforward_intermediate_dense = self._dense(
-            "btd,df->btf", (None, self.intermediate_dim), "f",
-            "feedforward_intermediate_dense",
+            self.intermediate_dim, "feedforward_intermediate_dense"
         )
-        self._feedforward_intermediate_dense.build(inputs_shape)
-        self._feedforward_output_dense = self._dense(
-            "btf,fd->btd", (None, hidden_dim), "d", "feedforward_output_dense"
-        )
-        self._feedforward_output_dense.build((None, None, self.intermediate_dim))
+        self._feedforward_intermediate_dense.build((None, hidden_dim))
+        self._feedforward_output_dense = self._dense(hidden_dim, "feedforward_output_dense")
+        self._feedforward_output_dense.build((None, self.intermediate_dim))
         self._feedforward_layer_norm = self._layer_norm("feedforward_layer_norm")
         self._feedforward_layer_norm.build(inputs_shape)
         self._dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     # -- forward pass ----------------------------------------------------------
 
+    @staticmethod
+    def _project(layer, x):
+        """`layer` (a `_dense`) on `x` `[B, T, in]`, as rows `[B * T, in]`: `[B, T, out]`."""
+        shape = ops.shape(x)
+        y = layer(ops.reshape(x, (-1, shape[-1])))  # [B * T, out]
+        return ops.reshape(y, (shape[0], shape[1], ops.shape(y)[-1]))
+
     def _heads(self, projections, part, x):
         """The `part` projection of `x` `[B, T, D]`, split into heads: `[B, T, N, H]`."""
-        y = projections[part](x)
+        y = self._project(projections[part], x)
         shape = ops.shape(y)
         return ops.reshape(y, (shape[0], shape[1], self.num_heads, self.head_dim))
 
@@ -293,7 +304,7 @@ class TransformerBlock(keras.layers.Layer):
         attended = ops.einsum(f"bnts,{keys}->btnh", dropped, value)  # [B, T, N, H]
         shape = ops.shape(attended)
         attended = ops.reshape(attended, (shape[0], shape[1], shape[2] * shape[3]))
-        return projections["output"](attended), probabilities  # [B, T, D]
+        return self._project(projections["output"], attended), probabilities  # [B, T, D]
 
     def _sublayer_input(self, x, layer_norm):
         """What a sub-layer reads: `LN(x)` pre-norm, `x` post-norm."""
@@ -349,8 +360,9 @@ class TransformerBlock(keras.layers.Layer):
                 x, encoder_outputs, encoder_padding_mask, cross_attention_cache, training
             )
         h = self._sublayer_input(x, self._feedforward_layer_norm)
-        y = self._feedforward_output_dense(
-            self.activation(self._feedforward_intermediate_dense(h))
+        y = self._project(
+            self._feedforward_output_dense,
+            self.activation(self._project(self._feedforward_intermediate_dense, h)),
         )
         x = self._residual(x, y, self._feedforward_layer_norm, training)
         if cache is not None:

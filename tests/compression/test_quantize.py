@@ -43,7 +43,9 @@ def test_int8_projections_and_the_tied_embedding_compute_the_w8a8_formula():
     qw, sw = _abs_max(kernel, axis=0)
     qx, sx = _abs_max(x, axis=-1)
     expected = (qx @ qw) / (sx * sw) + bias
-    np.testing.assert_allclose(np.asarray(dense(x)), expected, rtol=1e-5, atol=1e-6)
+    # The block's projections read tokens as rows: [B * T, 16].
+    np.testing.assert_allclose(np.asarray(dense(x.reshape(-1, 16))), expected.reshape(-1, 32),
+                               rtol=1e-5, atol=1e-6)
 
     # The token table: int8 rows, one scale per token; the tied projection uses the same table.
     qe, se = _abs_max(table, axis=-1)

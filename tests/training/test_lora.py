@@ -85,7 +85,7 @@ def test_a_step_changes_only_the_adapters_and_the_head(trained):
 def test_adapted_output_is_the_lora_formula_in_float64(trained):
     model, _, _, _, _ = trained
     layer = _layer(model, "transformer_layer_0/self_attention_value")
-    h = np.random.default_rng(1).normal(size=(2, 3, 16))
+    h = np.random.default_rng(1).normal(size=(6, 16))  # tokens as rows, as the block projects them
     w, bias = layer._kernel.numpy().astype("float64"), layer.bias.numpy().astype("float64")
     a, b = layer.lora_kernel_a.numpy().astype("float64"), layer.lora_kernel_b.numpy()
     assert np.abs(b).max() > 0  # trained away from zero
