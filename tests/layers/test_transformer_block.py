@@ -161,6 +161,38 @@ def test_every_weight_gets_a_gradient():
         assert grad is not None and np.abs(grad.numpy()).max() > 0, var.path
 
 
+def test_each_kernel_and_its_gradient_are_one_2d_matmul():
+    # A kernel multiplied into `[B, T, D]` by a matmul broadcast over the batch gets
+    # its gradient as one product per example, summed: 3x the time of a 2-D matmul
+    # (benchmarks/RESULTS.md). Every kernel read must feed `MatMul`, and every
+    # kernel gradient come out of one.
+    layer = TransformerBlock(N, F, cross_attention=True)
+    x, encoder = tf.constant(random(B, T, D)), tf.constant(random(B, S, D, seed=3))
+    layer(x, encoder_outputs=encoder)
+    kernels = [v for v in layer.trainable_variables if v.path.endswith("kernel")]
+    assert len(kernels) == 10
+
+    @tf.function
+    def gradients(x, encoder):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, encoder_outputs=encoder) ** 2)
+        return tape.gradient(loss, kernels)
+
+    graph = gradients.get_concrete_function(x, encoder).graph
+    handles = {id(handle) for _, handle in graph.captures}
+    reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"
+             and id(op.inputs[0]) in handles and len(op.outputs[0].shape) == 2]
+    assert len(reads) == 10
+    for read in reads:
+        users = {c.type for c in read.outputs[0].consumers()} - {"Identity"}
+        assert users <= {"MatMul"}, users
+    for grad in gradients.get_concrete_function(x, encoder).outputs:
+        op = grad.op
+        while op.type == "Identity":
+            op = op.inputs[0].op
+        assert op.type == "MatMul", op.type
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
