@@ -21,6 +21,7 @@ from keras_llm.models import registry
 from tests.export.test_registry_exports import CASES
 from tests.models.test_registry import _examples
 from tests.test_cli import keras_llm_command
+from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # an export per task (10-25 s each on 2 cores), subprocesses
 
@@ -98,7 +99,7 @@ def _run_cli(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path):
+def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path, capsys, monkeypatch):
     keras.utils.set_random_seed(0)
     model = keras_llm.build_gpt("gpt_nano", num_layers=1, hidden_dim=16, num_heads=2,
                                 intermediate_dim=32, max_sequence_length=32,
@@ -116,7 +117,9 @@ def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path):
     np.testing.assert_array_equal(np.asarray(quantized(x)), np.asarray(model(x)))
     assert os.listdir(tmp_path / "served") == ["1"]
 
-    # Bad input: one line, exit status 2, nothing written.
+    # Bad input: one line, exit status 2, nothing written (in this process: the
+    # run above showed the command's start-up).
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not a model")
     for args, message in [
         (["--model", "missing.keras"], "no such file"),
@@ -127,8 +130,8 @@ def test_keras_llm_quantize_saves_a_loadable_model_and_exports_it(tmp_path):
          "--weights-only is an option of --mode int8"),
     ]:
         before = sorted(os.listdir(tmp_path))
-        result = _run_cli("quantize", *args, cwd=tmp_path)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
-        last = result.stderr.strip().splitlines()[-1]  # argparse's usage, then the error line
+        code, _, err = cli(capsys, "quantize", *args)
+        assert code == 2, (args, err[-2000:])
+        last = err.strip().splitlines()[-1]  # argparse's usage, then the error line
         assert last.startswith("keras-llm quantize: error:") and message in last, args
         assert sorted(os.listdir(tmp_path)) == before, args
