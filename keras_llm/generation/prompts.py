@@ -36,14 +36,14 @@ def prompt_ids(ids, end_token_id=None, bos_token_id=None):
     ```
     """
     ids = tf.cast(ids, tf.int32)
-    if bos_token_id is not None:
-        start = tf.fill([ids.nrows(), 1], tf.constant(bos_token_id, tf.int32))
-        return tf.concat([start, ids], axis=1)
-    if end_token_id is None:
+    if bos_token_id is not None:  # every row
+        token, rows = bos_token_id, tf.ones([ids.nrows(), 1], tf.bool)
+    elif end_token_id is not None:  # the empty rows
+        token, rows = end_token_id, tf.equal(ids.row_lengths(), 0)[:, None]  # [B, 1]
+    else:
         return ids
-    start = tf.fill([ids.nrows(), 1], tf.constant(end_token_id, tf.int32))
-    empty = tf.equal(ids.row_lengths(), 0)[:, None]  # [B, 1]
-    return tf.concat([ids, tf.ragged.boolean_mask(start, empty)], axis=1)
+    start = tf.fill([ids.nrows(), 1], tf.constant(token, tf.int32))
+    return tf.concat([tf.ragged.boolean_mask(start, rows), ids], axis=1)
 
 
 def source_ids(ids, max_length, end_token_id):

@@ -197,8 +197,8 @@ class TransformerBlock(keras.layers.Layer):
         # `"btd,df->btf"` on `[B, T, in]`: TensorFlow runs that as a matmul
         # broadcast over the batch, whose kernel gradient is a product per
         # example summed back, 3x the time of one 2-D matmul here (a MiniLM train
-        # step took 2.9x as long; benchmarks/RESULTS.md). The kernel is the same
-        # `[in, units]`, so `.keras` files of either layout load.
+        # step took 2.9x as long; benchmarks/RESULTS.md). The layer class and its
+        # `[in, units]` kernel are those of the 3-D layout, so its `.keras` files load.
         return keras.layers.EinsumDense(
             "ad,df->af",
             output_shape=(units,),

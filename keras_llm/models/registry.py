@@ -262,8 +262,9 @@ def special_tokens(task, tokenizer, target_tokenizer=None, *, needed=(), **given
     `source_pad_token_id` the source tokenizer's end (or [SEP]) and padding.
     A GPT: `end_token_id` (stop token and empty-prompt start),
     `pad_token_id` (else the end token) and `bos_token_id` (the token a
-    prompt starts with, where the tokenizer's `added_bos_token_id` has one). BERT's tasks: `cls_token_id`,
-    `sep_token_id`, `pad_token_id`, `mask_token_id`. A special in `needed`
+    prompt starts with, where the tokenizer's `added_bos_token_id` has
+    one). BERT's tasks: `cls_token_id`, `sep_token_id`, `pad_token_id`,
+    `mask_token_id`. A special in `needed`
     that neither `given` nor the tokenizer has is an error naming the
     argument to pass; others are left out of the result.
 

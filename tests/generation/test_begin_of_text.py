@@ -39,8 +39,8 @@ def greedy(model, ids):
     """`NEW` greedy ids after `ids`, recomputing the whole sequence each step (NumPy argmax)."""
     ids = list(ids)
     for _ in range(NEW):
-        logits = model.predict_on_batch(
-            {"token_ids": np.array([ids], "int32"), "padding_mask": np.ones((1, len(ids)), "int32")})
+        logits = np.asarray(model(
+            {"token_ids": np.array([ids], "int32"), "padding_mask": np.ones((1, len(ids)), "int32")}))
         ids.append(int(np.argmax(logits[0, -1])))
     return ids[-NEW:]
 

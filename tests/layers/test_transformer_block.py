@@ -178,7 +178,8 @@ def test_each_kernel_and_its_gradient_are_one_2d_matmul():
             loss = tf.reduce_sum(layer(x, encoder_outputs=encoder) ** 2)
         return tape.gradient(loss, kernels)
 
-    graph = gradients.get_concrete_function(x, encoder).graph
+    traced = gradients.get_concrete_function(x, encoder)
+    graph = traced.graph
     handles = {id(handle) for _, handle in graph.captures}
     reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"
              and id(op.inputs[0]) in handles and len(op.outputs[0].shape) == 2]
@@ -186,7 +187,7 @@ def test_each_kernel_and_its_gradient_are_one_2d_matmul():
     for read in reads:
         users = {c.type for c in read.outputs[0].consumers()} - {"Identity"}
         assert users <= {"MatMul"}, users
-    for grad in gradients.get_concrete_function(x, encoder).outputs:
+    for grad in traced.outputs:
         op = grad.op
         while op.type == "Identity":
             op = op.inputs[0].op
