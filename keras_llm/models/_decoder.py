@@ -16,12 +16,66 @@ from keras_llm.models.task_model import (
 class DecoderModel(BuildsOptimizerFirst, CheckedSteps, CarriesTokenizer, keras.Model):
     """A functional model built from its constructor arguments, with the decoding interface.
 
-    A subclass's `__init__` builds its graph, then sets `self._config` (its
-    architecture arguments), `self._layer_dtype` (its layers' dtype policy)
-    and `self._decoder_blocks` (the causal blocks that cache keys and
-    values); it defines `task` and `call_with_cache`. The model
-    carries its tokenizer (`model.tokenizer`, see `CarriesTokenizer`).
+    A decoder-only subclass's `__init__` makes its layers and hands them to
+    `_build_decoder`, which builds the graph and records what decoding reads;
+    the subclass defines `task`. A model of another layout (the seq2seq) builds
+    its own graph, then sets `self._config` (its architecture arguments),
+    `self._layer_dtype` (its layers' dtype policy) and `self._decoder_blocks`
+    (the causal blocks that cache keys and values), and defines
+    `call_with_cache`. The model carries its tokenizer (`model.tokenizer`,
+    see `CarriesTokenizer`).
     """
+
+    def _build_decoder(self, config, dtype, embedding, blocks, final_norm, *,
+                       embedding_dropout=None, **kwargs):
+        """Builds `{token_ids, padding_mask}` -> logits `[B, T, V]` from a decoder's layers.
+
+        `embedding` maps ids to `[B, T, D]` and, called with `reverse=True`,
+        vectors to logits (tied or not); `blocks` are the causal blocks, in
+        order; `final_norm` normalizes the last block's output (pre-norm
+        blocks leave the residual stream un-normalized). `config` is the
+        builder's architecture arguments, `dtype` the layers' policy.
+        """
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        x = embedding(token_ids)  # [B, T, D]
+        if embedding_dropout is not None:
+            x = embedding_dropout(x)
+        for block in blocks:
+            x = block(x, padding_mask=padding_mask)
+        logits = embedding(final_norm(x), reverse=True)  # [B, T, V]
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=logits,
+            **kwargs,
+        )
+        self._config = config
+        self._layer_dtype = dtype
+        self.vocabulary_size = config["vocabulary_size"]
+        self.max_sequence_length = config["max_sequence_length"]
+        self._embedding = embedding
+        self._embedding_before_blocks = embedding  # for GPTQ/AWQ (below)
+        self._decoder_blocks = blocks
+        self._final_norm = final_norm
+
+    def _embed(self, token_ids, cache_index):
+        """`[B, T, D]` vectors of `token_ids` at positions `cache_index...`.
+
+        Positions that are rotations inside attention need no index here; a
+        decoder with position embeddings overrides this.
+        """
+        return self._embedding(token_ids)
+
+    def call_with_cache(self, token_ids, cache, cache_index, context=None):
+        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
+
+        `context` is what a seq2seq model's `encode` returns; a decoder-only
+        model has no source, and takes None (the argument keeps one interface).
+        """
+        x = self._embed(token_ids, cache_index)  # [B, T, D]
+        x, cache = self._blocks_with_cache(x, cache, cache_index)
+        logits = self._embedding(self._final_norm(x), reverse=True)  # [B, T, V]
+        return ops.cast(logits, "float32"), cache
 
     @property
     def builder_config(self):

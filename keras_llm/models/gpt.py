@@ -1,7 +1,6 @@
 """GPT: a decoder-only causal language model (Radford et al., 2019)."""
 
 import keras
-from keras import ops
 
 from keras_llm.layers import TokenAndPositionEmbedding, TransformerBlock, gelu_approximate
 from keras_llm.models._config import (
@@ -143,20 +142,15 @@ class GPT(DecoderModel):
         **kwargs,
     ):
         dtype = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
-        embeddings = TokenAndPositionEmbedding(
+        embedding = TokenAndPositionEmbedding(
             vocabulary_size=vocabulary_size,
             max_sequence_length=max_sequence_length,
             hidden_dim=hidden_dim,
             dtype=dtype,
             name="embeddings",
         )
-        x = embeddings(token_ids)  # [B, T, D]
-        x = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")(x)
-        blocks = []
-        for i in range(num_layers):
-            block = TransformerBlock(
+        blocks = [
+            TransformerBlock(
                 num_heads=num_heads,
                 intermediate_dim=intermediate_dim,
                 dropout=dropout,
@@ -167,44 +161,33 @@ class GPT(DecoderModel):
                 dtype=dtype,
                 name=f"transformer_layer_{i}",
             )
-            x = block(x, padding_mask=padding_mask)
-            blocks.append(block)
-        # Pre-norm blocks leave the residual stream un-normalized: GPT-2 adds a
-        # LayerNorm after the last block.
-        final_layer_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm"
-        )
-        logits = embeddings(final_layer_norm(x), reverse=True)  # [B, T, V], tied
-        super().__init__(
-            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-            outputs=logits,
+            for i in range(num_layers)
+        ]
+        # Logits come from the transposed token embedding (tied), after the
+        # LayerNorm that GPT-2 adds after its last pre-norm block.
+        self._build_decoder(
+            dict(
+                vocabulary_size=vocabulary_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                hidden_dim=hidden_dim,
+                intermediate_dim=intermediate_dim,
+                max_sequence_length=max_sequence_length,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+            ),
+            dtype,
+            embedding,
+            blocks,
+            keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm"
+            ),
+            embedding_dropout=keras.layers.Dropout(
+                dropout, dtype=dtype, name="embeddings_dropout"
+            ),
             **kwargs,
         )
-        self._config = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            max_sequence_length=max_sequence_length,
-            dropout=dropout,
-            layer_norm_epsilon=layer_norm_epsilon,
-        )
-        self._layer_dtype = dtype
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self._embeddings = embeddings
-        self._embedding_before_blocks = embeddings  # for GPTQ/AWQ (`DecoderModel`)
-        self._decoder_blocks = blocks
-        self._final_layer_norm = final_layer_norm
 
-    def call_with_cache(self, token_ids, cache, cache_index, context=None):
-        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
-
-        `context` is what a seq2seq model's `encode` returns; a GPT has no
-        source, and takes None (the argument keeps one interface).
-        """
-        x = self._embeddings(token_ids, start_index=cache_index)  # [B, T, D]
-        x, cache = self._blocks_with_cache(x, cache, cache_index)
-        logits = self._embeddings(self._final_layer_norm(x), reverse=True)  # [B, T, V]
-        return ops.cast(logits, "float32"), cache
+    def _embed(self, token_ids, cache_index):
+        # Learned positions: the new tokens sit at `cache_index...`.
+        return self._embedding(token_ids, start_index=cache_index)

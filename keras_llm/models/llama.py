@@ -2,7 +2,6 @@
 attention (Touvron et al., 2023); Mistral, Qwen2 and SmolLM2 are the same layout with options."""
 
 import keras
-from keras import ops
 
 from keras_llm._checks import check_int, is_finite_real
 from keras_llm.layers import LlamaBlock, RMSNorm
@@ -225,9 +224,8 @@ class Llama(DecoderModel):
         **kwargs,
     ):
         dtype = keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         initializer = keras.initializers.TruncatedNormal(stddev=0.02)  # initializer_range
+        # Positions are rotations inside attention: the embedding holds tokens only.
         embedding = ReversibleEmbedding(
             vocabulary_size,
             hidden_dim,
@@ -236,10 +234,8 @@ class Llama(DecoderModel):
             dtype=dtype,
             name="token_embedding",
         )
-        x = embedding(token_ids)  # [B, T, D]; positions are rotations inside attention
-        blocks = []
-        for i in range(num_layers):
-            block = LlamaBlock(
+        blocks = [
+            LlamaBlock(
                 num_heads=num_heads,
                 num_key_value_heads=num_key_value_heads,
                 intermediate_dim=intermediate_dim,
@@ -251,51 +247,33 @@ class Llama(DecoderModel):
                 dtype=dtype,
                 name=f"llama_block_{i}",
             )
-            x = block(x, padding_mask=padding_mask)
-            blocks.append(block)
-        # Pre-norm blocks leave the residual stream un-normalized.
-        final_norm = RMSNorm(layer_norm_epsilon, dtype=dtype, name="final_norm")
-        logits = embedding(final_norm(x), reverse=True)  # [B, T, V]
-        super().__init__(
-            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
-            outputs=logits,
+            for i in range(num_layers)
+        ]
+        self._build_decoder(
+            dict(
+                vocabulary_size=vocabulary_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                num_key_value_heads=num_key_value_heads,
+                hidden_dim=hidden_dim,
+                intermediate_dim=intermediate_dim,
+                max_sequence_length=max_sequence_length,
+                head_dim=blocks[0].head_dim if blocks else head_dim,
+                attention_bias=attention_bias,
+                tie_word_embeddings=tie_word_embeddings,
+                rope_theta=rope_theta,
+                rope_scaling=rope_scaling,
+                layer_norm_epsilon=layer_norm_epsilon,
+                sliding_window=sliding_window,
+            ),
+            dtype,
+            embedding,
+            blocks,
+            RMSNorm(layer_norm_epsilon, dtype=dtype, name="final_norm"),
             **kwargs,
         )
-        self._config = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            num_key_value_heads=num_key_value_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            max_sequence_length=max_sequence_length,
-            head_dim=blocks[0].head_dim if blocks else head_dim,
-            attention_bias=attention_bias,
-            tie_word_embeddings=tie_word_embeddings,
-            rope_theta=rope_theta,
-            rope_scaling=rope_scaling,
-            layer_norm_epsilon=layer_norm_epsilon,
-            sliding_window=sliding_window,
-        )
-        self._layer_dtype = dtype
-        self.vocabulary_size = vocabulary_size
-        self.max_sequence_length = max_sequence_length
-        self._embedding = embedding
-        self._embedding_before_blocks = embedding  # for GPTQ/AWQ (`DecoderModel`)
-        self._decoder_blocks = blocks
-        self._final_norm = final_norm
 
     def _cache_heads(self, block):
         # Grouped-query attention: the query heads share `num_key_value_heads`
         # keys and values, and only those are cached.
         return block.num_key_value_heads
-
-    def call_with_cache(self, token_ids, cache, cache_index, context=None):
-        """`(logits, cache)`: float32 logits `[B, T, V]` of tokens at `cache_index...`.
-
-        `context` is a seq2seq model's source; a Llama takes None (one interface).
-        """
-        x = self._embedding(token_ids)  # [B, T, D]
-        x, cache = self._blocks_with_cache(x, cache, cache_index)
-        logits = self._embedding(self._final_norm(x), reverse=True)  # [B, T, V]
-        return ops.cast(logits, "float32"), cache
