@@ -131,6 +131,10 @@ class Generator(DecodingLoops):
         self.target_tokenizer = target_tokenizer or tokenizer
         self.max_sequence_length = model.max_sequence_length
         self.vocabulary_size = model.vocabulary_size
+        # A checkpoint's table padded past its tokenizer (Qwen2.5's 151,936
+        # rows for 151,665 tokens): the loops never pick an id with no token.
+        named = getattr(self.target_tokenizer, "vocabulary_size", model.vocabulary_size)
+        self.named_ids = named if named < model.vocabulary_size else None
         self.source_vocabulary_size = getattr(model, "source_vocabulary_size", model.vocabulary_size)
         if self.seq2seq:
             # The layout seq2seq_dataset trains with: sources end with the

@@ -27,14 +27,23 @@ class DecodingLoops:
 
     A subclass sets `model`, `seq2seq`, `vocabulary_size`,
     `source_vocabulary_size`, `max_sequence_length`, `start_token_id` (a
-    seq2seq model's) and `_xla_loops = {}`.
+    seq2seq model's), `named_ids` (None, or how many of the first ids
+    name a token) and `_xla_loops = {}`.
     """
 
     # -- the model, one step at a time -----------------------------------------
 
     def _forward(self, token_ids, index, caches, context):
-        """Logits `[B, T, V]` (float32) of tokens at positions `index...`, and the caches."""
-        return self.model.call_with_cache(token_ids, caches, index, context)
+        """Logits `[B, T, V]` (float32) of tokens at positions `index...`, and the caches.
+
+        With `named_ids`, the logits of the ids past them (the spare rows of a
+        padded table, which name no token) are the lowest float: no loop picks them.
+        """
+        logits, caches = self.model.call_with_cache(token_ids, caches, index, context)
+        if self.named_ids is not None:
+            named = tf.range(tf.shape(logits)[-1]) < self.named_ids  # [V]
+            logits = tf.where(named, logits, logits.dtype.min)
+        return logits, caches
 
     def _context(self, source):
         """The model's decoding context: a seq2seq model's encoded `source`, else None."""

@@ -13,15 +13,31 @@ TASKS = tuple(registry.TASKS)
 _PADDING_MULTIPLES = (8, 16, 32, 64, 128)
 
 
+def is_padded_vocabulary(size, model_size):
+    """Whether a table of `model_size` rows is a `size`-token vocabulary padded for hardware.
+
+    Checkpoints round their tables up to a multiple of 8 to 128 (GPT-2's
+    50,257 ids as 50,304), or give a multiple of 128 a few hundred spare rows
+    (Qwen2.5: 151,936 rows for 151,665 tokens): at most 1/256 of the table.
+    An 8-token tokenizer on a 99-row table is neither.
+    """
+    if size >= model_size:
+        return False
+    rounded = any(-(-size // m) * m == model_size for m in _PADDING_MULTIPLES)
+    spare = model_size % 128 == 0 and (model_size - size) * 256 <= model_size
+    return rounded or spare
+
+
 def check_tokenizer(model, tokenizer, argument="tokenizer"):
     """`tokenizer`, checked to give `model`'s ids; a clear error naming `argument` if not.
 
     A tokenizer fits a model when it has the model's vocabulary size. A
-    smaller one fits a model whose vocabulary is the tokenizer's padded to
-    a multiple of 8, 16, 32, 64 or 128 (as checkpoints pad their tables),
-    only where the model reads ids (an encoder, a classifier, a tagger, a
-    question answerer: models that output ids need every id named), and,
-    when the model carries a tokenizer, only with the same special tokens.
+    smaller one fits a model whose vocabulary is the tokenizer's padded for
+    hardware (`is_padded_vocabulary`), except a masked LM (its fill-mask
+    export ranks every id, so every id must be named): the decoders' loops
+    never pick an id past the tokenizer (`keras_llm.generation.Generator`).
+    When the model carries a tokenizer, another one must have the same
+    special tokens.
 
     Raises:
         TypeError: `tokenizer` is not a tokenizer.
@@ -35,16 +51,17 @@ def check_tokenizer(model, tokenizer, argument="tokenizer"):
         )
     task = registry.get_task(model)
     model_size = model.vocabulary_size
-    reads_only = task.name in ("encoder", "classifier", "tagger", "question_answerer")
-    padded = any(-(-size // m) * m == model_size for m in _PADDING_MULTIPLES)
-    if size != model_size and not (reads_only and size < model_size and padded):
+    padding_allowed = task.name != "masked_lm"
+    if size != model_size and not (padding_allowed and is_padded_vocabulary(size, model_size)):
         expected = (
-            f"the model's {model_size} token ids, or fewer padded up to them (to a "
-            "multiple of 8 to 128)" if reads_only else f"exactly the model's {model_size} token ids"
+            f"the model's {model_size} token ids, or fewer padded up to them: "
+            f"{task.description} takes a checkpoint's padded table (rounded up to a multiple of "
+            "8 to 128, or with spare rows up to 1/256 of a multiple of 128)"
+            if padding_allowed else
+            f"exactly the model's {model_size} token ids: {task.description} ranks every id"
         )
         raise ValueError(
-            f"`{argument}` must have {expected}: {task.description} reads its ids"
-            f"{'' if reads_only else ' and outputs ids it names'}. Received: "
+            f"`{argument}` must have {expected}. Received: "
             f"{argument}={type(tokenizer).__name__} with {size} token ids"
         )
     carried = getattr(model, "tokenizer", None)
