@@ -134,15 +134,18 @@ def shakespeare_like(path, lines=600):
     return path
 
 
-def test_train_gpt_from_a_local_file_with_a_learned_bpe(tmp_path):
+def test_train_gpt_from_a_local_file_with_a_learned_bpe(tmp_path, capsys, monkeypatch):
+    # In this process: the first test runs the installed script (a process costs an import
+    # of TensorFlow, 5-7 s).
     corpus = shakespeare_like(tmp_path / "plays.txt")
-    result = run("train", "--data", str(corpus), "--tokenizer", "train:300", "--steps", "30",
-                 "--batch-size", "8", "--sequence-length", "32", "--sample-length", "5",
-                 "--prompt", "the king", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    before, after = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", result.stdout).groups())
-    assert after < before - 1.0, result.stdout
-    assert "tokenizer: BytePairTokenizer, 300 ids" in result.stdout
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "train", "--data", str(corpus), "--tokenizer", "train:300",
+                         "--steps", "30", "--batch-size", "8", "--sequence-length", "32",
+                         "--sample-length", "5", "--prompt", "the king")
+    assert code == 0, err[-3000:]
+    before, after = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", out).groups())
+    assert after < before - 1.0, out
+    assert "tokenizer: BytePairTokenizer, 300 ids" in out
     # The tokenizer the saved model carries is the learned one.
     tokenizer = keras.saving.load_model(tmp_path / "gpt_nano.keras").tokenizer
     assert not (tmp_path / "gpt_nano.tokenizer.json").exists()
@@ -156,12 +159,13 @@ def test_train_gpt_from_a_local_file_with_a_learned_bpe(tmp_path):
 def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path, capsys, monkeypatch):
     corpus = shakespeare_like(tmp_path / "plays.txt")
     vocab = keras_llm.tokenizers.train_word_piece(str(corpus), 200, str(tmp_path / "vocab"))
-    result = run("train", "--preset", "bert_tiny", "--data", str(corpus), "--tokenizer", vocab,
-                 "--steps", "30", "--batch-size", "8", "--sequence-length", "32",
-                 "--prompt", "the king shall", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    before, after = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", result.stdout).groups())
-    assert after < before - 0.5, result.stdout
+    monkeypatch.chdir(tmp_path)  # train, export and generate in this process
+    code, out, err = cli(capsys, "train", "--preset", "bert_tiny", "--data", str(corpus),
+                         "--tokenizer", vocab, "--steps", "30", "--batch-size", "8",
+                         "--sequence-length", "32", "--prompt", "the king shall")
+    assert code == 0, err[-3000:]
+    before, after = map(float, re.search(r"validation loss ([\d.]+) -> ([\d.]+)", out).groups())
+    assert after < before - 0.5, out
     model = keras.saving.load_model(tmp_path / "bert_tiny.keras")
     assert sorted(model.output) == ["mlm_logits", "nsp_logits"]
     with open(vocab, encoding="utf-8") as f:
@@ -169,8 +173,8 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path, capsys, m
     assert model.get_layer("embeddings").vocabulary_size == len(vocabulary)
 
     # The export fills the prompt's [MASK] (appended): the Keras model's top 5.
-    assert "exported for TF Serving: saved_models/bert_tiny/1" in result.stdout
-    printed = result.stdout.split("sample (filled by the export):\nthe king shall [MASK]\n")[1]
+    assert "exported for TF Serving: saved_models/bert_tiny/1" in out
+    printed = out.split("sample (filled by the export):\nthe king shall [MASK]\n")[1]
     fills = re.findall(r"(\S+) \(([\d.]+)\)", printed.splitlines()[0])
     tokenizer = keras_llm.tokenizers.WordPieceTokenizer(vocab)
     ids = [tokenizer.cls_token_id] + tokenizer("the king shall").numpy().tolist()
@@ -184,7 +188,6 @@ def test_train_bert_pretraining_from_a_file_with_a_vocab_txt(tmp_path, capsys, m
     top = np.argsort(-probabilities)[:5]
     assert [t for t, _ in fills] == [vocabulary[i] for i in top]
     np.testing.assert_allclose([float(p) for _, p in fills], probabilities[top], atol=1e-3)
-    monkeypatch.chdir(tmp_path)  # export and generate in this process (train ran the script)
     code, out, _ = cli(capsys, "export", "--model", "bert_tiny.keras", "--top-k", "3")
     assert code == 0 and out.strip().endswith("saved_models/bert_tiny/2")
     assert [len(f) for f in fill_from_saved_model(

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_llm
+from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # subprocesses that train
 
@@ -90,15 +91,17 @@ def test_distill_trains_scores_saves_and_serves_a_student(tmp_path, files):
     assert [n.decode() for n in answer["label"].numpy()] == [["neg", "pos"][p] for p in predicted[:4]]
 
 
-def test_bad_flags_are_one_line_errors_and_write_nothing(tmp_path, files):
-    common = ["--teacher", "teacher.keras", "--train", "train.tsv", "--output", "student.keras",
-              "--export", "served"]
-    result = run_cli(tmp_path, *common, "--alpha", "1.5")
-    assert result.returncode == 2
-    assert "--alpha must be in [0, 1] (the weight of the teacher's term); received 1.5" in result.stderr
-    result = run_cli(tmp_path, *common, "--temperature", "0")
-    assert result.returncode == 2 and "--temperature must be positive; received 0.0" in result.stderr
-    result = run_cli(tmp_path, *common, "--label-names", "neg,pos,neutral")
-    assert result.returncode == 2
-    assert "the teacher has 2 classes; --label-names name 3: neg, pos, neutral" in result.stderr
+def test_bad_flags_are_one_line_errors_and_write_nothing(tmp_path, files, capsys, monkeypatch):
+    # In this process (the test above shows the command's start-up): exit status 2, one line.
+    monkeypatch.chdir(tmp_path)
+    common = ["distill", "--teacher", "teacher.keras", "--train", "train.tsv",
+              "--output", "student.keras", "--export", "served"]
+    for flags, message in [
+        (["--alpha", "1.5"], "--alpha must be in [0, 1] (the weight of the teacher's term); received 1.5"),
+        (["--temperature", "0"], "--temperature must be positive; received 0.0"),
+        (["--label-names", "neg,pos,neutral"],
+         "the teacher has 2 classes; --label-names name 3: neg, pos, neutral"),
+    ]:
+        code, _, err = cli(capsys, *common, *flags)
+        assert code == 2 and message in err, (flags, err[-2000:])
     assert not os.path.exists(tmp_path / "student.keras") and not os.path.exists(tmp_path / "served")

@@ -40,10 +40,11 @@ def test_a_classifier_on_the_imported_minilm_encoder_fine_tunes_and_exports(tmp_
     test = keras_llm.data.classification_dataset(
         keras_llm.data.load_texts(test_rows, text_field="text", label_field="label"),
         model.tokenizer, 8, sequence_length=16, num_classes=2, shuffle=False, bucket=False)
-    keras_llm.compile_model(model, learning_rate=1e-4, total_steps=40, warmup_steps=4)
+    # 16 steps (two seeds tried: the loss falls from 0.69 to 0.14, held-out accuracy 1.0).
+    keras_llm.compile_model(model, learning_rate=2e-4, total_steps=16, warmup_steps=2)
     before = model.evaluate(train.take(5), verbose=0, return_dict=True)["loss"]
-    model.fit(train, steps_per_epoch=40, epochs=1, verbose=0)
-    assert int(model.optimizer.iterations) == 40
+    model.fit(train, steps_per_epoch=16, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == 16
     after = model.evaluate(train.take(5), verbose=0, return_dict=True)["loss"]
     assert after < before - 0.2, (before, after)
     predicted = np.argmax(model.predict(test, verbose=0), -1)
