@@ -19,6 +19,7 @@ import itertools
 
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.export.decoding import CausalLMServing
 from keras_llm.generation.chat import ROLES, end_of_turn_ids, render_template, template_of
 
@@ -261,7 +262,7 @@ class ChatServing(CausalLMServing):
         return cls(model, plain._generator, plain._defaults, plain._stop_token_ids.numpy().tolist(),
                    settings.get("jit_compile", False), layout)
 
-    @tf.function(input_signature=_CONVERSATION_SPECS)
+    @graph_function(input_signature=_CONVERSATION_SPECS)
     def chat(self, roles, contents):
         # The template writes the begin-of-text token itself (SmolLM2's does
         # not, Llama 3's does): the tokenizer's is not added again.

@@ -8,6 +8,7 @@ signatures.
 
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.export.serving import Serving, serving_tokenizer
 from keras_llm.generation import Generator
 from keras_llm.generation.checks import (
@@ -119,7 +120,7 @@ class CausalLMServing(Serving):
     def _per_row(self, text, name, dtype):
         return tf.fill(tf.shape(text), tf.constant(self._defaults[name], dtype))
 
-    @tf.function(input_signature=[_TEXT_SPEC])
+    @graph_function(input_signature=[_TEXT_SPEC])
     def serve(self, text):
         return self._serve(text)
 
@@ -136,7 +137,7 @@ class CausalLMServing(Serving):
         )
         return self._with_text(outputs)
 
-    @tf.function(input_signature=[_TEXT_SPEC, *SETTING_SPECS])
+    @graph_function(input_signature=[_TEXT_SPEC, *SETTING_SPECS])
     def generate(self, text, max_new_tokens, temperature, top_k, top_p, seed):
         token_ids, padding_mask = self._ids(text)
         outputs = self._generate(
@@ -144,13 +145,13 @@ class CausalLMServing(Serving):
         )
         return self._with_text(outputs)
 
-    @tf.function(input_signature=[*PROMPT_SPECS, *SETTING_SPECS])
+    @graph_function(input_signature=[*PROMPT_SPECS, *SETTING_SPECS])
     def generate_ids(self, token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed):
         return self._generate(
             token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p, seed
         )
 
-    @tf.function(input_signature=PROMPT_SPECS)
+    @graph_function(input_signature=PROMPT_SPECS)
     def logits(self, token_ids, padding_mask):
         token_ids, padding_mask = check_inputs(
             token_ids, self._generator.vocabulary_size, self._generator.max_sequence_length,
@@ -212,7 +213,7 @@ class Seq2SeqServing(CausalLMServing):
         )  # [B, None]
         return ids.to_tensor(0), tf.ones_like(ids).to_tensor(0)
 
-    @tf.function(input_signature=[
+    @graph_function(input_signature=[
         tf.TensorSpec([None, None], tf.int32, name=name)
         for name in ("encoder_token_ids", "encoder_padding_mask",
                      "decoder_token_ids", "decoder_padding_mask")

@@ -5,6 +5,7 @@ See `saved_models/README.md` for their signatures.
 
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.export.serving import (
     BERT_ID_SPECS,
     Serving,
@@ -87,7 +88,7 @@ class ClassifierServing(_LabelledServing):
             "logits": logits,
         }
 
-    @tf.function(input_signature=[_TEXT_SPEC])
+    @graph_function(input_signature=[_TEXT_SPEC])
     def serve(self, text):
         outputs = self._outputs(
             *bert_inputs(self._specials, self.tokenizer(text), self._sequence_length)
@@ -95,7 +96,7 @@ class ClassifierServing(_LabelledServing):
         del outputs["logits"]
         return outputs
 
-    @tf.function(input_signature=BERT_ID_SPECS)
+    @graph_function(input_signature=BERT_ID_SPECS)
     def classify_ids(self, token_ids, segment_ids, padding_mask):
         return self._outputs(*checked_bert_inputs(
             self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask
@@ -139,7 +140,7 @@ class TaggerServing(_LabelledServing):
             tf.where(tagged, scores, 0.0),
         )
 
-    @tf.function(input_signature=[_TEXT_SPEC])
+    @graph_function(input_signature=[_TEXT_SPEC])
     def serve(self, text):
         # The words are outputs: valid UTF-8 (a REST answer is JSON).
         text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
@@ -167,7 +168,7 @@ class TaggerServing(_LabelledServing):
             "scores": words.with_flat_values(scores).to_tensor(0.0),
         }
 
-    @tf.function(input_signature=BERT_ID_SPECS)
+    @graph_function(input_signature=BERT_ID_SPECS)
     def classify_ids(self, token_ids, segment_ids, padding_mask):
         token_ids, segment_ids, padding_mask = checked_bert_inputs(
             self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask

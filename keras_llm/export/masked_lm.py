@@ -5,6 +5,7 @@ See `saved_models/README.md` for the signatures.
 
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.export.serving import (
     BERT_ID_SPECS,
     Serving,
@@ -101,7 +102,7 @@ class MaskedLMServing(Serving):
             "mlm_logits": logits,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @graph_function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
         # "[MASK]" in the text marks a blank: tokenize what is between the
         # marks and put the mask token id in their place.
@@ -142,7 +143,7 @@ class MaskedLMServing(Serving):
             "filled_text": self.tokenizer.detokenize(kept),
         }
 
-    @tf.function(input_signature=[*BERT_ID_SPECS, tf.TensorSpec([None, None], tf.int32, name="mask_positions")])
+    @graph_function(input_signature=[*BERT_ID_SPECS, tf.TensorSpec([None, None], tf.int32, name="mask_positions")])
     def fill_ids(self, token_ids, segment_ids, padding_mask, mask_positions):
         token_ids, segment_ids, padding_mask = checked_bert_inputs(
             self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask

@@ -5,6 +5,7 @@ See `saved_models/README.md` for the signatures.
 
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.data.question_answering import QUESTION_ANSWERING_DEFAULTS, check_window_settings
 from keras_llm.evaluation.question_answering import (
     answer_questions,
@@ -122,7 +123,7 @@ class QuestionAnswererServing(Serving):
         )
         return cls(model, serving_tokenizer(tokenizer), settings, specials)
 
-    @tf.function(
+    @graph_function(
         input_signature=[
             tf.TensorSpec([None], tf.string, name="question"),
             tf.TensorSpec([None], tf.string, name="context"),
@@ -131,7 +132,7 @@ class QuestionAnswererServing(Serving):
     def serve(self, question, context):
         return answer_questions(self.model, self.tokenizer, question, context, **self._settings)
 
-    @tf.function(input_signature=BERT_ID_SPECS)
+    @graph_function(input_signature=BERT_ID_SPECS)
     def answer_ids(self, token_ids, segment_ids, padding_mask):
         token_ids, segment_ids, padding_mask = checked_bert_inputs(
             self.model, token_ids, segment_ids=segment_ids, padding_mask=padding_mask

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_llm._checks import is_int
+from keras_llm._graph import graph_function
 from keras_llm._graph_checks import check_token_ids
 from keras_llm.generation.checks import (  # noqa: F401 (check_inputs: importable from here too)
     PROMPT_SPECS,
@@ -155,24 +156,24 @@ class Generator(DecodingLoops):
         self.end_token_id = specials.get("end_token_id")
         self.bos_token_id = specials.get("bos_token_id")
         signature = [*PROMPT_SPECS, *SETTING_SPECS, STOP_SPEC]
-        self.sample = tf.function(self._sample, input_signature=signature)
+        self.sample = graph_function(self._sample, input_signature=signature)
 
         def compiled_sample(token_ids, padding_mask, max_new_tokens, temperature, top_k, top_p,
                             seed, stop_token_ids):
             return self._sample(token_ids, padding_mask, max_new_tokens, temperature, top_k,
                                 top_p, seed, stop_token_ids, xla=True)
 
-        self.compiled_sample = tf.function(compiled_sample, input_signature=signature)
+        self.compiled_sample = graph_function(compiled_sample, input_signature=signature)
         self._concrete = {}  # each sampling function's one concrete function
         self._beam_searches = {}
         # Traced once: run eagerly, detokenizing cost about 9 ms a call (a third of a
         # short generation's latency; measured for ByteTokenizer, benchmarks/RESULTS.md).
         if self.tokenizer is not None:  # tokenizing too, with the prompts' layout
-            self._encode = tf.function(
+            self._encode = graph_function(
                 self._prompts_of_texts, input_signature=[tf.TensorSpec([None], tf.string)]
             )
         if self.target_tokenizer is not None:
-            self._detokenize = tf.function(
+            self._detokenize = graph_function(
                 self.target_tokenizer.detokenize,
                 input_signature=[tf.RaggedTensorSpec([None, None], tf.int32, 1, tf.int64)],
             )
@@ -247,7 +248,7 @@ class Generator(DecodingLoops):
 
                 return unless_empty(token_ids, generate)
 
-            self._beam_searches[key] = tf.function(
+            self._beam_searches[key] = graph_function(
                 search,
                 input_signature=[
                     *PROMPT_SPECS, SETTING_SPECS[0], STOP_SPEC,

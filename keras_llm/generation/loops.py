@@ -13,6 +13,7 @@ interface (`keras_llm.generation`).
 import numpy as np
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm._graph_checks import check_token_ids
 from keras_llm.generation import buckets
 from keras_llm.generation.checks import check_inputs
@@ -299,7 +300,7 @@ class DecodingLoops:
                     ids, lengths, row_end, width, stop_token_ids, num_beams, alpha, source
                 )
 
-            self._xla_loops[num_beams] = tf.function(
+            self._xla_loops[num_beams] = graph_function(
                 loop, jit_compile=True,
                 input_signature=buckets.loop_signature(num_beams, self.seq2seq),
             )

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_llm._graph import graph_function
 from keras_llm.tokenizers._word_piece_tables import _character_tables, _read_vocabulary
 from keras_llm.tokenizers.string_tokenizer import StringTokenizer
 
@@ -313,7 +314,7 @@ class CoreOpsWordPieceTokenizer(StringTokenizer):
         ids = words.with_flat_values(ids).merge_dims(1, 2)  # [B, None]
         return ids, ids.with_flat_values(starts), ids.with_flat_values(ends)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @graph_function(input_signature=[tf.TensorSpec([None], tf.string)])
     def _tokenize_with_offsets_graph(self, texts):
         return self._tokenize_with_offsets(texts)
 

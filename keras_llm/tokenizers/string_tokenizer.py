@@ -7,6 +7,7 @@ import tensorflow as tf
 
 # The checks of ids live with keras_llm's other graph checks; imported here
 # too, where tokenizers and older code import them from.
+from keras_llm._graph import graph_function
 from keras_llm._graph_checks import assert_that, check_token_ids  # noqa: F401
 
 
@@ -42,7 +43,7 @@ class StringTokenizer(keras.layers.Layer):
         """`inputs` as a string tensor of rank 0 or 1, checked as calling the layer checks it."""
         return _check_rank(_string_tensor(inputs))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    @graph_function(input_signature=[tf.TensorSpec([None], tf.string)])
     def _tokenize_graph(self, texts):
         return self._tokenize(texts)
 
