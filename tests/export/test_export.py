@@ -233,6 +233,7 @@ def test_versions_are_numbered_written_atomically_and_never_overwritten(tmp_path
     assert sorted(os.listdir(base)) == ["1", "2"]
 
 
+@pytest.mark.slow  # the module's two exports (14 s)
 def test_bad_requests_give_a_documented_result_or_a_clear_error(exports):
     served = tf.saved_model.load(exports["gpt_path"]).signatures["generate"]
 
@@ -386,6 +387,7 @@ def umask_022():
     os.umask(old)
 
 
+@pytest.mark.slow  # a SavedModel export
 def test_a_version_gets_the_umask_modes_so_other_users_can_read_it(tmp_path, umask_022):
     model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=16)
     path = keras_llm.export(model, str(tmp_path / "gpt"), keras_llm.tokenizers.ByteTokenizer())
@@ -432,6 +434,7 @@ def _generate(signature, texts, counts=None, **settings):
     })
 
 
+@pytest.mark.slow  # the module's two exports (14 s)
 def test_a_setting_has_one_value_per_text_or_one_for_all(exports):
     signatures = tf.saved_model.load(exports["gpt_path"]).signatures
     texts = ["The cat sat", "a dog"]
@@ -460,6 +463,7 @@ def test_a_setting_has_one_value_per_text_or_one_for_all(exports):
                                    **{**rows, "seed": tf.zeros([3], tf.int32)})
 
 
+@pytest.mark.slow  # the module's two exports (14 s)
 def test_a_request_with_no_texts_gets_empty_outputs(exports):
     signatures = tf.saved_model.load(exports["gpt_path"]).signatures
     nothing = tf.zeros([0], tf.string)
@@ -488,6 +492,7 @@ def test_a_request_with_no_texts_gets_empty_outputs(exports):
         "top_probabilities": (0, 0, 4), "filled_text": (0,)}
 
 
+@pytest.mark.slow  # the module's two exports (14 s)
 def test_id_signatures_name_ids_outside_the_vocabulary_or_the_context(exports):
     signatures = tf.saved_model.load(exports["gpt_path"]).signatures
     context = exports["gpt"].max_sequence_length
@@ -564,6 +569,7 @@ def test_export_uses_the_carried_tokenizer_and_needs_one(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow  # a SavedModel export
 def test_a_trained_model_exports_its_weights_without_its_optimizer(tmp_path):
     # A model that took one Adam step holds two moments per weight; the export
     # must hold the weights alone (it held all three, under model/optimizer).

@@ -71,7 +71,7 @@ def test_a_causal_lm_takes_a_tokenizer_its_table_pads_and_a_masked_lm_does_not(m
         check_tokenizer(tagger, WordPieceTokenizer(pieces))
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])  # XLA: slow
 def test_greedy_decoding_never_picks_an_id_past_the_tokenizer(model, jit_compile):
     prompt = list(b"To be")
     expected, spare_wins = greedy_over_named_ids(model, prompt, 6)

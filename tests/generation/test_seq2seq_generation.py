@@ -83,6 +83,7 @@ def test_cached_greedy_decoding_equals_recomputing_the_whole_target(model, compi
     assert len({tuple(ids.tolist()) for ids in got}) > 1  # the source matters
 
 
+@pytest.mark.slow  # traces a 36-beam loop (5-20 s)
 def test_beam_search_equals_exhaustive_search(model, graph):
     # The graph loop (6 s less than compiling the XLA one for 36 beams; the code is shared).
     generator = graph

@@ -80,6 +80,7 @@ def _gpt_checked_under_xla():
     return model
 
 
+@pytest.mark.slow  # XLA-compiles train steps
 def test_xla_fit_and_predict_check_ids_and_labels():
     model = _gpt_checked_under_xla()
     ids = np.random.default_rng(0).integers(0, V, size=(4, 9)).astype("int32")
@@ -130,6 +131,7 @@ def test_float_ids_in_a_direct_call_or_predict_are_refused_not_truncated():
     assert model(dict(x, token_ids=x["token_ids"].astype("int32"))).shape == (1, 2)
 
 
+@pytest.mark.slow  # XLA-compiles train steps
 def test_xla_pretraining_checks_segment_ids_and_mask_positions():
     # bert_pretraining trains XLA-compiled by default, where the layers' own checks vanish.
     model = keras_llm.build_bert_pretrainer(vocabulary_size=V, num_layers=1, num_heads=2,

@@ -117,20 +117,27 @@ def _backed_up_gpt(backup_dir, **sizes):
     return model
 
 
+@pytest.fixture(scope="module")
+def backed_up(tmp_path_factory):
+    """A directory with the backup of a one-layer GPT of width 16 (trained once for the module)."""
+    backup_dir = tmp_path_factory.mktemp("backup")
+    _backed_up_gpt(backup_dir)
+    return backup_dir
+
+
 @pytest.mark.parametrize("sizes, named", [
     # Keras loaded this one without a word and left the optimizer at step 0.
     ({"num_layers": 2}, r"it holds \d+ weights and this model \d+ \(a different number of layers\?\)"),
     ({"hidden_dim": 32}, r"shapes only in the backup: \[\(50, 16\), .*\], only in this model: \[\(50, 32\), "),
 ])
-def test_a_backup_of_another_shape_is_named(tmp_path, sizes, named):
-    _backed_up_gpt(tmp_path)
+def test_a_backup_of_another_shape_is_named(backed_up, sizes, named):
     other = keras_llm.build_gpt(**{
         "vocabulary_size": 50, "num_layers": 1, "num_heads": 2, "hidden_dim": 16,
         "intermediate_dim": 32, "max_sequence_length": 16, **sizes,
     })
     with pytest.raises(ValueError, match=r"step-000000002\.weights\.h5 was written for a model of "
                                          r"another shape: " + named):
-        keras_llm.training.TrainingBackup(tmp_path).restore(other)
+        keras_llm.training.TrainingBackup(backed_up).restore(other)
 
 
 def test_only_a_killed_writers_file_says_training_starts_at_0(tmp_path, caplog):
