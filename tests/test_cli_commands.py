@@ -101,6 +101,7 @@ def cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow  # end to end: generate through the CLI (XLA loop)
 def test_generate_samples_have_their_own_seed_per_prompt(trained, capsys):
     directory, model, tokenizer = trained
     path = str(directory / "model.keras")
@@ -148,6 +149,7 @@ def test_export_jit_compile_serves_what_the_plain_export_serves(trained, capsys,
     assert [t.decode("utf-8") for t in served[True]] == expected
 
 
+@pytest.mark.slow  # end to end: three CLI generations
 def test_a_previous_release_model_and_its_sidecar_tokenizer_still_load(trained, capsys, caplog, tmp_path):
     directory, _, _ = trained
     flags = ["--prompt", "ab", "--prompt", "hello", "--max-new-tokens", "6"]

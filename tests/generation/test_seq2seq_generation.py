@@ -74,6 +74,7 @@ def greedy_by_recomputing(model, source, steps):
 SOURCES = [[3, 4, 5, 2], [5, 2], [4, 4, 3, 5, 3, 2]]
 
 
+@pytest.mark.slow  # XLA-compiles the loop per bucket
 def test_cached_greedy_decoding_equals_recomputing_the_whole_target(model, compiled):
     # The XLA loop; the export tests compare the graph loop (served) with it.
     generator = compiled

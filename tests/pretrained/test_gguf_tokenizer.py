@@ -151,6 +151,7 @@ def test_from_pretrained_gguf_gives_transformers_logits_and_carries_the_tokenize
     assert end_of_turn_ids(model.tokenizer) == [reference.token_to_id("<|im_end|>")]
 
 
+@pytest.mark.slow  # writes a GGUF file and loads a model from it
 def test_from_pretrained_gguf_dequantizes_each_tensor_once_and_holds_one_at_a_time(tmp_path, monkeypatch):
     """A load keeps the model's variables and one float32 tensor, not every tensor dequantized."""
     import gc
