@@ -26,23 +26,31 @@ class DecoderModel(BuildsOptimizerFirst, CheckedSteps, CarriesTokenizer, keras.M
     see `CarriesTokenizer`).
     """
 
-    def _build_decoder(self, config, dtype, embedding, blocks, final_norm, *,
-                       embedding_dropout=None, **kwargs):
+    def _build_decoder(self, config, dtype, embedding, make_block, make_final_norm, *,
+                       make_embedding_dropout=None, **kwargs):
         """Builds `{token_ids, padding_mask}` -> logits `[B, T, V]` from a decoder's layers.
 
         `embedding` maps ids to `[B, T, D]` and, called with `reverse=True`,
-        vectors to logits (tied or not); `blocks` are the causal blocks, in
-        order; `final_norm` normalizes the last block's output (pre-norm
-        blocks leave the residual stream un-normalized). `config` is the
-        builder's architecture arguments, `dtype` the layers' policy.
+        vectors to logits (tied or not); `make_block(i)` makes the `i`-th
+        causal block of `config["num_layers"]`; `make_final_norm()` the norm of
+        the last block's output (pre-norm blocks leave the residual stream
+        un-normalized); `make_embedding_dropout()` a dropout after the
+        embedding, if any. Each layer is made just before it is first called,
+        so seeded initial weights follow the order of the layers (the
+        initializers and dropouts draw their seeds when made and built).
+        `config` is the builder's architecture arguments, `dtype` the layers'
+        policy.
         """
         token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
         padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
         x = embedding(token_ids)  # [B, T, D]
-        if embedding_dropout is not None:
-            x = embedding_dropout(x)
-        for block in blocks:
-            x = block(x, padding_mask=padding_mask)
+        if make_embedding_dropout is not None:
+            x = make_embedding_dropout()(x)
+        blocks = []
+        for i in range(config["num_layers"]):
+            blocks.append(make_block(i))
+            x = blocks[-1](x, padding_mask=padding_mask)
+        final_norm = make_final_norm()
         logits = embedding(final_norm(x), reverse=True)  # [B, T, V]
         super().__init__(
             inputs={"token_ids": token_ids, "padding_mask": padding_mask},

@@ -149,20 +149,6 @@ class GPT(DecoderModel):
             dtype=dtype,
             name="embeddings",
         )
-        blocks = [
-            TransformerBlock(
-                num_heads=num_heads,
-                intermediate_dim=intermediate_dim,
-                dropout=dropout,
-                activation=gelu_approximate,
-                layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=True,
-                causal=True,
-                dtype=dtype,
-                name=f"transformer_layer_{i}",
-            )
-            for i in range(num_layers)
-        ]
         # Logits come from the transposed token embedding (tied), after the
         # LayerNorm that GPT-2 adds after its last pre-norm block.
         self._build_decoder(
@@ -178,11 +164,21 @@ class GPT(DecoderModel):
             ),
             dtype,
             embedding,
-            blocks,
-            keras.layers.LayerNormalization(
+            lambda i: TransformerBlock(
+                num_heads=num_heads,
+                intermediate_dim=intermediate_dim,
+                dropout=dropout,
+                activation=gelu_approximate,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                causal=True,
+                dtype=dtype,
+                name=f"transformer_layer_{i}",
+            ),
+            lambda: keras.layers.LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=dtype, name="final_layer_norm"
             ),
-            embedding_dropout=keras.layers.Dropout(
+            make_embedding_dropout=lambda: keras.layers.Dropout(
                 dropout, dtype=dtype, name="embeddings_dropout"
             ),
             **kwargs,

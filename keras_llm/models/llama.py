@@ -234,8 +234,26 @@ class Llama(DecoderModel):
             dtype=dtype,
             name="token_embedding",
         )
-        blocks = [
-            LlamaBlock(
+        self._build_decoder(
+            dict(
+                vocabulary_size=vocabulary_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                num_key_value_heads=num_key_value_heads,
+                hidden_dim=hidden_dim,
+                intermediate_dim=intermediate_dim,
+                max_sequence_length=max_sequence_length,
+                head_dim=head_dim,
+                attention_bias=attention_bias,
+                tie_word_embeddings=tie_word_embeddings,
+                rope_theta=rope_theta,
+                rope_scaling=rope_scaling,
+                layer_norm_epsilon=layer_norm_epsilon,
+                sliding_window=sliding_window,
+            ),
+            dtype,
+            embedding,
+            lambda i: LlamaBlock(
                 num_heads=num_heads,
                 num_key_value_heads=num_key_value_heads,
                 intermediate_dim=intermediate_dim,
@@ -246,32 +264,12 @@ class Llama(DecoderModel):
                 layer_norm_epsilon=layer_norm_epsilon,
                 dtype=dtype,
                 name=f"llama_block_{i}",
-            )
-            for i in range(num_layers)
-        ]
-        self._build_decoder(
-            dict(
-                vocabulary_size=vocabulary_size,
-                num_layers=num_layers,
-                num_heads=num_heads,
-                num_key_value_heads=num_key_value_heads,
-                hidden_dim=hidden_dim,
-                intermediate_dim=intermediate_dim,
-                max_sequence_length=max_sequence_length,
-                head_dim=blocks[0].head_dim if blocks else head_dim,
-                attention_bias=attention_bias,
-                tie_word_embeddings=tie_word_embeddings,
-                rope_theta=rope_theta,
-                rope_scaling=rope_scaling,
-                layer_norm_epsilon=layer_norm_epsilon,
-                sliding_window=sliding_window,
             ),
-            dtype,
-            embedding,
-            blocks,
-            RMSNorm(layer_norm_epsilon, dtype=dtype, name="final_norm"),
+            lambda: RMSNorm(layer_norm_epsilon, dtype=dtype, name="final_norm"),
             **kwargs,
         )
+        if self._decoder_blocks:  # the width the blocks derived (hidden_dim / num_heads)
+            self._config["head_dim"] = self._decoder_blocks[0].head_dim
 
     def _cache_heads(self, block):
         # Grouped-query attention: the query heads share `num_key_value_heads`
