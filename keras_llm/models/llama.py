@@ -243,7 +243,8 @@ class Llama(DecoderModel):
                 hidden_dim=hidden_dim,
                 intermediate_dim=intermediate_dim,
                 max_sequence_length=max_sequence_length,
-                head_dim=head_dim,
+                # The width the blocks derive without one: hidden_dim / num_heads.
+                head_dim=hidden_dim // num_heads if head_dim is None else head_dim,
                 attention_bias=attention_bias,
                 tie_word_embeddings=tie_word_embeddings,
                 rope_theta=rope_theta,
@@ -268,8 +269,6 @@ class Llama(DecoderModel):
             lambda: RMSNorm(layer_norm_epsilon, dtype=dtype, name="final_norm"),
             **kwargs,
         )
-        if self._decoder_blocks:  # the width the blocks derived (hidden_dim / num_heads)
-            self._config["head_dim"] = self._decoder_blocks[0].head_dim
 
     def _cache_heads(self, block):
         # Grouped-query attention: the query heads share `num_key_value_heads`
