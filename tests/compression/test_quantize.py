@@ -201,3 +201,48 @@ def test_bad_arguments_are_refused_by_name_and_leave_the_model_float(mode, kwarg
 def test_a_model_is_required():
     with pytest.raises(TypeError, match="`model` must be a keras_llm model"):
         keras_llm.quantize("model.keras", "int8")
+
+
+def test_the_collections_keras_runs_per_dropped_kernel_skip_the_objects_made_before():
+    # Keras's `Layer.__delattr__` runs a full `gc.collect()` per dropped float
+    # kernel, whose cost grows with the whole process (seconds for a small
+    # GPT, about a minute for SmolLM2-135M). `keras_llm.quantize` freezes the
+    # objects made before it, then collects once at the end.
+    import gc
+    import weakref
+
+    model = _gpt(num_layers=2)
+    old_kernel = weakref.ref(model.get_layer("transformer_layer_0")._feedforward_intermediate_dense._kernel)
+    frozen_at_collections = []
+
+    def record(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            frozen_at_collections.append(gc.get_freeze_count())
+
+    before = len(gc.get_objects())
+    gc.callbacks.append(record)
+    try:
+        keras_llm.quantize(model, "int8")
+    finally:
+        gc.callbacks.remove(record)
+    # Keras collected once per dropped kernel (10 projections and the table),
+    # each with what was alive before the call left out (the frozen count only
+    # falls as frozen objects die); then the final collection, of everything.
+    assert len(frozen_at_collections) >= 11, frozen_at_collections
+    assert all(count > 0.9 * before for count in frozen_at_collections[:-1]), frozen_at_collections
+    assert frozen_at_collections[-1] == 0 and gc.get_freeze_count() == 0
+    assert old_kernel() is None  # the float kernels are released
+    assert model.get_layer("transformer_layer_0")._feedforward_intermediate_dense.quantization_mode == "int8"
+
+
+def test_a_process_that_froze_objects_itself_keeps_them_frozen():
+    import gc
+
+    model = _gpt()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        keras_llm.quantize(model, "int8")
+        assert gc.get_freeze_count() > 0.9 * frozen  # not unfrozen (frozen objects may die)
+    finally:
+        gc.unfreeze()
