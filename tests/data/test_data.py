@@ -166,3 +166,64 @@ def test_stdlib_function_summaries_split_the_real_library():
         function = ast.parse(pair["source"]).body[0]
         assert isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
         assert ast.get_docstring(function) is None and pair["target"] not in pair["source"]
+
+
+NESTED_DEFINITIONS = '''
+"""Module."""
+try:
+    def in_try():
+        """In a try."""
+except ImportError:
+    def in_handler():
+        """In a handler."""
+else:
+    class InElse:
+        """In an else."""
+finally:
+    def in_finally():
+        """In a finally."""
+if True:
+    async def in_if():
+        """In an if."""
+        def nested():
+            """Nested."""
+        return lambda: 1
+while False:
+    def in_while():
+        """In a while."""
+with open(__file__):
+    def in_with():
+        """In a with."""
+match 1:
+    case 1:
+        def in_case():
+            """In a case."""
+for _ in ():
+    pass
+else:
+    def in_for_else():
+        """In a for's else."""
+'''
+
+
+def test_definitions_are_found_as_ast_walk_finds_them_in_its_order():
+    # The corpora look for definitions through statement bodies only (faster
+    # than `ast.walk`); the reference is `ast.walk`'s order and selection.
+    from keras_llm.data import default_corpus
+
+    tree = ast.parse(NESTED_DEFINITIONS)
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    expected = [n for n in ast.walk(tree) if isinstance(n, kinds)]
+    assert len(expected) == 11  # the module and the ten definitions
+    assert list(default_corpus._definitions(tree)) == expected
+
+
+def test_the_docstrings_left_out_of_a_source_are_put_back_in_the_tree():
+    from keras_llm.data import default_corpus
+
+    tree = ast.parse(NESTED_DEFINITIONS)
+    before = ast.dump(tree)
+    in_if = next(n for n in ast.walk(tree) if getattr(n, "name", "") == "in_if")
+    source = default_corpus._unparsed_without_docstrings(in_if)
+    assert "In an if" not in source and "Nested" not in source and "pass" in source
+    assert ast.dump(tree) == before  # the tree is unchanged for the next definition
