@@ -57,8 +57,15 @@ def write_version(module, path, version=None, overwrite=False):
     with atomic_output(target, overwrite=overwrite) as temporary, _without_optimizer(
         getattr(module, "model", None)
     ):
-        tf.saved_model.save(module, temporary, signatures=module.signatures())
+        tf.saved_model.save(module, temporary, signatures=module.signatures(), options=_OPTIONS)
     return target
+
+
+# No gradient functions: TensorFlow traces and stores one for each op written
+# with a custom gradient (Keras's layers have a few per block), which only a
+# caller taking gradients through the loaded graph would use; serving never
+# does. 10% of SmolLM2-135M's export time (3.9 of 39.6 s).
+_OPTIONS = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
 
 
 @contextlib.contextmanager

@@ -585,3 +585,25 @@ def test_a_trained_model_exports_its_weights_without_its_optimizer(tmp_path):
     assert sum(int(np.prod(shape)) for _, shape in saved) < 1.1 * weights
     assert model.optimizer is not None  # training can go on
     model.train_on_batch({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)}, token_ids)
+
+
+def test_an_export_stores_no_gradient_functions_and_serves(tmp_path):
+    # A Llama's blocks hold ops with custom gradients (Keras's); TensorFlow
+    # traced and stored a gradient function for each, which serving never
+    # calls (10% of SmolLM2-135M's export time).
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    model = keras_llm.build_llama(num_layers=1, hidden_dim=32, num_heads=4, num_key_value_heads=2,
+                                  intermediate_dim=64, vocabulary_size=tokenizer.vocabulary_size,
+                                  max_sequence_length=32, tokenizer=tokenizer)
+    version = keras_llm.export(model, tmp_path / "llama")
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(version, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    assert len(saved.meta_graphs[0].graph_def.library.registered_gradients) == 0
+    served = tf.saved_model.load(version).signatures["logits"]
+    ids = np.array([[72, 105, 33]], "int32")
+    out = served(token_ids=tf.constant(ids), padding_mask=tf.ones_like(ids))["logits"]
+    expected = model({"token_ids": ids, "padding_mask": np.ones_like(ids)})
+    np.testing.assert_allclose(out.numpy(), np.asarray(expected), atol=1e-5)
