@@ -1,5 +1,6 @@
 """`keras-llm chat` against the Generator on the template's own rendering."""
 
+import io
 import os
 import subprocess
 import sys
@@ -10,13 +11,15 @@ import pytest
 
 import keras_llm
 from keras_llm.generation import Generator
+from tests.test_cli_commands import cli
 
 TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}|{% endfor %}"
             "{% if add_generation_prompt %}<assistant>{% endif %}")
 
 
 @pytest.mark.slow  # a subprocess
-def test_chat_answers_each_line_of_standard_input_as_the_generator_does(tmp_path):
+def test_chat_answers_each_line_of_standard_input_as_the_generator_does(tmp_path, capsys,
+                                                                       monkeypatch):
     keras.utils.set_random_seed(2)
     model = keras_llm.build_gpt("gpt_nano", num_layers=1, max_sequence_length=128,
                                 tokenizer=keras_llm.tokenizers.ByteTokenizer())
@@ -39,8 +42,11 @@ def test_chat_answers_each_line_of_standard_input_as_the_generator_does(tmp_path
         replies.append(reply)
     assert result.stdout == "".join(reply + "\n" for reply in replies)
 
-    bad = subprocess.run(command[:4] + ["--max-new-tokens", "0"], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path, input="")
-    assert bad.returncode == 2 and "--max-new-tokens must be positive" in bad.stderr
-    bad = subprocess.run(command[:4], capture_output=True, text=True, timeout=300, cwd=tmp_path, input="Hi\n")
-    assert bad.returncode == 2 and "A chat needs the checkpoint's chat template" in bad.stderr
+    # Bad input, in this process (the run above showed the installed command works).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = cli(capsys, *command[1:4], "--max-new-tokens", "0")
+    assert code == 2 and "--max-new-tokens must be positive" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hi\n"))
+    code, _, err = cli(capsys, *command[1:4])
+    assert code == 2 and "A chat needs the checkpoint's chat template" in err

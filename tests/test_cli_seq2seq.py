@@ -9,7 +9,6 @@ import tensorflow_datasets as tfds
 
 import keras_llm
 import keras_llm.cli
-from tests.test_cli import run
 from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # every test trains through the CLI
@@ -21,11 +20,12 @@ SMALL = ["--steps", "4", "--batch-size", "8", "--sequence-length", "32", "--targ
 def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(
     tmp_path, capsys, monkeypatch
 ):
-    # The built-in task with a small learned vocabulary (the default is 4,096).
-    result = run("train", "--preset", "seq2seq_tiny", "--tokenizer", "train:600", *SMALL,
-                 "--eval-pairs", "40", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
+    # The built-in task with a small learned vocabulary (the default is 4,096), in this
+    # process: tests/test_cli.py runs the installed command.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "train", "--preset", "seq2seq_tiny", "--tokenizer", "train:600",
+                         *SMALL, "--eval-pairs", "40")
+    assert code == 0, err[-3000:]
     assert "summarize a standard-library function into its docstring's first line" in out
     scores = re.findall(r"(before|after) training: validation loss [\d.]+, BLEU ([\d.]+), "
                         r"ROUGE-L F1 ([\d.]+) \(greedy, (\d+) held-out pairs\)", out)
@@ -37,8 +37,6 @@ def test_the_main_job_summarizes_functions_and_reports_bleu_before_and_after(
     assert (tmp_path / "saved_models" / "seq2seq_tiny" / "1" / "saved_model.pb").exists()
     assert not (tmp_path / "seq2seq_tiny_backup").exists()  # removed once saved
 
-    # `generate` in this process (the subprocess above already ran the script).
-    monkeypatch.chdir(tmp_path)
     code, out, err = cli(capsys, "generate", "--model", "saved_models/seq2seq_tiny", "--prompt",
                          "def add(a, b): return a + b", "--max-new-tokens", "4")
     assert code == 0, err[-2000:]
