@@ -1,9 +1,13 @@
 """Training survives being killed: a rerun of the same command ends with the same model.
 
 The kill tests run `keras-llm train` in subprocesses and SIGKILL them; the
-reference is an uninterrupted run of the same command with the same seed.
+reference is an uninterrupted run of the same command with the same seed. The
+runs to completion (the reference and each rerun) need no process of their
+own: they run in this one, as `keras_llm_cli.main`.
 """
 
+import contextlib
+import io
 import os
 import re
 import signal
@@ -18,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 import keras_llm
+import keras_llm_cli
 from tests.test_cli import keras_llm_command, shakespeare_like
 
 # 24 steps = 8 epochs of 3 steps; backups after steps 4, 8, 12, ...: those
@@ -39,11 +44,19 @@ def _with_corpus(cwd):
 
 
 def _run_to_completion(cwd):
+    """The command in this process, from `cwd`; what it printed."""
     _with_corpus(cwd)
-    result = subprocess.run(keras_llm_command() + COMMAND, cwd=cwd, env=ENV,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    out, err, previous = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = keras_llm_cli.main(list(COMMAND))
+    except SystemExit as exit:
+        code = exit.code
+    finally:
+        os.chdir(previous)
+    assert code == 0, err.getvalue()[-3000:]
+    return out.getvalue()
 
 
 def _weights(cwd):
