@@ -7,6 +7,7 @@ One public layer per file. Every layer is registered as serializable under the
 
 from keras_llm.layers.grouped_query_attention import GroupedQueryAttention
 from keras_llm.layers.llama_block import LlamaBlock
+from keras_llm.layers.offset_dense import OffsetDense
 from keras_llm.layers.position_embedding import PositionEmbedding
 from keras_llm.layers.positional_encoding import PositionalEncoding
 from keras_llm.layers.rms_norm import RMSNorm
@@ -18,6 +19,7 @@ from keras_llm.layers.transformer_block import TransformerBlock, gelu_approximat
 __all__ = [
     "GroupedQueryAttention",
     "LlamaBlock",
+    "OffsetDense",
     "PositionEmbedding",
     "PositionalEncoding",
     "RMSNorm",

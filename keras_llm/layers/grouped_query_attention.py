@@ -8,6 +8,7 @@ from keras import ops
 from keras_llm._checks import check_int
 from keras_llm.layers._attention import cache_mask, merge_masks, output_spec, write_cache
 from keras_llm.layers._dtype_policy import dtype_policy_config
+from keras_llm.layers.offset_dense import OffsetDense
 from keras_llm.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -122,7 +123,7 @@ class GroupedQueryAttention(keras.layers.Layer):
         self.rope_scaling = self._rotary_embedding.rope_scaling
 
     def _dense(self, units, use_bias, name):
-        return keras.layers.Dense(
+        return OffsetDense(
             units,
             use_bias=use_bias,
             kernel_initializer=_clone(self.kernel_initializer),

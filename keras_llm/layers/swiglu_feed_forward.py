@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_llm._checks import check_int
 from keras_llm.layers._dtype_policy import dtype_policy_config
+from keras_llm.layers.offset_dense import OffsetDense
 
 
 def _clone(initializer):
@@ -57,7 +58,7 @@ class SwiGLUFeedForward(keras.layers.Layer):
         )
 
     def _dense(self, units, name):
-        return keras.layers.Dense(
+        return OffsetDense(
             units,
             use_bias=False,
             kernel_initializer=_clone(self.kernel_initializer),

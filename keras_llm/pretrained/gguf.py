@@ -217,6 +217,52 @@ class _Dequantized:
         return weights if dtype is None else weights.astype(dtype, copy=False)
 
 
+# The 4-bit block types `from_pretrained(..., keep_quantized=True)` keeps as they are:
+# bytes per block of 32 values (a float16 scale d, Q4_1's float16 minimum m, 16 bytes of
+# 4-bit values, the first 16 in the low nibbles), and whether the block has m.
+_KEPT = {"Q4_0": (18, False), "Q4_1": (20, True)}
+BLOCK_SIZE = 32
+
+
+def kept_blocks(tensor):
+    """A Q4_0 or Q4_1 tensor's blocks as `OffsetDense`'s int4 variables, with no rounding.
+
+    A block of 32 values is `d * (q - 8)` (Q4_0) or `d * q + m` (Q4_1) with
+    `q` in 0..15; as Keras's int4 kernel (values in -8..7, zero point 0) with
+    `scale = d` and `offset = m + 8 d` (Q4_0: 0), `(q - 8) * d + offset`
+    is the same value.
+
+    Args:
+        tensor: One of `read_gguf`'s tensors (a `_Dequantized`) of type Q4_0
+            or Q4_1, Hugging Face's `[out, in]` (query and key rows in
+            Hugging Face's order).
+
+    Returns:
+        `(values, scale, offset)`: int8 `[in, out]` in -8..7, float32
+        `[in / 32, out]` twice.
+    """
+    source = tensor._tensor
+    size, has_minimum = _KEPT[source.tensor_type.name]
+    rows, columns = tensor.shape
+    blocks = np.asarray(source.data).reshape(rows, columns // BLOCK_SIZE, size)
+    scale = blocks[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)  # [out, G]
+    minimum = (blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+               if has_minimum else None)
+    packed = blocks[..., size - BLOCK_SIZE // 2:]  # [out, G, 16]
+    values = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.int8) - 8
+    values = values.reshape(rows, columns)  # [out, in]
+    offset = np.zeros_like(scale) if minimum is None else minimum + 8 * scale
+    if tensor._heads:  # llama.cpp's row order undone, as for the float tensors
+        values, scale, offset = (_unpermute(a, tensor._heads) for a in (values, scale, offset))
+    return values.T, scale.T, offset.T
+
+
+def is_kept(tensor):
+    """Whether `kept_blocks` reads `tensor` (a `read_gguf` tensor): Q4_0 and Q4_1 blocks of 32."""
+    return (isinstance(tensor, _Dequantized) and tensor._tensor.tensor_type.name in _KEPT
+            and tensor.shape[-1] % BLOCK_SIZE == 0)
+
+
 def read_gguf_tokenizer(path):
     """The tokenizer a GGUF file's metadata describes, with its chat template and special tokens.
 

@@ -4,9 +4,11 @@ import logging
 import os
 import re
 
+import keras
 import numpy as np
 
 from keras_llm import tokenizers
+from keras_llm.compression.quantize import collected_once
 from keras_llm.models import registry
 from keras_llm.pretrained import _files, _llama
 from keras_llm.pretrained import gguf as gguf_file
@@ -26,13 +28,15 @@ logger = logging.getLogger("keras_llm")
 # The `task` names from_pretrained takes (a registry alias, else its name).
 TASKS = tuple(public_name(t) for f in FAMILIES.values() for t in tasks(f).values())
 _BUILDER_ARGUMENTS = ("dropout", "precision", "name")
+# Hugging Face's names of a Llama block's projections (`OffsetDense` layers).
+_PROJECTION = re.compile(r"\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.weight$")
 _HEAD_ARGUMENTS = ("num_classes", "label_names") + _BUILDER_ARGUMENTS
 # Old BERT files name LayerNorm parameters as TensorFlow did; Hugging Face renames them too.
 _LEGACY = ((re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"),
            (re.compile(r"LayerNorm\.beta$"), "LayerNorm.bias"))
 
 
-def from_pretrained(path, task=None, **head_arguments):
+def from_pretrained(path, task=None, *, keep_quantized=False, **head_arguments):
     """Loads a Hugging Face checkpoint into a model of keras_llm's builders.
 
     `path` is a local Hugging Face model directory: `config.json` and
@@ -54,7 +58,18 @@ def from_pretrained(path, task=None, **head_arguments):
     (`keras_llm.pretrained.gguf.read_gguf`: its metadata gives the config,
     its tensors are dequantized to float32): it loads into `build_llama`
     as task `"causal_lm"`, carrying the tokenizer and chat template of its
-    metadata (`read_gguf_tokenizer`).
+    metadata (`read_gguf_tokenizer`). With `keep_quantized=True` the
+    file's Q4_0 and Q4_1 projections are not dequantized: each
+    `OffsetDense` projection of the attention and the feed-forward network
+    holds the file's 4-bit blocks as they are (Keras's int4 kernel in
+    blocks of 32, a float16 scale, and the Q4_1 minimum as a float
+    offset), so the model computes the file's weights with no second
+    rounding (what `keras_llm.quantize(model, "int4")` of the float32 model
+    cannot do: its integer zero points do not hold Q4_1's minimums) at an
+    eighth of float32's memory; other types (the token table, F32 norms,
+    Q8_0 and K-quant tensors) are read as float32. The model is then an int4
+    model like `keras_llm.quantize`'s: it saves, loads and exports the same
+    way, and does not fine-tune with LoRA.
 
     | `config.json` architecture | `task=None` gives | builder |
     |---|---|---|
@@ -109,6 +124,9 @@ def from_pretrained(path, task=None, **head_arguments):
             `id2label` (`label_names` renames them). `dropout`, `precision`
             and `name` are passed to the builder (the dropout rate defaults
             to the checkpoint's).
+        keep_quantized: For a `.gguf` file only: keep its Q4_0/Q4_1
+            projections as 4-bit blocks instead of dequantizing them
+            (above).
 
     Returns:
         A compiled functional `keras.Model` that carries the checkpoint's
@@ -146,8 +164,15 @@ def from_pretrained(path, task=None, **head_arguments):
     ```
     """
     path = os.fspath(path)
+    if not isinstance(keep_quantized, bool):
+        raise ValueError(f"`keep_quantized` must be a bool. Received: keep_quantized={keep_quantized!r}")
     if path.endswith(".gguf"):  # llama.cpp's single file: config, weights and tokenizer
-        return _from_gguf(path, task, head_arguments)
+        return _from_gguf(path, task, head_arguments, keep_quantized)
+    if keep_quantized:
+        raise ValueError(
+            "`keep_quantized=True` keeps a GGUF file's 4-bit blocks; a Hugging Face directory's "
+            f"weights are float (quantize them with keras_llm.quantize). Received: path={path!r}"
+        )
     config = _files.read_config(path)
     where = os.path.join(path, _files.CONFIG)
     if config.get("model_type") in _llama.MODEL_TYPES:  # Llama, Mistral, Qwen2: build_llama
@@ -241,7 +266,7 @@ def _llama_architecture(config, where):
     return listed[0]
 
 
-def _from_gguf(path, task, head_arguments):
+def _from_gguf(path, task, head_arguments, keep_quantized=False):
     """A Llama-architecture GGUF file, into `build_llama`, with the tokenizer its metadata describes."""
     if task not in (None, "causal_lm") or head_arguments:
         raise ValueError(
@@ -253,7 +278,10 @@ def _from_gguf(path, task, head_arguments):
                                 f"({'a directory' if os.path.isdir(path) else 'does not exist'})")
     reader = gguf_file._open(path)  # parsed once for the weights and the tokenizer
     config, tensors = gguf_file._config_and_tensors(reader, path)
-    model = _llama.model_from_hf(config, tensors, path)
+    if keep_quantized:
+        model = _with_kept_blocks(config, tensors, path)
+    else:
+        model = _llama.model_from_hf(config, tensors, path)
     try:
         tokenizer = gguf_file._tokenizer_of(reader, path)
         if tokenizer is None:
@@ -263,6 +291,40 @@ def _from_gguf(path, task, head_arguments):
     except ValueError as error:
         # The weights load all the same: a tokenizer can still be given by hand.
         logger.warning("%s: the file's tokenizer is not attached to the model: %s", path, error)
+    return model
+
+
+def _with_kept_blocks(config, tensors, path):
+    """`model_from_hf`'s model whose Q4_0/Q4_1 projections hold the file's blocks (`keep_quantized`).
+
+    Only the attention and feed-forward projections (`OffsetDense`) are
+    kept; a 4-bit token table or LM head is dequantized as usual.
+    """
+    kept = {name for name, tensor in tensors.items()
+            if _PROJECTION.search(name) and gguf_file.is_kept(tensor)}
+    # The kept tensors are not dequantized: zeros (a view, no memory) stand in until quantized.
+    model = _llama.model_from_hf(
+        config, {name: np.broadcast_to(np.float32(0), tensor.shape) if name in kept else tensor
+                 for name, tensor in tensors.items()}, path)
+    if not kept:
+        logger.warning("%s: keep_quantized=True, but the file holds no Q4_0/Q4_1 projections: "
+                       "every weight is float32", path)
+        return model
+    layers = {layer.path: layer for layer in model._flatten_layers()}
+    chosen = {}  # layer path -> (layer, tensor)
+    for tensor in _llama.tensors(_llama.arguments(config, path)):
+        if tensor.name in kept:
+            layer = layers[tensor.variables[0].rpartition("/")[0]]
+            chosen[layer.path] = (layer, tensors[tensor.name])
+    int4 = keras.quantizers.Int4QuantizationConfig(block_size=gguf_file.BLOCK_SIZE)
+    with collected_once():
+        model.quantize(None, config=int4, filters=lambda layer: layer.path in chosen)
+    for layer, tensor in chosen.values():
+        values, scale, offset = gguf_file.kept_blocks(tensor)
+        layer._kernel.assign(keras.quantizers.pack_int4(values, axis=-1)[0])
+        layer.kernel_scale.assign(scale)
+        layer.kernel_zero.assign(np.zeros(scale.shape, "int8"))
+        layer.kernel_offset.assign(offset)
     return model
 
 

@@ -183,3 +183,17 @@ def test_float32_logits_are_as_close_to_a_float64_forward_pass_as_transformers(o
     print(f"max |logits - float64|: keras_llm {ours_error:.3g}, transformers {transformers_error:.3g}")
     assert ours_error <= 1.5e-4 and ours_error <= 1.25 * transformers_error, (
         ours_error, transformers_error)
+
+
+def test_the_files_4_bit_blocks_kept_as_they_are_give_transformers_logits(smollm2_gguf, reference_model):
+    """`keep_quantized=True`: the 210 Q4_1 projections stay 4-bit (`OffsetDense`), the rest float;
+    the logits stay as close to transformers' (which dequantizes the file) as the float32 load's."""
+    import torch
+
+    kept = keras_llm.from_pretrained(smollm2_gguf, keep_quantized=True)
+    assert sum(layer.quantization_mode == "int4" for layer in kept._flatten_layers()) == 210
+    ids = kept.tokenizer(chat_prompt(QUESTION, kept.tokenizer)).numpy()
+    logits = np.asarray(kept({"token_ids": ids[None], "padding_mask": np.ones_like(ids[None])}))
+    with torch.no_grad():
+        expected = reference_model(torch.from_numpy(ids[None].astype(np.int64))).logits.numpy()
+    np.testing.assert_allclose(logits, expected, atol=2e-4)
