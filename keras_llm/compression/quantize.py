@@ -80,16 +80,14 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
     ops). Quantized weights do not train: quantize a trained model.
 
     A GGUF checkpoint read by `keras_llm.from_pretrained` is dequantized to
-    float32 on reading; quantize it again here. GGUF's Q8_0/Q4_K formats
-    (blocks of 32 values, each with its own scale, and in the K formats a
-    minimum and 6-bit sub-scales) have no Keras layout to land in: Keras's
-    int8 has one scale per output channel, its int4 blocks of 128 with a
-    float zero point. Keeping them would need a layer of our own that
-    unpacks GGUF blocks at every call (and its own serving ops);
-    re-quantizing the float32 weights with Keras's formulas keeps one path,
-    tested, saved and exported like any quantized model, at the cost of a
-    second rounding (int8 per channel rounds to 1/254 of a channel's range,
-    finer than Q4 and about Q8_0's step).
+    float32 on reading, and quantizing it here rounds its weights a second
+    time (Keras's int4 zero points are integers, which cannot hold Q4_1's
+    per-block minimums: SmolLM2-135M's perplexity +40%). To keep a file's
+    Q4_0/Q4_1 projections as they are, read it with
+    `keras_llm.from_pretrained(path, keep_quantized=True)` instead (Keras's
+    int4 layout plus a float offset per block, `keras_llm.layers.OffsetDense`).
+    Q8_0 and the K formats have no such layout (Keras's int8 has one scale
+    per output channel, not per block of 32) and are read as float32.
 
     Args:
         model: A built keras_llm model (any builder's, or one loaded from
