@@ -20,10 +20,12 @@ import keras_llm
 from keras_llm.models import registry
 from tests.export.test_registry_exports import CASES
 from tests.models.test_registry import _examples
+from tests.pretrained.test_gguf_kept_blocks import _write as write_gguf
 from tests.test_cli import keras_llm_command
 from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # an export per task (10-25 s each on 2 cores), subprocesses
+KEPT = "causal_lm_gguf_q4_kept"
 
 TENSORFLOW_ONLY = textwrap.dedent(
     """
@@ -75,6 +77,14 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
                 path = keras_llm.export(restored[key], str(tmp_path / served_key), jit_compile=jit,
                                         **settings)
                 request[served_key] = (path, texts)
+    # A Llama read from a GGUF file with its 4-bit blocks kept (`keep_quantized=True`: int4 with
+    # offsets, no int8 matmul), served in the same process as a causal LM.
+    kept = keras_llm.from_pretrained(write_gguf(tmp_path / "q4.gguf"), keep_quantized=True)
+    kept.tokenizer = keras_llm.tokenizers.ByteTokenizer()
+    kept.save(str(tmp_path / "kept.keras"))
+    restored[KEPT] = keras.saving.load_model(str(tmp_path / "kept.keras"))
+    request[KEPT] = (keras_llm.export(restored[KEPT], str(tmp_path / KEPT), max_new_tokens=4),
+                     CASES["causal_lm"][3])
     result = subprocess.run(
         [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
         text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -85,7 +95,7 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
     for key, answer in served.items():
         assert answer["unregistered"] == [] and answer["xla"] == [], key
         model_key = key.removesuffix("_xla")
-        name = model_key.removesuffix("_weights_only")
+        name = "causal_lm" if key == KEPT else model_key.removesuffix("_weights_only")
         # W8A8: int8 x int8 -> int32 in core ops; weights-only: float products only.
         assert (answer["int8_matmuls"] > 0) == (model_key == name), key
         _, _, _, texts, check = CASES[name]

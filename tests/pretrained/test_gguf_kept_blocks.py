@@ -2,13 +2,10 @@
 
 The reference is the same file dequantized by the `gguf` package (`read_gguf`, what
 `from_pretrained` loads by default and test_gguf_smollm2.py compares with `transformers`).
-SmolLM2's real file: test_gguf_smollm2.py."""
+SmolLM2's real file: test_gguf_smollm2.py; a kept model served from a TensorFlow-only process:
+tests/compression/test_quantized_export.py."""
 
-import json
 import logging
-import os
-import subprocess
-import sys
 
 import gguf
 import keras
@@ -17,11 +14,9 @@ import pytest
 
 import keras_llm
 from keras_llm.pretrained.gguf import _config_and_tensors, _open, kept_blocks
-from tests.compression.test_quantized_export import TENSORFLOW_ONLY
-from tests.export.test_registry_exports import _check_decoded, _gpt_expected
 
-# 80 inputs to the down projection: two blocks of 32 and one of 16 would not be a GGUF file
-# (its blocks are whole), so FFN is a multiple of 32 too; 3 blocks.
+# Every input width a whole number of GGUF's blocks of 32: the down projection reads FFN = 96,
+# three blocks a row.
 HIDDEN, HEADS, KV_HEADS, FFN, VOCAB, LAYERS = 64, 4, 2, 96, 258, 2
 Q4 = (gguf.GGMLQuantizationType.Q4_1, gguf.GGMLQuantizationType.Q4_0)  # layer 0, layer 1
 
@@ -129,27 +124,3 @@ def test_keep_quantized_is_refused_where_it_means_nothing_and_lora_on_kept_block
         model = keras_llm.from_pretrained(float_file, keep_quantized=True)
     assert "holds no Q4_0/Q4_1 projections" in caplog.text
     assert not any(layer.quantization_mode for layer in model._flatten_layers())
-
-
-@pytest.mark.slow  # a subprocess
-def test_a_model_keeping_the_blocks_serves_text_from_a_tensorflow_only_process(file, tmp_path):
-    kept = keras_llm.from_pretrained(file, keep_quantized=True)
-    kept.tokenizer = keras_llm.tokenizers.ByteTokenizer()
-    path = str(tmp_path / "kept.keras")
-    kept.save(path)
-    restored = keras.saving.load_model(path)
-    texts = {"text": ["Hi", "", "caf\u00e9"]}
-    exported = keras_llm.export(restored, str(tmp_path / "served"), max_new_tokens=4)
-    result = subprocess.run(
-        [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps({"kept": (exported, texts)}),
-        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
-    assert served.pop("imported") == []
-    answer = served["kept"]
-    assert answer["unregistered"] == [] and answer["xla"] == []
-    import tensorflow as tf
-
-    outputs = {k: tf.constant(v, dtype=dtype) for k, (v, dtype) in answer["served"].items()}
-    _check_decoded(_gpt_expected, restored, outputs, texts["text"])
