@@ -9,13 +9,20 @@ read by `_gguf_reader.GGUFFile` (metadata with `struct`, tensors left in a
 memory map until dequantized). The chat
 template (`tokenizer.chat_template`) comes with them. `read_gguf_tokenizer`
 gives the byte-level BPE tokenizer the metadata describes (`tokenizer.ggml.*`).
+`model_with_kept_blocks` builds the model whose Q4_0/Q4_1 projections keep
+the file's 4-bit blocks (`from_pretrained(..., keep_quantized=True)`).
 """
 
+import logging
 import os
+import re
 import struct
 
+import keras
 import numpy as np
 
+from keras_llm.compression.quantize import collected_once
+from keras_llm.pretrained import _llama
 from keras_llm.pretrained._gguf_reader import GGUFFile
 
 from keras_llm.tokenizers.core_ops_byte_pair_tokenizer import (
@@ -50,6 +57,7 @@ _PRE_TOKENIZERS = {
 }
 # tokenizer.ggml.token_type values: llama.cpp's control and user-defined tokens are added tokens.
 _CONTROL, _USER_DEFINED = 3, 4
+logger = logging.getLogger("keras_llm")
 # The quantization types read (`gguf.quants.dequantize` handles each).
 _TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
           "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -217,6 +225,8 @@ class _Dequantized:
         return weights if dtype is None else weights.astype(dtype, copy=False)
 
 
+# Hugging Face's names of a Llama block's projections (`OffsetDense` layers).
+_PROJECTION = re.compile(r"\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.weight$")
 # The 4-bit block types `from_pretrained(..., keep_quantized=True)` keeps as they are:
 # bytes per block of 32 values (a float16 scale d, Q4_1's float16 minimum m, 16 bytes of
 # 4-bit values, the first 16 in the low nibbles), and whether the block has m.
@@ -261,6 +271,43 @@ def is_kept(tensor):
     """Whether `kept_blocks` reads `tensor` (a `read_gguf` tensor): Q4_0 and Q4_1 blocks of 32."""
     return (isinstance(tensor, _Dequantized) and tensor._tensor.tensor_type.name in _KEPT
             and tensor.shape[-1] % BLOCK_SIZE == 0)
+
+
+def model_with_kept_blocks(config, tensors, path):
+    """`_llama.model_from_hf`'s model whose Q4_0/Q4_1 projections hold the file's blocks.
+
+    What `keras_llm.from_pretrained(path, keep_quantized=True)` loads: `config`
+    and `tensors` are `_config_and_tensors`'s.
+
+    Only the attention and feed-forward projections (`OffsetDense`) are
+    kept; a 4-bit token table or LM head is dequantized as usual.
+    """
+    kept = {name for name, tensor in tensors.items()
+            if _PROJECTION.search(name) and is_kept(tensor)}
+    # The kept tensors are not dequantized: zeros (a view, no memory) stand in until quantized.
+    model = _llama.model_from_hf(
+        config, {name: np.broadcast_to(np.float32(0), tensor.shape) if name in kept else tensor
+                 for name, tensor in tensors.items()}, path)
+    if not kept:
+        logger.warning("%s: keep_quantized=True, but the file holds no Q4_0/Q4_1 projections: "
+                       "every weight is float32", path)
+        return model
+    layers = {layer.path: layer for layer in model._flatten_layers()}
+    chosen = {}  # layer path -> (layer, tensor)
+    for tensor in _llama.tensors(_llama.arguments(config, path)):
+        if tensor.name in kept:
+            layer = layers[tensor.variables[0].rpartition("/")[0]]
+            chosen[layer.path] = (layer, tensors[tensor.name])
+    int4 = keras.quantizers.Int4QuantizationConfig(block_size=BLOCK_SIZE)
+    with collected_once():
+        model.quantize(None, config=int4, filters=lambda layer: layer.path in chosen)
+    for layer, tensor in chosen.values():
+        values, scale, offset = kept_blocks(tensor)
+        layer._kernel.assign(keras.quantizers.pack_int4(values, axis=-1)[0])
+        layer.kernel_scale.assign(scale)
+        layer.kernel_zero.assign(np.zeros(scale.shape, "int8"))
+        layer.kernel_offset.assign(offset)
+    return model
 
 
 def read_gguf_tokenizer(path):

@@ -4,11 +4,9 @@ import logging
 import os
 import re
 
-import keras
 import numpy as np
 
 from keras_llm import tokenizers
-from keras_llm.compression.quantize import collected_once
 from keras_llm.models import registry
 from keras_llm.pretrained import _files, _llama
 from keras_llm.pretrained import gguf as gguf_file
@@ -28,8 +26,6 @@ logger = logging.getLogger("keras_llm")
 # The `task` names from_pretrained takes (a registry alias, else its name).
 TASKS = tuple(public_name(t) for f in FAMILIES.values() for t in tasks(f).values())
 _BUILDER_ARGUMENTS = ("dropout", "precision", "name")
-# Hugging Face's names of a Llama block's projections (`OffsetDense` layers).
-_PROJECTION = re.compile(r"\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.weight$")
 _HEAD_ARGUMENTS = ("num_classes", "label_names") + _BUILDER_ARGUMENTS
 # Old BERT files name LayerNorm parameters as TensorFlow did; Hugging Face renames them too.
 _LEGACY = ((re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"),
@@ -279,7 +275,7 @@ def _from_gguf(path, task, head_arguments, keep_quantized=False):
     reader = gguf_file._open(path)  # parsed once for the weights and the tokenizer
     config, tensors = gguf_file._config_and_tensors(reader, path)
     if keep_quantized:
-        model = _with_kept_blocks(config, tensors, path)
+        model = gguf_file.model_with_kept_blocks(config, tensors, path)
     else:
         model = _llama.model_from_hf(config, tensors, path)
     try:
@@ -291,40 +287,6 @@ def _from_gguf(path, task, head_arguments, keep_quantized=False):
     except ValueError as error:
         # The weights load all the same: a tokenizer can still be given by hand.
         logger.warning("%s: the file's tokenizer is not attached to the model: %s", path, error)
-    return model
-
-
-def _with_kept_blocks(config, tensors, path):
-    """`model_from_hf`'s model whose Q4_0/Q4_1 projections hold the file's blocks (`keep_quantized`).
-
-    Only the attention and feed-forward projections (`OffsetDense`) are
-    kept; a 4-bit token table or LM head is dequantized as usual.
-    """
-    kept = {name for name, tensor in tensors.items()
-            if _PROJECTION.search(name) and gguf_file.is_kept(tensor)}
-    # The kept tensors are not dequantized: zeros (a view, no memory) stand in until quantized.
-    model = _llama.model_from_hf(
-        config, {name: np.broadcast_to(np.float32(0), tensor.shape) if name in kept else tensor
-                 for name, tensor in tensors.items()}, path)
-    if not kept:
-        logger.warning("%s: keep_quantized=True, but the file holds no Q4_0/Q4_1 projections: "
-                       "every weight is float32", path)
-        return model
-    layers = {layer.path: layer for layer in model._flatten_layers()}
-    chosen = {}  # layer path -> (layer, tensor)
-    for tensor in _llama.tensors(_llama.arguments(config, path)):
-        if tensor.name in kept:
-            layer = layers[tensor.variables[0].rpartition("/")[0]]
-            chosen[layer.path] = (layer, tensors[tensor.name])
-    int4 = keras.quantizers.Int4QuantizationConfig(block_size=gguf_file.BLOCK_SIZE)
-    with collected_once():
-        model.quantize(None, config=int4, filters=lambda layer: layer.path in chosen)
-    for layer, tensor in chosen.values():
-        values, scale, offset = gguf_file.kept_blocks(tensor)
-        layer._kernel.assign(keras.quantizers.pack_int4(values, axis=-1)[0])
-        layer.kernel_scale.assign(scale)
-        layer.kernel_zero.assign(np.zeros(scale.shape, "int8"))
-        layer.kernel_offset.assign(offset)
     return model
 
 
