@@ -15,7 +15,6 @@ the file's 4-bit blocks (`from_pretrained(..., keep_quantized=True)`).
 
 import logging
 import os
-import re
 import struct
 
 import keras
@@ -225,8 +224,6 @@ class _Dequantized:
         return weights if dtype is None else weights.astype(dtype, copy=False)
 
 
-# Hugging Face's names of a Llama block's projections (`OffsetDense` layers).
-_PROJECTION = re.compile(r"\.(self_attn\.[qkvo]|mlp\.(gate|up|down))_proj\.weight$")
 # The 4-bit block types `from_pretrained(..., keep_quantized=True)` keeps as they are:
 # bytes per block of 32 values (a float16 scale d, Q4_1's float16 minimum m, 16 bytes of
 # 4-bit values, the first 16 in the low nibbles), and whether the block has m.
@@ -268,9 +265,8 @@ def kept_blocks(tensor):
 
 
 def is_kept(tensor):
-    """Whether `kept_blocks` reads `tensor` (a `read_gguf` tensor): Q4_0 and Q4_1 blocks of 32."""
-    return (isinstance(tensor, _Dequantized) and tensor._tensor.tensor_type.name in _KEPT
-            and tensor.shape[-1] % BLOCK_SIZE == 0)
+    """Whether `kept_blocks` reads `tensor` (a `read_gguf` tensor): Q4_0 and Q4_1 blocks."""
+    return isinstance(tensor, _Dequantized) and tensor._tensor.tensor_type.name in _KEPT
 
 
 def model_with_kept_blocks(config, tensors, path):
@@ -282,22 +278,23 @@ def model_with_kept_blocks(config, tensors, path):
     Only the attention and feed-forward projections (`OffsetDense`) are
     kept; a 4-bit token table or LM head is dequantized as usual.
     """
-    kept = {name for name, tensor in tensors.items()
-            if _PROJECTION.search(name) and is_kept(tensor)}
+    # The projections are the table's `.../kernel` variables (the token table's are
+    # `embeddings` and `reverse_embeddings`).
+    table = {t.name: t for t in _llama.tensors(_llama.arguments(config, path))
+             if t.variables[0].endswith("/kernel") and is_kept(tensors.get(t.name))}
     # The kept tensors are not dequantized: zeros (a view, no memory) stand in until quantized.
     model = _llama.model_from_hf(
-        config, {name: np.broadcast_to(np.float32(0), tensor.shape) if name in kept else tensor
+        config, {name: np.broadcast_to(np.float32(0), tensor.shape) if name in table else tensor
                  for name, tensor in tensors.items()}, path)
-    if not kept:
+    if not table:
         logger.warning("%s: keep_quantized=True, but the file holds no Q4_0/Q4_1 projections: "
                        "every weight is float32", path)
         return model
     layers = {layer.path: layer for layer in model._flatten_layers()}
     chosen = {}  # layer path -> (layer, tensor)
-    for tensor in _llama.tensors(_llama.arguments(config, path)):
-        if tensor.name in kept:
-            layer = layers[tensor.variables[0].rpartition("/")[0]]
-            chosen[layer.path] = (layer, tensors[tensor.name])
+    for name, tensor in table.items():
+        layer = layers[tensor.variables[0].rpartition("/")[0]]
+        chosen[layer.path] = (layer, tensors[name])
     int4 = keras.quantizers.Int4QuantizationConfig(block_size=BLOCK_SIZE)
     with collected_once():
         model.quantize(None, config=int4, filters=lambda layer: layer.path in chosen)
