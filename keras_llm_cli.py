@@ -204,9 +204,21 @@ EXPORT_FLAGS = {
 QUANTIZE_FLAGS = {
     "--model": dict(required=True, help="A .keras model file (it carries its tokenizer), not yet quantized."),
     "--mode": dict(
-        default="int8", choices=("int8", "int4"),
+        default="int8", choices=("int8", "int4", "gptq", "awq"),
         help="int8: int8 weights (a scale per output channel) and activations (a scale per "
-        "token); int4: 4-bit weights in blocks of 128, float activations (keras_llm.quantize).",
+        "token); int4: 4-bit weights in blocks of 128, float activations; gptq, awq: 4-bit "
+        "weights of a causal LM's blocks, rounded as calibrated on --calibration "
+        "(keras_llm.quantize).",
+    ),
+    "--calibration": dict(
+        default=None, metavar="FILE",
+        help="gptq and awq: a UTF-8 text file, read as one text, that the calibration windows "
+        "are cut from.",
+    ),
+    "--num-samples": dict(
+        type=int, default=128,
+        help="gptq and awq: how many calibration windows (of 512 tokens, or the model's "
+        "context if shorter).",
     ),
     "--weights-only": dict(
         action="store_true",
@@ -415,7 +427,7 @@ COMMANDS = {
     ),
     "export": (EXPORT_FLAGS, "Export a trained .keras model for TF Serving.", ""),
     "quantize": (
-        QUANTIZE_FLAGS, "Quantize a .keras model to int8 or int4 (and export it).",
+        QUANTIZE_FLAGS, "Quantize a .keras model to int8, int4, GPTQ or AWQ (and export it).",
         " Saves the quantized model to --output (it loads with keras.saving.load_model) and, "
         "with --export, exports it for TF Serving.",
     ),

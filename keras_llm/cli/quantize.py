@@ -1,4 +1,4 @@
-"""`keras-llm quantize`: a trained `.keras` model quantized (int8 or int4), saved and exported."""
+"""`keras-llm quantize`: a trained `.keras` model quantized (int8, int4, GPTQ, AWQ), saved and exported."""
 
 import os
 
@@ -24,9 +24,14 @@ def run(args, parser):
         parser.error(f"--weights-only is an option of --mode int8. Received: --mode {args.mode}")
     if os.path.abspath(output) == os.path.abspath(args.model):
         parser.error(f"--output must not be --model itself. Received: --output {output!r}")
+    calibration = _calibration(args, parser)
     model, _ = load_trained(args.model, parser)
     try:
-        keras_llm.quantize(model, args.mode, weights_only=args.weights_only)
+        if calibration is None:
+            keras_llm.quantize(model, args.mode, weights_only=args.weights_only)
+        else:
+            keras_llm.quantize(model, args.mode, calibration=calibration,
+                               num_samples=args.num_samples)
     except ValueError as error:
         parser.error(f"--model {args.model!r}: {error}")
     with atomic_output(output) as temporary:
@@ -39,3 +44,21 @@ def run(args, parser):
             parser.error(f"exporting {output!r} to --export {args.export!r}: {error}")
         print(f"exported: {version}")
     return 0
+
+
+def _calibration(args, parser):
+    """`--calibration`'s text (one document) for --mode gptq or awq, else None; checked first."""
+    calibrated = args.mode in keras_llm.compression.CALIBRATED_MODES
+    if args.calibration is None:
+        if calibrated:
+            parser.error(f"--mode {args.mode} needs --calibration FILE (a text to calibrate on)")
+        return None
+    if not calibrated:
+        parser.error(f"--calibration is an option of --mode gptq and awq. Received: --mode {args.mode}")
+    try:
+        with open(args.calibration, encoding="utf-8") as file:
+            return [file.read()]
+    except FileNotFoundError:
+        parser.error(f"--calibration {args.calibration!r}: no such file")
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"--calibration {args.calibration!r}: {error}")

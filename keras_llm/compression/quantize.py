@@ -5,27 +5,24 @@ import gc
 import warnings
 
 import keras
+import numpy as np
 
+from keras_llm._checks import check_int
+from keras_llm.compression import keras_fixes
 from keras_llm.layers.token_and_position_embedding import ReversibleEmbedding
+from keras_llm.models.registry import special_tokens
 
-# The modes `keras_llm.quantize` takes. Keras's others are refused by name
-# (`_REFUSED`, the reason each is not served).
-MODES = ("int8", "int4")
+keras_fixes.install()  # GPTQ/AWQ layers save their zero points (Keras 3.15 drops them)
+
+# The modes `keras_llm.quantize` takes; the last two calibrate on text
+# (`calibration=`). Keras's others are refused by name (`_REFUSED`, the
+# reason each is not served).
+MODES = ("int8", "int4", "gptq", "awq")
+CALIBRATED_MODES = ("gptq", "awq")
 _REFUSED = {
     "float8": "a training format whose matmuls only recent GPUs run; on a CPU it would serve "
     "slower than float32 and no smaller than int8",
-    # keras/src/layers/core/dense.py and einsum_dense.py, `save_own_variables`:
-    # in mode "gptq" the zero points are skipped (`_get_kernel_with_merged_lora`
-    # returns none for it) while `load_own_variables` expects them, so
-    # `keras.saving.load_model` fails ("expected 4 variables, but received 3").
-    # Decoders give Keras the structure it calibrates (`DecoderModel.
-    # get_quantization_layer_structure`): `model.quantize("gptq", config=...)`
-    # works in memory. Accept the modes here once the saved model loads.
-    "gptq": "Keras 3.15 saves a GPTQ-quantized layer without its zero points, so the model "
-    "does not load back from .keras (the same holds for AWQ); use 'int4', which quantizes "
-    "weights to 4 bits in blocks of 128 without a calibration set",
 }
-_REFUSED["awq"] = _REFUSED["gptq"]
 
 
 def _is_projection(layer):
@@ -43,7 +40,16 @@ def _quantized_layers(model):
     return [layer for layer in model._flatten_layers() if layer.quantization_mode is not None]
 
 
-def quantize(model, mode, *, block_size=None, weights_only=False):
+def quantize(
+    model,
+    mode,
+    *,
+    block_size=None,
+    weights_only=False,
+    calibration=None,
+    num_samples=128,
+    sequence_length=None,
+):
     """Quantizes `model`'s weights in place with Keras's `model.quantize`; returns `model`.
 
     Every projection of a keras_llm model is quantized: the attention and
@@ -68,10 +74,23 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
       zero point per block, or symmetric per output channel with
       `block_size=-1`; activations stay float.
 
-    GPTQ and AWQ (Keras's calibrated 4-bit modes) are refused: Keras 3.15
-    saves their layers without the zero points, so the model would not load
-    back from `.keras`. float8 is refused too (a training format of recent
-    GPUs).
+    - `"gptq"` and `"awq"`: 4-bit weights in blocks of `block_size` (a
+      float scale and an integer zero point per block), chosen on
+      `calibration` text by Keras's GPTQ (each projection's rounding error
+      corrected on the columns not yet rounded, weighted by its inputs'
+      second moments) or AWQ (each input channel scaled by its activations'
+      size before rounding). They calibrate a causal language model (GPT,
+      Llama) block by block, so they quantize the projections inside its
+      decoder blocks; the token table and an untied head stay float32
+      (Keras calibrates only the blocks: a layer outside them would be
+      rounded without calibration). Activations stay float. Other tasks
+      are refused by name, and so is LoRA on the result (Keras has none
+      for these layers). Three fixes to Keras 3.15 make these modes work:
+      its statistics reach the layers, its `.keras` files keep the zero
+      points, and its GPTQ compiles no XLA op per column
+      (`keras_llm/compression/keras_fixes.py`).
+
+    float8 is refused (a training format of recent GPUs).
 
     A quantized model saves to `.keras` and loads back with
     `keras.saving.load_model` and no custom objects (each layer's config
@@ -92,13 +111,23 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
     Args:
         model: A built keras_llm model (any builder's, or one loaded from
             `.keras` or `from_pretrained`), not yet quantized.
-        mode: One of `keras_llm.compression.MODES`: `"int8"` or `"int4"`.
-        block_size: `"int4"`'s block of input values sharing a scale
-            (default 128), or -1 for one scale per output channel.
+        mode: One of `keras_llm.compression.MODES`: `"int8"`, `"int4"`,
+            `"gptq"` or `"awq"`.
+        block_size: `"int4"`'s, `"gptq"`'s and `"awq"`'s block of input
+            values sharing a scale (default 128; Keras's `group_size` for
+            the last two), or -1 for one scale per output channel.
         weights_only: `"int8"` only: quantize the weights and keep the
             activations float (Keras's `Int8QuantizationConfig(
             activation_quantizer=None)`); recorded in the model's config, so
             a `.keras` file and an export compute the same.
+        calibration: `"gptq"` and `"awq"` only, and required there: texts
+            (a list of strings, read with `model.tokenizer` and joined with
+            its end token) or token ids (a list of int arrays, joined as
+            given) that the calibration windows are cut from.
+        num_samples: How many windows of `sequence_length` tokens calibrate
+            (Keras's default, 128); a shorter calibration text is repeated.
+        sequence_length: The windows' length (default: 512 or the model's
+            context, whichever is shorter).
 
     Returns:
         `model`, quantized.
@@ -106,8 +135,12 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
     Raises:
         ValueError: an unknown or refused `mode`, a model already quantized
             (nothing is changed), `block_size` with a mode other than
-            `"int4"` or not a positive int or -1, `weights_only` with a mode
-            other than `"int8"` or not a bool.
+            `"int4"`, `"gptq"` or `"awq"`, or not a positive int or -1,
+            `weights_only` with a mode other than `"int8"` or not a bool;
+            `calibration` missing, empty or given to another mode, a
+            calibrated mode on a model that is not a causal LM, texts for a
+            model without a tokenizer, `num_samples` or `sequence_length`
+            not a positive int, or `sequence_length` over the context.
 
     Example:
 
@@ -153,12 +186,11 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
             f"`weights_only` is an option of mode='int8' ('int4' is always weights-only). "
             f"Received: weights_only=True, mode={mode!r}"
         )
-    config = None
     if block_size is not None:
-        if mode != "int4":
+        if mode not in ("int4",) + CALIBRATED_MODES:
             raise ValueError(
-                f"`block_size` is an option of mode='int4'. Received: block_size={block_size!r}, "
-                f"mode={mode!r}"
+                f"`block_size` is an option of modes 'int4', 'gptq' and 'awq'. Received: "
+                f"block_size={block_size!r}, mode={mode!r}"
             )
         if not isinstance(block_size, int) or isinstance(block_size, bool) or (
             block_size <= 0 and block_size != -1
@@ -167,16 +199,131 @@ def quantize(model, mode, *, block_size=None, weights_only=False):
                 "`block_size` must be a positive int or -1 (one scale per output channel). "
                 f"Received: block_size={block_size!r}"
             )
+    filters = _is_projection
+    if mode in CALIBRATED_MODES:
+        config, filters = _calibration_config(
+            model, mode, calibration, block_size, num_samples, sequence_length
+        )
+        mode = None  # Keras reads it from the config
+    elif calibration is not None:
+        raise ValueError(
+            f"`calibration` is an option of modes 'gptq' and 'awq'. Received: mode={mode!r}"
+        )
+    elif block_size is not None:
         config = keras.quantizers.Int4QuantizationConfig(block_size=block_size)
+        mode = None
+    else:
+        config = None
     with warnings.catch_warnings():
         # Keras's quantizers read variables through NumPy, which warns about
         # `__array__`'s `copy` argument under NumPy 2 (harmless).
         warnings.filterwarnings("ignore", message=".*__array__ implementation.*")
-        with collected_once():
-            model.quantize(None if config else mode, config=config, filters=_is_projection)
+        with collected_once(), keras_fixes.calibrating():
+            model.quantize(mode, config=config, filters=filters)
     if weights_only:
         _keep_activations_float(model)
     return model
+
+
+def _calibration_config(model, mode, calibration, block_size, num_samples, sequence_length):
+    """Keras's `GPTQConfig` or `AWQConfig` for `model`, and a filter of the layers it calibrates.
+
+    Keras calibrates the Dense and EinsumDense layers inside the blocks that
+    `model.get_quantization_layer_structure` names; the filter keeps
+    `model.quantize` from quantizing any other layer, which Keras 3.15 would
+    round without calibration and then save without its float kernel
+    (fixed upstream in keras-team/keras#23321).
+    """
+    structure = model.get_quantization_layer_structure(mode)
+    if structure is None:
+        raise ValueError(
+            f"mode={mode!r} calibrates the decoder blocks of a causal language model (build_gpt, "
+            f"build_llama, or one read by from_pretrained); model {model.name!r} is a "
+            f"{getattr(model, 'task', 'model of another kind')}. Use mode 'int4' or 'int8'."
+        )
+    check_int("num_samples", num_samples, where="quantize")
+    context = model.max_sequence_length
+    if sequence_length is None:
+        sequence_length = min(512, context)
+    check_int("sequence_length", sequence_length, where="quantize")
+    if sequence_length > context:
+        raise ValueError(
+            f"quantize: `sequence_length` must be at most the model's context ({context}). "
+            f"Received: sequence_length={sequence_length}"
+        )
+    ids = _calibration_ids(model, mode, calibration)
+    inside = {
+        id(layer)
+        for block in structure["sequential_blocks"]
+        for layer in block._flatten_layers()
+        if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+    }
+    config_class = keras.quantizers.GPTQConfig if mode == "gptq" else keras.quantizers.AWQConfig
+    config = config_class(
+        # Keras cuts the windows from the ids; it asks for a tokenizer even
+        # when given ids, and reads it only for strings.
+        dataset=[ids],
+        tokenizer=model.tokenizer or _TOKEN_IDS,
+        num_samples=num_samples,
+        sequence_length=sequence_length,
+        group_size=128 if block_size is None else block_size,
+    )
+    return config, lambda layer: id(layer) in inside
+
+
+# What `_calibration_config` gives Keras as the tokenizer of token ids.
+_TOKEN_IDS = "token ids"
+
+
+def _calibration_ids(model, mode, calibration):
+    """`calibration` as one int32 array of ids: texts tokenized and joined with the end token."""
+    if calibration is None:
+        raise ValueError(
+            f"mode={mode!r} needs `calibration`: texts (a list of strings) or token ids (a list "
+            "of int arrays) that its windows are cut from. Received: calibration=None"
+        )
+    if isinstance(calibration, (str, bytes)) or not hasattr(calibration, "__iter__"):
+        raise ValueError(
+            "`calibration` must be a list of texts or of token-id arrays, not a single "
+            f"{type(calibration).__name__}. Received: calibration={calibration!r:.80}"
+        )
+    items = list(calibration)
+    texts = [isinstance(item, str) for item in items]
+    if any(texts):
+        if not all(texts):
+            raise ValueError(
+                "`calibration` must be all texts or all token-id arrays. Received: item "
+                f"{texts.index(False)} is a {type(items[texts.index(False)]).__name__}"
+            )
+        tokenizer = model.tokenizer
+        if tokenizer is None:
+            raise ValueError(
+                f"`calibration` texts are read with the model's tokenizer, and model "
+                f"{model.name!r} has none: pass token ids, or build it with `tokenizer=`."
+            )
+        end = special_tokens(model, tokenizer).get("end_token_id")
+        pieces = []
+        for text in items:
+            pieces.append(np.asarray(tokenizer.tokenize(text), "int32").reshape(-1))
+            if end is not None:
+                pieces.append(np.array([end], "int32"))
+    else:
+        pieces = []
+        for i, item in enumerate(items):
+            array = np.asarray(item)
+            if array.dtype.kind not in "iu" or (
+                array.size and (array.min() < 0 or array.max() >= model.vocabulary_size)
+            ):
+                raise ValueError(
+                    f"`calibration[{i}]` must hold token ids, ints in [0, "
+                    f"{model.vocabulary_size}). Received: dtype {array.dtype}"
+                    + (f", values {array.min()}..{array.max()}" if array.size else "")
+                )
+            pieces.append(array.astype("int32").reshape(-1))
+    ids = np.concatenate(pieces) if pieces else np.zeros((0,), "int32")
+    if not ids.size:
+        raise ValueError(f"`calibration` holds no tokens. Received: {len(items)} items")
+    return ids
 
 
 @contextlib.contextmanager

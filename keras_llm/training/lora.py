@@ -31,6 +31,7 @@ import keras
 from keras.src.saving.keras_saveable import KerasSaveable
 
 from keras_llm._checks import check_int, is_finite_real
+from keras_llm.compression.quantize import CALIBRATED_MODES
 
 # The LoRA paper's choice (section 7.1): the attention's query and value projections.
 DEFAULT_TARGETS = ("query", "value")
@@ -268,6 +269,14 @@ def enable_lora(model, rank, targets=DEFAULT_TARGETS, *, alpha=None, trainable_l
         )
     adaptable = {path: layer for path, layer in layers.items() if _adaptable(layer)}
     adapted = _select(adaptable, targets, "targets", "Dense, EinsumDense or Embedding layer")
+    calibrated = [p for p in adapted if adaptable[p].quantization_mode in CALIBRATED_MODES]
+    if calibrated:
+        raise ValueError(
+            f"enable_lora: {calibrated[0]} (and {len(calibrated) - 1} more) is "
+            f"{adaptable[calibrated[0]].quantization_mode}-quantized, and Keras 3.15 has no LoRA "
+            "for GPTQ or AWQ layers: put the adapters on the float model (or an int8/int4 one, "
+            f"QLoRA), merge, then calibrate. Received: targets={targets!r}"
+        )
     if trainable_layers is None:
         whole = _fresh_head(model)
     elif isinstance(trainable_layers, (list, tuple)) and not trainable_layers:

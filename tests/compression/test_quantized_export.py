@@ -1,5 +1,5 @@
 """Quantized models exported and served: every task from text in a TensorFlow-only process, with
-int8 matmuls in the graph, and `keras-llm quantize`.
+int8 matmuls in the graph (and a GGUF-kept and a GPTQ decoder, without), and `keras-llm quantize`.
 
 Each served answer is checked against the quantized model loaded from `.keras`, recomputed in
 NumPy by the checks of tests/export/test_registry_exports.py (full passes, float64 softmax),
@@ -26,6 +26,7 @@ from tests.test_cli_commands import cli
 
 pytestmark = pytest.mark.slow  # an export per task (10-25 s each on 2 cores), subprocesses
 KEPT = "causal_lm_gguf_q4_kept"
+GPTQ = "causal_lm_gptq"
 
 TENSORFLOW_ONLY = textwrap.dedent(
     """
@@ -85,6 +86,15 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
     restored[KEPT] = keras.saving.load_model(str(tmp_path / "kept.keras"))
     request[KEPT] = (keras_llm.export(restored[KEPT], str(tmp_path / KEPT), max_new_tokens=4),
                      CASES["causal_lm"][3])
+    # A GPT whose blocks GPTQ calibrated (4-bit blocks, float activations), the same way.
+    arguments, tokenizer, _, _ = _examples()["causal_lm"]
+    gptq = registry.TASKS["causal_lm"].resolve("builder")(tokenizer=tokenizer, **arguments)
+    keras_llm.quantize(gptq, "gptq", calibration=[textwrap.__doc__], num_samples=4,
+                       sequence_length=16)
+    gptq.save(str(tmp_path / "gptq.keras"))
+    restored[GPTQ] = keras.saving.load_model(str(tmp_path / "gptq.keras"))
+    request[GPTQ] = (keras_llm.export(restored[GPTQ], str(tmp_path / GPTQ), **CASES["causal_lm"][2]),
+                     CASES["causal_lm"][3])
     result = subprocess.run(
         [sys.executable, "-c", TENSORFLOW_ONLY], input=json.dumps(request), capture_output=True,
         text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
@@ -95,7 +105,7 @@ def test_every_task_quantized_to_int8_serves_text_from_a_tensorflow_only_process
     for key, answer in served.items():
         assert answer["unregistered"] == [] and answer["xla"] == [], key
         model_key = key.removesuffix("_xla")
-        name = "causal_lm" if key == KEPT else model_key.removesuffix("_weights_only")
+        name = "causal_lm" if key in (KEPT, GPTQ) else model_key.removesuffix("_weights_only")
         # W8A8: int8 x int8 -> int32 in core ops; weights-only: float products only.
         assert (answer["int8_matmuls"] > 0) == (model_key == name), key
         _, _, _, texts, check = CASES[name]
