@@ -70,6 +70,8 @@ FLAGS = {
     "--gpt-steps": dict(type=int, default=800, help="gpt: keras-llm train's --steps."),
     "--ppl-tokens": dict(type=int, default=4096, help="SmolLM2: held-out tokens scored."),
     "--calibration-samples": dict(type=int, default=128, help="SmolLM2: GPTQ/AWQ windows."),
+    "--perplexity-only": dict(action="store_true",
+                              help="SmolLM2: perplexity (and quantizing time) alone: no decoding, no export."),
     "--smollm2-modes": dict(default="float32,int8,int8 weights-only,int4,int4 kept,gptq,awq",
                             help="SmolLM2: comma-separated weights to measure."),
 }
@@ -306,6 +308,10 @@ def smollm2(args):
         tokenizer = model.tokenizer
         ids = np.asarray(tokenizer.tokenize(tf.constant([held_out]))[0][: args.ppl_tokens])
         ppl = perplexity(model, ids, 512)
+        if args.perplexity_only:
+            rows.append([mode, f"{ppl:.3f}", "-", "-", "-", "-", "-", f"{quantize_seconds:.0f} s", "-"])
+            print("row:", rows[-1], flush=True)
+            continue
         generator = keras_llm.generation.Generator(model)
         python_rate = {
             b: decode_rate(lambda n, new: generator.generate([prompt_text] * n, new, stop_token_ids=[]),
@@ -335,6 +341,7 @@ def smollm2(args):
                      f"{served_rate[1]:.1f}", f"{served_rate[8]:.1f}",
                      f"{directory_bytes(version) / 2**20:.0f} MiB", f"{quantize_seconds:.0f} s",
                      repr(reply)])
+        print("row:", rows[-1], flush=True)
     table(
         f"SmolLM2-135M-Instruct (GGUF Q4_1, dequantized, then quantized by Keras; int4 kept: "
         f"the file's Q4_1 blocks; gptq/awq: {args.calibration_samples} calibration windows): "
