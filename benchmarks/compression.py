@@ -292,8 +292,8 @@ def smollm2(args):
 
     path = smollm2_gguf()
     text = open(os.path.join(DATA, "tinyshakespeare.txt")).read()
-    held_out = text[len(text) * 9 // 10:]
-    calibration = [text[: len(text) * 9 // 10]]
+    split = len(text) * 9 // 10
+    held_out, calibration = text[split:], [text[:split]]
     prompt_text = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
     rows, answers = [], {}
     for mode in args.smollm2_modes.split(","):

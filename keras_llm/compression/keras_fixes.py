@@ -39,8 +39,8 @@
    columns left in a block of 128), so every write costs a compilation
    (20 ms here; 80% of calibrating a tiny Llama block). `calibrating()`
    makes those eager writes a NumPy copy with the slice assigned (the same
-   values, no compilation); inside a traced function Keras's op is kept. It can go when Keras's TensorFlow backend
-   writes eager slices without XLA.
+   values, no compilation); inside a traced function Keras's op is kept.
+   It can go when Keras's TensorFlow backend writes eager slices without XLA.
 
 `keras_llm.quantize` runs Keras's GPTQ and AWQ inside `calibrating()`.
 """

@@ -263,7 +263,7 @@ def _calibration_config(model, mode, calibration, block_size, num_samples, seque
         # Keras cuts the windows from the ids; it asks for a tokenizer even
         # when given ids, and reads it only for strings.
         dataset=[ids],
-        tokenizer=model.tokenizer or _TOKEN_IDS,
+        tokenizer=_TOKEN_IDS,
         num_samples=num_samples,
         sequence_length=sequence_length,
         group_size=128 if block_size is None else block_size,
